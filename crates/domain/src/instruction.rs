@@ -1,0 +1,177 @@
+//! The validated instruction: what the netting state machine consumes.
+//!
+//! Parsing (see `parse`) turns untrusted JSON into these types or a `Reject`; once an
+//! `Instruction` exists its fields are known to satisfy the schema rules, so netting only has to
+//! check rules that depend on state.
+
+use compact_str::CompactString;
+use jiff::Timestamp;
+use rust_decimal::Decimal;
+
+use crate::money::Currency;
+
+/// The kind of an instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// Money captured for the merchant.
+    Capture,
+    /// Money returned to a payee for an original transaction.
+    Refund,
+    /// Undoes a refund sent to the wrong place.
+    RefundReversal,
+}
+
+impl Kind {
+    /// The wire name (`capture`, `refund`, `refund_reversal`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Capture => "capture",
+            Kind::Refund => "refund",
+            Kind::RefundReversal => "refund_reversal",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn from_wire(s: &str) -> Option<Kind> {
+        match s {
+            "capture" => Some(Kind::Capture),
+            "refund" => Some(Kind::Refund),
+            "refund_reversal" => Some(Kind::RefundReversal),
+            _ => None,
+        }
+    }
+}
+
+/// Who a refund pays: account (IBAN or domestic number) at a bank (BIC or bank code).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Payee {
+    /// Account holder name.
+    pub name: CompactString,
+    /// IBAN or domestic account number.
+    pub account: CompactString,
+    /// BIC or domestic bank code.
+    pub bank: CompactString,
+}
+
+impl Payee {
+    /// True when `account` has the IBAN shape (two letters, two check digits).
+    pub fn account_is_iban(&self) -> bool {
+        looks_like_iban(&self.account)
+    }
+
+    /// True when `bank` has the BIC shape (8 or 11 characters, letters at 5-6).
+    pub fn bank_is_bic(&self) -> bool {
+        looks_like_bic(&self.bank)
+    }
+}
+
+/// Shape test for an IBAN: `[A-Z]{2}[0-9]{2}[A-Za-z0-9]{1,30}`.
+pub fn looks_like_iban(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 5
+        && b.len() <= 34
+        && b[..2].iter().all(u8::is_ascii_uppercase)
+        && b[2..4].iter().all(u8::is_ascii_digit)
+        && b[4..].iter().all(u8::is_ascii_alphanumeric)
+}
+
+/// Shape test for a BIC: `[A-Z0-9]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?`.
+pub fn looks_like_bic(s: &str) -> bool {
+    let b = s.as_bytes();
+    let upper_or_digit = |c: &u8| c.is_ascii_uppercase() || c.is_ascii_digit();
+    (b.len() == 8 || b.len() == 11)
+        && b[..4].iter().all(upper_or_digit)
+        && b[4..6].iter().all(u8::is_ascii_uppercase)
+        && b[6..].iter().all(upper_or_digit)
+}
+
+/// Fields only a refund has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundFields {
+    /// The transaction being refunded.
+    pub original_transaction_id: CompactString,
+    /// The captured amount of the original.
+    pub original_amount: Decimal,
+    /// When the original happened.
+    pub original_time: Timestamp,
+    /// Who gets the money back.
+    pub payee: Payee,
+}
+
+/// Kind-specific content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// A capture has no extra fields.
+    Capture,
+    /// A refund (boxed: it is the large variant).
+    Refund(Box<RefundFields>),
+    /// A reversal names the refund it undoes.
+    RefundReversal {
+        /// Id of the refund being reversed.
+        reverses: CompactString,
+    },
+}
+
+/// A schema-valid instruction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instruction {
+    /// Globally unique id; the idempotency key.
+    pub id: CompactString,
+    /// Merchant the instruction belongs to (and the shard key).
+    pub merchant_id: CompactString,
+    /// Amount in `currency`, > 0, at most the currency's minor units.
+    pub amount: Decimal,
+    /// Settlement currency.
+    pub currency: Currency,
+    /// Decides the settlement window.
+    pub event_time: Timestamp,
+    /// Fee charged to the merchant (zero when absent).
+    pub fee: Decimal,
+    /// Kind-specific fields.
+    pub body: Body,
+}
+
+impl Instruction {
+    /// The instruction's kind.
+    pub fn kind(&self) -> Kind {
+        match self.body {
+            Body::Capture => Kind::Capture,
+            Body::Refund(_) => Kind::Refund,
+            Body::RefundReversal { .. } => Kind::RefundReversal,
+        }
+    }
+
+    /// The id this instruction refers to: the original transaction (refund), the reversed
+    /// refund (reversal), or nothing (capture).
+    pub fn reference(&self) -> Option<&str> {
+        match &self.body {
+            Body::Capture => None,
+            Body::Refund(r) => Some(&r.original_transaction_id),
+            Body::RefundReversal { reverses } => Some(reverses),
+        }
+    }
+
+    /// The refund fields when this is a refund.
+    pub fn refund(&self) -> Option<&RefundFields> {
+        match &self.body {
+            Body::Refund(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iban_and_bic_shapes() {
+        assert!(looks_like_iban("DE89370400440532013000"));
+        assert!(!looks_like_iban("6222021234567890"));
+        assert!(!looks_like_iban("de89370400440532013000"));
+        assert!(looks_like_bic("BKCHCNBJ"));
+        assert!(looks_like_bic("BKCHCNBJ110"));
+        assert!(!looks_like_bic("102100099996"));
+        assert!(!looks_like_bic("bkchcnbj"));
+    }
+}

@@ -1,0 +1,25 @@
+//! Clearhouse's domain: everything that decides what an instruction means and what money moves,
+//! with no I/O, no threads and no clock.
+//!
+//! Keeping this crate pure is what makes the engine testable and deterministic: the same
+//! instructions fed in the same per-merchant order produce the same batches no matter how many
+//! shards, which transport, or what time it is. The engine passes in the window placement (its
+//! notion of time) and the policy (its configuration); files and brokers live in other crates.
+
+pub mod calendar;
+pub mod instruction;
+pub mod money;
+pub mod netting;
+pub mod parse;
+pub mod policy;
+pub mod reject;
+
+pub use calendar::{Calendar, CalendarError, Schedule, Window, WindowId};
+pub use instruction::{Body, Instruction, Kind, Payee, RefundFields};
+pub use money::{Currency, MAX_AMOUNT};
+pub use netting::{
+    Counts, Credit, CreditKind, Detail, Effect, Netter, Placement, SettledBatch, Totals,
+};
+pub use parse::{parse, Fingerprint, Identity, Parsed, MAX_MESSAGE_BYTES};
+pub use policy::{Merchant, Policy, RefundLimits};
+pub use reject::{Reject, RejectReason};

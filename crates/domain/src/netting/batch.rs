@@ -1,0 +1,94 @@
+//! What an open window accumulates per merchant and currency.
+
+use rust_decimal::Decimal;
+
+use crate::calendar::WindowId;
+use crate::instruction::Instruction;
+
+/// What an accepted instruction did to its batch. Written into the clearing file so a reader
+/// can recompute every total from the detail records alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Effect {
+    /// A capture: adds to `captures`.
+    Captured,
+    /// A refund paid to its payee: adds to `refunds` and to a refund credit.
+    Refunded,
+    /// A refund reversed within the same window: moves no money (its fee stays).
+    RefundReversed,
+    /// A reversal netted against a refund of the same window: moves no money.
+    NettedReversal,
+    /// A reversal of a refund paid in an earlier window: adds to `recoveries`.
+    Recovery,
+}
+
+impl Effect {
+    /// Stable code used in the clearing file.
+    pub fn code(self) -> &'static str {
+        match self {
+            Effect::Captured => "CAPTURED",
+            Effect::Refunded => "REFUNDED",
+            Effect::RefundReversed => "REVERSED",
+            Effect::NettedReversal => "NETTED",
+            Effect::Recovery => "RECOVERY",
+        }
+    }
+
+    /// Parses a code back.
+    pub fn from_code(code: &str) -> Option<Effect> {
+        [
+            Effect::Captured,
+            Effect::Refunded,
+            Effect::RefundReversed,
+            Effect::NettedReversal,
+            Effect::Recovery,
+        ]
+        .into_iter()
+        .find(|e| e.code() == code)
+    }
+}
+
+/// One accepted instruction as netted into a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detail {
+    /// Input order (file line or global sequence); details are kept in this order.
+    pub seq: u64,
+    /// The instruction.
+    pub instruction: Instruction,
+    /// The window its event time belongs to, when it was netted into a later one.
+    pub late_from: Option<WindowId>,
+    /// What it did to the batch.
+    pub effect: Effect,
+    /// Index of the credit that paid it (refunds), filled in when the window closes.
+    pub credit: Option<u32>,
+}
+
+/// Accepted instructions per type netted into a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Captures.
+    pub captures: u64,
+    /// Refunds (including ones reversed in the same window).
+    pub refunds: u64,
+    /// Refund reversals.
+    pub reversals: u64,
+    /// Late instructions (netted into a window after their own).
+    pub late: u64,
+}
+
+impl Counts {
+    /// All accepted instructions of the batch.
+    pub fn total(&self) -> u64 {
+        self.captures + self.refunds + self.reversals
+    }
+}
+
+/// Running totals of one open batch.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BatchState {
+    pub(crate) captures: Decimal,
+    pub(crate) refunds: Decimal,
+    pub(crate) recoveries: Decimal,
+    pub(crate) fees: Decimal,
+    pub(crate) counts: Counts,
+    pub(crate) details: Vec<Detail>,
+}

@@ -1,0 +1,416 @@
+//! The netting state machine of one shard.
+//!
+//! It sees every instruction of the merchants it owns, in input order, and nothing else: all
+//! state is keyed by merchant, so splitting merchants over any number of shards gives the same
+//! results. It does no I/O and reads no clock; the caller decides which window an instruction is
+//! netted into (its event window, or a later one when it arrives late) and when windows close.
+
+mod batch;
+mod settle;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use compact_str::CompactString;
+use foldhash::fast::RandomState;
+use jiff::Timestamp;
+use rust_decimal::Decimal;
+
+use crate::calendar::WindowId;
+use crate::instruction::{Body, Instruction, RefundFields};
+use crate::money::Currency;
+use crate::policy::Policy;
+use crate::reject::{Reject, RejectReason};
+use batch::BatchState;
+
+pub use batch::{Counts, Detail, Effect};
+pub use settle::{end_to_end_id, Credit, CreditKind, SettledBatch, Totals};
+
+type Map<K, V> = HashMap<K, V, RandomState>;
+type BatchKey = (CompactString, Currency);
+
+/// Where an instruction is netted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// The open window it is netted into.
+    pub window: WindowId,
+    /// Its own (event-time) window when that had already closed.
+    pub late_from: Option<WindowId>,
+}
+
+/// Refund state per (merchant, original transaction).
+#[derive(Debug, Clone)]
+struct OriginalState {
+    original_amount: Decimal,
+    currency: Currency,
+    refunded: Decimal,
+}
+
+/// What a later reversal needs to know about an accepted refund.
+#[derive(Debug, Clone)]
+struct RefundRecord {
+    merchant_id: CompactString,
+    original_transaction_id: CompactString,
+    currency: Currency,
+    amount: Decimal,
+    event_time: Timestamp,
+    window: WindowId,
+    detail_index: usize,
+    reversed: bool,
+}
+
+/// Netting state of one shard: open windows and per-merchant refund history.
+#[derive(Debug)]
+pub struct Netter {
+    policy: Arc<Policy>,
+    open: BTreeMap<WindowId, BTreeMap<BatchKey, BatchState>>,
+    originals: Map<(CompactString, CompactString), OriginalState>,
+    refunds: Map<CompactString, RefundRecord>,
+    captures: Map<(CompactString, CompactString), Currency>,
+    carried: Map<BatchKey, Decimal>,
+    last_closed: Option<WindowId>,
+}
+
+impl Netter {
+    /// An empty shard state under `policy`.
+    pub fn new(policy: Arc<Policy>) -> Netter {
+        Netter {
+            policy,
+            open: BTreeMap::new(),
+            originals: Map::default(),
+            refunds: Map::default(),
+            captures: Map::default(),
+            carried: Map::default(),
+            last_closed: None,
+        }
+    }
+
+    /// Ids of open windows, oldest first.
+    pub fn open_windows(&self) -> impl Iterator<Item = WindowId> + '_ {
+        self.open.keys().copied()
+    }
+
+    /// The newest window closed so far.
+    pub fn last_closed(&self) -> Option<WindowId> {
+        self.last_closed
+    }
+
+    /// Validates `instruction` against the shard's state and nets it into `place.window`.
+    /// On rejection the state is unchanged.
+    pub fn apply(
+        &mut self,
+        seq: u64,
+        instruction: Instruction,
+        place: Placement,
+    ) -> Result<(), Reject> {
+        assert!(
+            self.last_closed.is_none_or(|closed| place.window > closed),
+            "instruction {seq} placed into closed window {}",
+            place.window
+        );
+        if !self.policy.knows(&instruction.merchant_id) {
+            let message = format!(
+                "merchant {} is not in the merchant registry",
+                instruction.merchant_id
+            );
+            return Err(Reject::field(
+                RejectReason::UnknownMerchant,
+                "merchant_id",
+                message,
+            ));
+        }
+        let effect = match &instruction.body {
+            Body::Capture => self.capture(&instruction),
+            Body::Refund(refund) => self.refund(&instruction, refund, place, seq),
+            Body::RefundReversal { reverses } => self.reversal(&instruction, reverses, place),
+        }?;
+        let batch = self.batch(place.window, &instruction);
+        batch.fees += instruction.fee;
+        match effect {
+            Effect::Captured => {
+                batch.captures += instruction.amount;
+                batch.counts.captures += 1;
+            }
+            Effect::Refunded => {
+                batch.refunds += instruction.amount;
+                batch.counts.refunds += 1;
+            }
+            Effect::Recovery => {
+                batch.recoveries += instruction.amount;
+                batch.counts.reversals += 1;
+            }
+            Effect::NettedReversal => batch.counts.reversals += 1,
+            Effect::RefundReversed => unreachable!("only assigned to an earlier detail"),
+        }
+        if place.late_from.is_some() {
+            batch.counts.late += 1;
+        }
+        batch.details.push(Detail {
+            seq,
+            instruction,
+            late_from: place.late_from,
+            effect,
+            credit: None,
+        });
+        Ok(())
+    }
+
+    fn batch(&mut self, window: WindowId, instruction: &Instruction) -> &mut BatchState {
+        self.open
+            .entry(window)
+            .or_default()
+            .entry((instruction.merchant_id.clone(), instruction.currency))
+            .or_default()
+    }
+
+    fn capture(&mut self, instruction: &Instruction) -> Result<Effect, Reject> {
+        let key = (instruction.merchant_id.clone(), instruction.id.clone());
+        self.captures.insert(key, instruction.currency);
+        Ok(Effect::Captured)
+    }
+
+    fn refund(
+        &mut self,
+        ins: &Instruction,
+        refund: &RefundFields,
+        place: Placement,
+        seq: u64,
+    ) -> Result<Effect, Reject> {
+        if ins.event_time < refund.original_time {
+            let message = format!(
+                "refund at {} is before its original at {}",
+                ins.event_time, refund.original_time
+            );
+            return Err(Reject::field(
+                RejectReason::RefundBeforeOriginal,
+                "event_time",
+                message,
+            ));
+        }
+        if ins.event_time.duration_since(refund.original_time) > self.policy.refund_period {
+            let days = self.policy.refund_period.as_hours() / 24;
+            let message = format!(
+                "refund at {} is more than {days} days after its original",
+                ins.event_time
+            );
+            return Err(Reject::field(
+                RejectReason::RefundPeriodExpired,
+                "event_time",
+                message,
+            ));
+        }
+        let original_key = (
+            ins.merchant_id.clone(),
+            refund.original_transaction_id.clone(),
+        );
+        if let Some(&capture_currency) = self.captures.get(&original_key) {
+            if capture_currency != ins.currency {
+                let message = format!("refund in {} of a {capture_currency} capture", ins.currency);
+                return Err(Reject::field(
+                    RejectReason::CurrencyMismatch,
+                    "currency",
+                    message,
+                ));
+            }
+        }
+        let refunded = match self.originals.get(&original_key) {
+            Some(state) => check_against_original(ins, refund, state)?,
+            None if ins.amount > refund.original_amount => {
+                return Err(exceeds(ins, Decimal::ZERO, refund.original_amount))
+            }
+            None => Decimal::ZERO,
+        };
+        self.check_limits(ins, place.window)?;
+        let detail_index = self
+            .open
+            .get(&place.window)
+            .and_then(|w| w.get(&(ins.merchant_id.clone(), ins.currency)))
+            .map_or(0, |b| b.details.len());
+        self.originals.insert(
+            original_key,
+            OriginalState {
+                original_amount: refund.original_amount,
+                currency: ins.currency,
+                refunded: refunded + ins.amount,
+            },
+        );
+        let record = RefundRecord {
+            merchant_id: ins.merchant_id.clone(),
+            original_transaction_id: refund.original_transaction_id.clone(),
+            currency: ins.currency,
+            amount: ins.amount,
+            event_time: ins.event_time,
+            window: place.window,
+            detail_index,
+            reversed: false,
+        };
+        let previous = self.refunds.insert(ins.id.clone(), record);
+        assert!(
+            previous.is_none(),
+            "refund id {} accepted twice (seq {seq})",
+            ins.id
+        );
+        Ok(Effect::Refunded)
+    }
+
+    fn check_limits(&self, ins: &Instruction, window: WindowId) -> Result<(), Reject> {
+        let limits = self.policy.limits_for(&ins.merchant_id);
+        let batch = self
+            .open
+            .get(&window)
+            .and_then(|w| w.get(&(ins.merchant_id.clone(), ins.currency)));
+        let (count, total) = batch.map_or((0, Decimal::ZERO), |b| (b.counts.refunds, b.refunds));
+        if limits.max_count.is_some_and(|max| count >= u64::from(max)) {
+            let message = format!(
+                "merchant {} reached its limit of refunds in window {window}",
+                ins.merchant_id
+            );
+            return Err(Reject::new(RejectReason::MerchantLimitExceeded, message));
+        }
+        if let Some(max) = limits.max_amount.get(&ins.currency) {
+            if total + ins.amount > *max {
+                let message = format!(
+                    "merchant {} would exceed its {} refund limit of {max} in window {window}",
+                    ins.merchant_id, ins.currency
+                );
+                return Err(Reject::new(RejectReason::MerchantLimitExceeded, message));
+            }
+        }
+        Ok(())
+    }
+
+    fn reversal(
+        &mut self,
+        ins: &Instruction,
+        reverses: &str,
+        place: Placement,
+    ) -> Result<Effect, Reject> {
+        let record = match self.refunds.get_mut(reverses) {
+            Some(record) if record.merchant_id == ins.merchant_id => record,
+            _ => {
+                let message = format!(
+                    "merchant {} has no accepted refund {reverses}",
+                    ins.merchant_id
+                );
+                return Err(Reject::field(
+                    RejectReason::ReversalUnknownRefund,
+                    "reverses",
+                    message,
+                ));
+            }
+        };
+        if record.reversed {
+            return Err(Reject::field(
+                RejectReason::ReversalAlreadyApplied,
+                "reverses",
+                format!("refund {reverses} was already reversed"),
+            ));
+        }
+        if record.currency != ins.currency {
+            let message = format!(
+                "reversal in {} of a refund in {}",
+                ins.currency, record.currency
+            );
+            return Err(Reject::field(
+                RejectReason::CurrencyMismatch,
+                "currency",
+                message,
+            ));
+        }
+        if record.amount != ins.amount {
+            let message = format!(
+                "reversal amount {} differs from refund amount {}",
+                ins.amount, record.amount
+            );
+            return Err(Reject::field(
+                RejectReason::ReversalAmountMismatch,
+                "amount",
+                message,
+            ));
+        }
+        if ins.event_time < record.event_time {
+            let message = format!(
+                "reversal at {} is before refund {reverses} at {}",
+                ins.event_time, record.event_time
+            );
+            return Err(Reject::field(
+                RejectReason::ReversalBeforeRefund,
+                "event_time",
+                message,
+            ));
+        }
+        record.reversed = true;
+        let (refund_window, detail_index, amount) =
+            (record.window, record.detail_index, record.amount);
+        let original_key = (
+            record.merchant_id.clone(),
+            record.original_transaction_id.clone(),
+        );
+        let original = self
+            .originals
+            .get_mut(&original_key)
+            .expect("a refund record has its original");
+        original.refunded -= amount;
+        assert!(
+            original.refunded >= Decimal::ZERO,
+            "refunded-so-far went negative for {}",
+            original_key.1
+        );
+        if refund_window != place.window {
+            return Ok(Effect::Recovery);
+        }
+        let batch = self.batch(place.window, ins);
+        let refund = &mut batch.details[detail_index];
+        assert!(
+            refund.instruction.id == reverses && refund.effect == Effect::Refunded,
+            "refund detail index out of step"
+        );
+        refund.effect = Effect::RefundReversed;
+        batch.refunds -= amount;
+        Ok(Effect::NettedReversal)
+    }
+}
+
+fn check_against_original(
+    ins: &Instruction,
+    refund: &RefundFields,
+    state: &OriginalState,
+) -> Result<Decimal, Reject> {
+    if state.currency != ins.currency {
+        let message = format!(
+            "refund in {} of an original refunded in {}",
+            ins.currency, state.currency
+        );
+        return Err(Reject::field(
+            RejectReason::CurrencyMismatch,
+            "currency",
+            message,
+        ));
+    }
+    if state.original_amount != refund.original_amount {
+        let message = format!(
+            "original_amount {} differs from {} stated by the first refund of {}",
+            refund.original_amount, state.original_amount, refund.original_transaction_id
+        );
+        return Err(Reject::field(
+            RejectReason::OriginalAmountMismatch,
+            "original_amount",
+            message,
+        ));
+    }
+    if state.refunded + ins.amount > state.original_amount {
+        return Err(exceeds(ins, state.refunded, state.original_amount));
+    }
+    Ok(state.refunded)
+}
+
+fn exceeds(ins: &Instruction, refunded: Decimal, original: Decimal) -> Reject {
+    let message = format!(
+        "refund of {} on top of {refunded} already refunded exceeds the original {original}",
+        ins.amount
+    );
+    Reject::field(RejectReason::RefundExceedsOriginal, "amount", message)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,259 @@
+//! Closing a window: per batch, carried debt in, net, payout or debt out, and the credits that
+//! move money. Conservation is asserted here in every build, because a batch that does not
+//! balance must never reach a file.
+
+use std::collections::HashMap;
+
+use compact_str::{format_compact, CompactString};
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+
+use super::batch::{BatchState, Counts, Detail, Effect};
+use super::{BatchKey, Netter};
+use crate::calendar::WindowId;
+use crate::instruction::Payee;
+use crate::money::Currency;
+
+/// Batch amounts, as in the manifest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Σ captures.
+    pub captures: Decimal,
+    /// Σ refunds not reversed within the window.
+    pub refunds: Decimal,
+    /// Σ reversals of refunds paid in earlier windows.
+    pub recoveries: Decimal,
+    /// Σ fees of all accepted instructions.
+    pub fees: Decimal,
+    /// Debt (≤ 0) carried from the merchant's previous batch in this currency.
+    pub carried_in: Decimal,
+    /// captures − refunds + recoveries − fees + carried_in.
+    pub net: Decimal,
+    /// max(net, 0).
+    pub payout: Decimal,
+    /// min(net, 0), carried into the merchant's next batch.
+    pub carried_out: Decimal,
+    /// Σ refund credits (equals `refunds`).
+    pub refund_credits: Decimal,
+}
+
+impl Totals {
+    /// Computes net, payout and carried out from the flows.
+    pub fn from_flows(
+        captures: Decimal,
+        refunds: Decimal,
+        recoveries: Decimal,
+        fees: Decimal,
+        carried_in: Decimal,
+        refund_credits: Decimal,
+    ) -> Totals {
+        let net = captures - refunds + recoveries - fees + carried_in;
+        Totals {
+            captures,
+            refunds,
+            recoveries,
+            fees,
+            carried_in,
+            net,
+            payout: net.max(Decimal::ZERO),
+            carried_out: net.min(Decimal::ZERO),
+            refund_credits,
+        }
+    }
+
+    /// `captures + recoveries + carried_in = refund_credits + fees + payout + carried_out`, and
+    /// the definitional identities behind it.
+    pub fn is_conserved(&self) -> bool {
+        self.captures + self.recoveries + self.carried_in
+            == self.refund_credits + self.fees + self.payout + self.carried_out
+            && self.refund_credits == self.refunds
+            && self.net
+                == self.captures - self.refunds + self.recoveries - self.fees + self.carried_in
+            && self.payout == self.net.max(Decimal::ZERO)
+            && self.carried_out == self.net.min(Decimal::ZERO)
+            && self.carried_in <= Decimal::ZERO
+    }
+}
+
+/// Whether a credit returns a refund or pays out a merchant's positive net.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreditKind {
+    /// Refunds of one batch to one payee, combined.
+    Refund,
+    /// The merchant's payout to its settlement account.
+    Payout,
+}
+
+/// One bank credit transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credit {
+    /// Deterministic id, stable on replay (≤ 35 characters).
+    pub end_to_end_id: CompactString,
+    /// Refund or payout.
+    pub kind: CreditKind,
+    /// Who is paid.
+    pub creditor: Payee,
+    /// How much.
+    pub amount: Decimal,
+    /// Number of refunds combined into it (0 for a payout).
+    pub refunds: u32,
+}
+
+/// A closed batch: one merchant, one currency, one window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettledBatch {
+    /// Window it was netted in.
+    pub window: WindowId,
+    /// Merchant.
+    pub merchant_id: CompactString,
+    /// Currency.
+    pub currency: Currency,
+    /// Amounts.
+    pub totals: Totals,
+    /// Accepted instructions per type.
+    pub counts: Counts,
+    /// Refund credits (first-appearance order of payees), then the payout credit if any.
+    pub credits: Vec<Credit>,
+    /// Accepted instructions in input order.
+    pub details: Vec<Detail>,
+}
+
+impl SettledBatch {
+    /// Number of refund credits.
+    pub fn refund_credit_count(&self) -> usize {
+        self.credits
+            .iter()
+            .filter(|c| c.kind == CreditKind::Refund)
+            .count()
+    }
+}
+
+/// `<window id><R|P><20 hex digits of SHA-256(merchant, currency, account, bank)>`: 35
+/// characters, the same every time the same window is produced.
+pub fn end_to_end_id(
+    window: WindowId,
+    kind: CreditKind,
+    merchant: &str,
+    currency: Currency,
+    creditor: &Payee,
+) -> CompactString {
+    let mut hasher = Sha256::new();
+    for part in [merchant, currency.code(), &creditor.account, &creditor.bank] {
+        hasher.update(part.as_bytes());
+        hasher.update([0x1f]);
+    }
+    let digest = hasher.finalize();
+    let tag = match kind {
+        CreditKind::Refund => 'R',
+        CreditKind::Payout => 'P',
+    };
+    let id = format_compact!("{window}{tag}{}", hex::encode(&digest[..10]));
+    assert!(id.len() <= 35, "EndToEndId {id} longer than 35");
+    id
+}
+
+impl Netter {
+    /// Closes the oldest open window and returns its batches sorted by merchant and currency.
+    pub fn close_earliest(&mut self) -> Option<(WindowId, Vec<SettledBatch>)> {
+        let (window, batches) = self.open.pop_first()?;
+        self.last_closed = Some(window);
+        let settled = batches
+            .into_iter()
+            .map(|(key, state)| self.settle(window, key, state))
+            .collect();
+        Some((window, settled))
+    }
+
+    fn settle(&mut self, window: WindowId, key: BatchKey, mut state: BatchState) -> SettledBatch {
+        let carried_in = self.carried.remove(&key).unwrap_or(Decimal::ZERO);
+        let (merchant_id, currency) = key;
+        let mut credits = refund_credits(window, &merchant_id, currency, &mut state.details);
+        let refund_credits: Decimal = credits.iter().map(|c| c.amount).sum();
+        let totals = Totals::from_flows(
+            state.captures,
+            state.refunds,
+            state.recoveries,
+            state.fees,
+            carried_in,
+            refund_credits,
+        );
+        assert!(
+            totals.is_conserved(),
+            "batch {window}/{merchant_id}/{currency} does not balance: {totals:?}"
+        );
+        assert_eq!(
+            state.counts.total(),
+            state.details.len() as u64,
+            "batch {window}/{merchant_id} counts"
+        );
+        if totals.payout > Decimal::ZERO {
+            if let Some(merchant) = self.policy.merchant(&merchant_id) {
+                let creditor = merchant.account.clone();
+                let end_to_end_id = end_to_end_id(
+                    window,
+                    CreditKind::Payout,
+                    &merchant_id,
+                    currency,
+                    &creditor,
+                );
+                credits.push(Credit {
+                    end_to_end_id,
+                    kind: CreditKind::Payout,
+                    creditor,
+                    amount: totals.payout,
+                    refunds: 0,
+                });
+            }
+        }
+        if totals.carried_out < Decimal::ZERO {
+            self.carried
+                .insert((merchant_id.clone(), currency), totals.carried_out);
+        }
+        SettledBatch {
+            window,
+            merchant_id,
+            currency,
+            totals,
+            counts: state.counts,
+            credits,
+            details: state.details,
+        }
+    }
+}
+
+/// Combines the batch's paid refunds per payee (account and bank), in order of first appearance.
+fn refund_credits(
+    window: WindowId,
+    merchant: &str,
+    currency: Currency,
+    details: &mut [Detail],
+) -> Vec<Credit> {
+    let mut credits: Vec<Credit> = Vec::new();
+    let mut by_payee: HashMap<(CompactString, CompactString), u32> = HashMap::new();
+    for detail in details.iter_mut().filter(|d| d.effect == Effect::Refunded) {
+        let payee = &detail
+            .instruction
+            .refund()
+            .expect("a refunded detail is a refund")
+            .payee;
+        let index = *by_payee
+            .entry((payee.account.clone(), payee.bank.clone()))
+            .or_insert_with(|| {
+                let end_to_end_id =
+                    end_to_end_id(window, CreditKind::Refund, merchant, currency, payee);
+                credits.push(Credit {
+                    end_to_end_id,
+                    kind: CreditKind::Refund,
+                    creditor: payee.clone(),
+                    amount: Decimal::ZERO,
+                    refunds: 0,
+                });
+                (credits.len() - 1) as u32
+            });
+        let credit = &mut credits[index as usize];
+        credit.amount += detail.instruction.amount;
+        credit.refunds += 1;
+        detail.credit = Some(index);
+    }
+    credits
+}

@@ -1,0 +1,148 @@
+//! Untrusted bytes in, a schema-valid `Instruction` or a `Reject` out.
+//!
+//! Parsing is pure and stateless, so it runs on any thread in any order; everything that
+//! depends on earlier instructions (duplicates, refund caps, reversals) happens later in a fixed
+//! order. The fingerprint is computed over the whole parsed object (unknown fields included,
+//! key order and whitespace excluded), which is what "identical re-delivery" compares.
+
+mod fields;
+mod json;
+
+use compact_str::CompactString;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::instruction::{Body, Instruction, Kind, RefundFields};
+use crate::reject::{Reject, RejectReason};
+use fields::Fields;
+use json::Json;
+
+pub use fields::{is_valid_id, is_valid_merchant_id, mask, parse_rfc3339};
+
+/// Messages larger than this are rejected unread (`too_large`).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// 128-bit canonical hash of a parsed instruction; equal fingerprints mean identical content.
+pub type Fingerprint = u128;
+
+/// The id and content fingerprint of an instruction whose `id` field is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The instruction id.
+    pub id: CompactString,
+    /// Canonical content hash.
+    pub fingerprint: Fingerprint,
+}
+
+/// Outcome of parsing one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// Schema-valid.
+    Valid {
+        /// The instruction.
+        instruction: Instruction,
+        /// Canonical content hash.
+        fingerprint: Fingerprint,
+    },
+    /// Refused by a schema rule.
+    Invalid {
+        /// Present when the id itself was valid, so re-deliveries can be recognised.
+        identity: Option<Identity>,
+        /// Why.
+        reject: Reject,
+    },
+}
+
+impl Parsed {
+    /// The id, when one could be read.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Parsed::Valid { instruction, .. } => Some(&instruction.id),
+            Parsed::Invalid { identity, .. } => identity.as_ref().map(|i| i.id.as_str()),
+        }
+    }
+}
+
+/// Parses and validates one message (a Kafka value or a JSONL line without its newline).
+pub fn parse(bytes: &[u8]) -> Parsed {
+    let invalid = |reject| Parsed::Invalid {
+        identity: None,
+        reject,
+    };
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return invalid(Reject::new(
+            RejectReason::TooLarge,
+            format!(
+                "message is {} bytes; the limit is {MAX_MESSAGE_BYTES}",
+                bytes.len()
+            ),
+        ));
+    }
+    let json: Json<'_> = match serde_json::from_slice(bytes) {
+        Ok(json) => json,
+        Err(e) => {
+            return invalid(Reject::new(
+                RejectReason::Malformed,
+                format!("not valid JSON: {e}"),
+            ))
+        }
+    };
+    if !matches!(json, Json::Obj(_)) {
+        let message = format!("expected a JSON object, found {}", json.type_name());
+        return invalid(Reject::new(RejectReason::Malformed, message));
+    }
+    let fields = Fields::new(&json);
+    let id = match fields.id("id") {
+        Ok(id) => CompactString::from(id),
+        Err(reject) => return invalid(reject),
+    };
+    let mut hasher = Xxh3::new();
+    json.hash_into(&mut hasher);
+    let fingerprint = hasher.digest128();
+    match validate(&fields, id.clone()) {
+        Ok(instruction) => Parsed::Valid {
+            instruction,
+            fingerprint,
+        },
+        Err(reject) => Parsed::Invalid {
+            identity: Some(Identity { id, fingerprint }),
+            reject,
+        },
+    }
+}
+
+fn validate(f: &Fields<'_, '_>, id: CompactString) -> Result<Instruction, Reject> {
+    let kind_text = f.required_str("type")?;
+    let kind = Kind::from_wire(kind_text).ok_or_else(|| {
+        let message = format!("type must be capture, refund or refund_reversal, not {kind_text:?}");
+        Reject::field(RejectReason::InvalidField, "type", message)
+    })?;
+    let merchant_id = CompactString::from(f.merchant_id("merchant_id")?);
+    let currency = f.currency("currency")?;
+    let amount = f.amount("amount", currency, false)?;
+    let event_time = f.time("event_time")?;
+    let fee = f.optional_amount("fee", currency)?.unwrap_or_default();
+    let body = match kind {
+        Kind::Capture => Body::Capture,
+        Kind::Refund => Body::Refund(Box::new(RefundFields {
+            original_transaction_id: CompactString::from(f.id("original_transaction_id")?),
+            original_amount: f.amount("original_amount", currency, false)?,
+            original_time: f.time("original_time")?,
+            payee: f.payee("payee")?,
+        })),
+        Kind::RefundReversal => Body::RefundReversal {
+            reverses: CompactString::from(f.id("reverses")?),
+        },
+    };
+    Ok(Instruction {
+        id,
+        merchant_id,
+        amount,
+        currency,
+        event_time,
+        fee,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests;
