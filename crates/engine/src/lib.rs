@@ -1,1 +1,81 @@
-//! placeholder
+//! The netting engine: a pipeline of bounded stages.
+//!
+//! ```text
+//! source ──RawBatch──▶ parse workers (N, stateless) ──▶ router (1: reorder, de-duplicate,
+//!        shard by merchant) ──▶ netting shards (S, one Netter each) ──▶ closed windows
+//! ```
+//!
+//! Parsing is the expensive, stateless part, so it fans out. The router restores input order
+//! and applies the global idempotency index, which is what makes "first delivery wins" and
+//! "the same id with other content is a conflict" independent of thread timing. Each merchant
+//! lives in exactly one shard and reaches it in input order, so batches do not depend on the
+//! shard count. Every channel is bounded: a slow stage stalls the ones before it instead of
+//! buffering without limit.
+
+mod dedupe;
+mod pipeline;
+mod records;
+mod shard;
+
+use std::collections::BTreeMap;
+
+use clearhouse_domain::{SettledBatch, Window};
+
+pub use dedupe::{IdIndex, Seen};
+pub use pipeline::{net_all, EngineError};
+pub use records::{DuplicateRecord, RejectRecord, Stats};
+
+/// Engine sizing. Limits are in batches (a batch is one source block, about 1 MiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Netting shards (threads); merchants are spread over them by hash.
+    pub shards: usize,
+    /// Parse worker threads.
+    pub parse_threads: usize,
+    /// Capacity of each stage's queue, in batches.
+    pub queue_batches: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        EngineConfig { shards: cores, parse_threads: cores, queue_batches: 4 }
+    }
+}
+
+/// A closed window with its batches, sorted by merchant then currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedWindow {
+    /// The window.
+    pub window: Window,
+    /// Its batches.
+    pub batches: Vec<SettledBatch>,
+}
+
+/// Everything a run produced, in deterministic order.
+#[derive(Debug, Default)]
+pub struct EngineResult {
+    /// Closed windows, oldest first.
+    pub windows: Vec<ClosedWindow>,
+    /// Rejected inputs in source order.
+    pub rejects: Vec<RejectRecord>,
+    /// Duplicate deliveries in source order.
+    pub duplicates: Vec<DuplicateRecord>,
+    /// Outcome counts.
+    pub stats: Stats,
+    /// Source position of the last message read (0 when none).
+    pub last_position: u64,
+}
+
+fn merge_windows(parts: Vec<Vec<(clearhouse_domain::WindowId, Vec<SettledBatch>)>>) -> BTreeMap<clearhouse_domain::WindowId, Vec<SettledBatch>> {
+    let mut windows: BTreeMap<_, Vec<SettledBatch>> = BTreeMap::new();
+    for (id, batches) in parts.into_iter().flatten() {
+        windows.entry(id).or_default().extend(batches);
+    }
+    for batches in windows.values_mut() {
+        batches.sort_by(|a, b| (&a.merchant_id, a.currency).cmp(&(&b.merchant_id, b.currency)));
+        let distinct = batches.windows(2).all(|p| (&p[0].merchant_id, p[0].currency) != (&p[1].merchant_id, p[1].currency));
+        assert!(distinct, "a merchant's batch came from two shards");
+    }
+    windows
+}

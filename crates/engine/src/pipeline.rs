@@ -1,0 +1,180 @@
+//! Wiring of the file-mode pipeline: threads, bounded channels, in-order routing.
+
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use clearhouse_domain::{parse, Calendar, Parsed, Policy, Reject, RejectReason};
+use clearhouse_ingest::RawBatch;
+use compact_str::CompactString;
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::dedupe::{IdIndex, Seen};
+use crate::records::{DuplicateRecord, RejectRecord, Stats};
+use crate::shard::{run_shard, ShardBatch, ShardOutput};
+use crate::{merge_windows, ClosedWindow, EngineConfig, EngineResult};
+
+/// Failures that stop a run (bad input records never do: they become rejects).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The source could not be read.
+    #[error("reading input failed")]
+    Input(#[source] io::Error),
+}
+
+struct ParsedBatch {
+    index: u64,
+    raw: Arc<RawBatch>,
+    parsed: Vec<Parsed>,
+}
+
+/// What the router keeps: everything decided before netting.
+#[derive(Default)]
+struct RouterOutput {
+    rejects: Vec<RejectRecord>,
+    duplicates: Vec<DuplicateRecord>,
+    stats: Stats,
+    last_position: u64,
+}
+
+/// Nets a whole finite input and closes every window at the end (file mode).
+pub fn net_all<I>(input: I, calendar: &Calendar, policy: Arc<Policy>, config: &EngineConfig, progress: &AtomicU64) -> Result<EngineResult, EngineError>
+where
+    I: Iterator<Item = io::Result<RawBatch>> + Send,
+{
+    assert!(config.shards > 0 && config.parse_threads > 0 && config.queue_batches > 0, "engine sizes must be positive");
+    let (raw_tx, raw_rx) = bounded::<(u64, RawBatch)>(config.queue_batches);
+    let (parsed_tx, parsed_rx) = bounded::<ParsedBatch>(config.queue_batches);
+    let (shard_txs, shard_rxs): (Vec<_>, Vec<_>) = (0..config.shards).map(|_| bounded::<ShardBatch>(config.queue_batches)).unzip();
+    std::thread::scope(|scope| {
+        for _ in 0..config.parse_threads {
+            let (rx, tx) = (raw_rx.clone(), parsed_tx.clone());
+            scope.spawn(move || parse_worker(rx, tx));
+        }
+        drop((raw_rx, parsed_tx));
+        let shards: Vec<_> = shard_rxs
+            .into_iter()
+            .map(|rx| {
+                let policy = Arc::clone(&policy);
+                scope.spawn(move || run_shard(rx, calendar, policy))
+            })
+            .collect();
+        let router = scope.spawn(move || route(parsed_rx, shard_txs, progress));
+        let read_error = feed(input, raw_tx);
+        let routed = router.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        let outputs: Vec<ShardOutput> = shards.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect();
+        match read_error {
+            Some(e) => Err(EngineError::Input(e)),
+            None => Ok(assemble(routed, outputs, calendar)),
+        }
+    })
+}
+
+/// Sends source batches to the parse workers; returns the read error that stopped it, if any.
+fn feed<I: Iterator<Item = io::Result<RawBatch>>>(input: I, tx: Sender<(u64, RawBatch)>) -> Option<io::Error> {
+    for (index, batch) in input.enumerate() {
+        match batch {
+            Ok(batch) => {
+                if tx.send((index as u64, batch)).is_err() {
+                    return None;
+                }
+            }
+            Err(e) => return Some(e),
+        }
+    }
+    None
+}
+
+fn parse_worker(rx: Receiver<(u64, RawBatch)>, tx: Sender<ParsedBatch>) {
+    for (index, raw) in rx {
+        let parsed = raw.records.iter().map(|r| parse(raw.payload(r))).collect();
+        if tx.send(ParsedBatch { index, raw: Arc::new(raw), parsed }).is_err() {
+            return;
+        }
+    }
+}
+
+/// Restores source order, de-duplicates, and hands each merchant's instructions to its shard.
+fn route(rx: Receiver<ParsedBatch>, shards: Vec<Sender<ShardBatch>>, progress: &AtomicU64) -> RouterOutput {
+    let mut out = RouterOutput::default();
+    let mut index = IdIndex::default();
+    let mut reorder: BTreeMap<u64, ParsedBatch> = BTreeMap::new();
+    let mut next = 0u64;
+    let hasher = foldhash::fast::FixedState::with_seed(0x5eed);
+    for batch in rx {
+        reorder.insert(batch.index, batch);
+        while let Some(batch) = reorder.remove(&next) {
+            next += 1;
+            let mut per_shard: Vec<Vec<_>> = (0..shards.len()).map(|_| Vec::new()).collect();
+            for (i, parsed) in batch.parsed.into_iter().enumerate() {
+                let record = batch.raw.records[i];
+                out.stats.input += 1;
+                out.last_position = record.position;
+                let reject = |reject: Reject, id: Option<CompactString>| RejectRecord {
+                    position: record.position,
+                    id,
+                    reject,
+                    payload: batch.raw.payload(&record).to_vec(),
+                };
+                let (id, fingerprint, outcome) = match parsed {
+                    Parsed::Valid { instruction, fingerprint } => (instruction.id.clone(), fingerprint, Ok(instruction)),
+                    Parsed::Invalid { identity: Some(identity), reject } => (identity.id, identity.fingerprint, Err(reject)),
+                    Parsed::Invalid { identity: None, reject: r } => {
+                        out.stats.reject(r.reason);
+                        out.rejects.push(reject(r, None));
+                        continue;
+                    }
+                };
+                match (index.observe(&id, fingerprint, record.position), outcome) {
+                    (Seen::New, Ok(instruction)) => {
+                        let shard = hasher.hash_one(instruction.merchant_id.as_str()) as usize % shards.len();
+                        per_shard[shard].push((i as u32, instruction));
+                    }
+                    (Seen::New, Err(r)) => {
+                        out.stats.reject(r.reason);
+                        out.rejects.push(reject(r, Some(id)));
+                    }
+                    (Seen::Duplicate(first_position), _) => {
+                        out.stats.duplicates += 1;
+                        out.duplicates.push(DuplicateRecord { position: record.position, id, first_position });
+                    }
+                    (Seen::Conflict(first), _) => {
+                        let message = format!("id {id} was first delivered at position {first} with different content");
+                        out.stats.reject(RejectReason::DuplicateConflict);
+                        out.rejects.push(reject(Reject::field(RejectReason::DuplicateConflict, "id", message), Some(id)));
+                    }
+                }
+            }
+            progress.fetch_add(batch.raw.records.len() as u64, Ordering::Relaxed);
+            for (shard, items) in per_shard.into_iter().enumerate().filter(|(_, items)| !items.is_empty()) {
+                let work = ShardBatch { raw: Arc::clone(&batch.raw), items };
+                shards[shard].send(work).expect("netting shard stopped early");
+            }
+        }
+    }
+    assert!(reorder.is_empty(), "parse workers skipped batch {next}");
+    out
+}
+
+fn assemble(routed: RouterOutput, outputs: Vec<ShardOutput>, calendar: &Calendar) -> EngineResult {
+    let RouterOutput { mut rejects, duplicates, mut stats, last_position } = routed;
+    let mut parts = Vec::with_capacity(outputs.len());
+    for output in outputs {
+        stats.add(&output.stats);
+        rejects.extend(output.rejects);
+        parts.push(output.windows);
+    }
+    rejects.sort_by_key(|r| r.position);
+    let windows = merge_windows(parts)
+        .into_iter()
+        .map(|(id, batches)| ClosedWindow { window: calendar.window(id), batches })
+        .collect::<Vec<_>>();
+    let accepted: u64 = windows.iter().flat_map(|w| &w.batches).map(|b| b.details.len() as u64).sum();
+    assert_eq!(accepted, stats.accepted, "accepted count differs from netted details");
+    assert!(stats.balances(), "inputs not accounted for: {stats:?}");
+    assert_eq!(rejects.len() as u64, stats.rejected_total());
+    assert_eq!(duplicates.len() as u64, stats.duplicates);
+    EngineResult { windows, rejects, duplicates, stats, last_position }
+}

@@ -1,0 +1,68 @@
+//! Evidence the engine keeps besides batches: rejects, duplicates and the outcome counts.
+
+use std::collections::BTreeMap;
+
+use clearhouse_domain::{Reject, RejectReason};
+use compact_str::CompactString;
+
+/// A rejected input: where it came from, why, and its raw bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectRecord {
+    /// Source position (file line).
+    pub position: u64,
+    /// The instruction id, when one could be read.
+    pub id: Option<CompactString>,
+    /// Reason, field and message.
+    pub reject: Reject,
+    /// The raw message.
+    pub payload: Vec<u8>,
+}
+
+/// An identical re-delivery: counted, no effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateRecord {
+    /// Source position of the re-delivery.
+    pub position: u64,
+    /// The instruction id.
+    pub id: CompactString,
+    /// Source position of the first delivery with this content.
+    pub first_position: u64,
+}
+
+/// Outcome counts. `input = accepted + rejected + duplicates` always holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages read.
+    pub input: u64,
+    /// Netted into a batch.
+    pub accepted: u64,
+    /// Duplicates (identical re-deliveries).
+    pub duplicates: u64,
+    /// Rejected, by reason.
+    pub rejected: BTreeMap<RejectReason, u64>,
+}
+
+impl Stats {
+    /// Total rejected.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    /// True when every input is accounted for.
+    pub fn balances(&self) -> bool {
+        self.input == self.accepted + self.rejected_total() + self.duplicates
+    }
+
+    pub(crate) fn add(&mut self, other: &Stats) {
+        self.input += other.input;
+        self.accepted += other.accepted;
+        self.duplicates += other.duplicates;
+        for (reason, n) in &other.rejected {
+            *self.rejected.entry(*reason).or_default() += n;
+        }
+    }
+
+    pub(crate) fn reject(&mut self, reason: RejectReason) {
+        *self.rejected.entry(reason).or_default() += 1;
+    }
+}

@@ -1,0 +1,54 @@
+//! One netting shard: a `Netter` fed in input order, plus the rejects it produced.
+
+use std::sync::Arc;
+
+use clearhouse_domain::{Calendar, Instruction, Netter, Placement, Policy, SettledBatch, Window, WindowId};
+use clearhouse_ingest::RawBatch;
+use crossbeam_channel::Receiver;
+
+use crate::records::{RejectRecord, Stats};
+
+/// Work for one shard: instructions (with their record index in `raw`) of its merchants.
+pub(crate) struct ShardBatch {
+    pub(crate) raw: Arc<RawBatch>,
+    pub(crate) items: Vec<(u32, Instruction)>,
+}
+
+/// What a shard hands back when its input ends.
+pub(crate) struct ShardOutput {
+    pub(crate) windows: Vec<(WindowId, Vec<SettledBatch>)>,
+    pub(crate) rejects: Vec<RejectRecord>,
+    pub(crate) stats: Stats,
+}
+
+/// Nets everything received, then closes every window (file mode: pure event time).
+pub(crate) fn run_shard(input: Receiver<ShardBatch>, calendar: &Calendar, policy: Arc<Policy>) -> ShardOutput {
+    let mut netter = Netter::new(policy);
+    let mut rejects = Vec::new();
+    let mut stats = Stats::default();
+    let mut window_cache: Option<Window> = None;
+    for batch in input {
+        for (index, instruction) in batch.items {
+            let record = batch.raw.records[index as usize];
+            let window = match window_cache {
+                Some(w) if w.contains(instruction.event_time) => w,
+                _ => *window_cache.insert(calendar.window_of(instruction.event_time)),
+            };
+            let id = instruction.id.clone();
+            let place = Placement { window: window.id, late_from: None };
+            match netter.apply(record.position, instruction, place) {
+                Ok(()) => stats.accepted += 1,
+                Err(reject) => {
+                    stats.reject(reject.reason);
+                    let payload = batch.raw.payload(&record).to_vec();
+                    rejects.push(RejectRecord { position: record.position, id: Some(id), reject, payload });
+                }
+            }
+        }
+    }
+    let mut windows = Vec::new();
+    while let Some(closed) = netter.close_earliest() {
+        windows.push(closed);
+    }
+    ShardOutput { windows, rejects, stats }
+}

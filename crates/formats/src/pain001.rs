@@ -1,0 +1,271 @@
+//! ISO 20022 `pain.001.001.09` (CustomerCreditTransferInitiation): the bank credit file.
+//!
+//! Every id in it is derived from the window, currency and batch, never from the clock or a
+//! random source, so a replay produces the same bytes and the bank can de-duplicate on
+//! `MsgId` and `EndToEndId`. Validated against the official XSD in the test suite.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::str::FromStr;
+
+use clearhouse_domain::{Credit, CreditKind, Currency, Payee, SettledBatch};
+use quick_xml::events::{BytesDecl, BytesText, Event};
+use quick_xml::{Reader, Writer};
+use rust_decimal::Decimal;
+
+use crate::WindowMeta;
+
+/// The message's XML namespace.
+pub const NAMESPACE: &str = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09";
+
+/// An encoded credit file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// XML bytes.
+    pub bytes: Vec<u8>,
+    /// Number of credit transfers (`CdtTrfTxInf`).
+    pub records: u64,
+}
+
+/// `MsgId` of a window's credit file in `currency`.
+pub fn message_id(meta: &WindowMeta, currency: Currency) -> String {
+    format!("CH-{}-{currency}", meta.id)
+}
+
+/// Encodes one `PmtInf` per batch that has credits; `None` when no batch has any (the schema
+/// requires at least one transfer).
+pub fn encode(meta: &WindowMeta, currency: Currency, batches: &[&SettledBatch], debtor: &Payee) -> Option<Encoded> {
+    let paying: Vec<&&SettledBatch> = batches.iter().filter(|b| !b.credits.is_empty()).collect();
+    if paying.is_empty() {
+        return None;
+    }
+    let credits = paying.iter().flat_map(|b| &b.credits);
+    let records = credits.clone().count() as u64;
+    let total: Decimal = credits.map(|c| c.amount).sum();
+    let mut writer = Writer::new_with_indent(Vec::with_capacity(4096), b' ', 2);
+    let result: io::Result<()> = (|| {
+        writer.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
+        writer.create_element("Document").with_attribute(("xmlns", NAMESPACE)).write_inner_content(|w| {
+            w.create_element("CstmrCdtTrfInitn").write_inner_content(|w| {
+                w.create_element("GrpHdr").write_inner_content(|w| {
+                    text(w, "MsgId", &message_id(meta, currency))?;
+                    text(w, "CreDtTm", &meta.end_local)?;
+                    text(w, "NbOfTxs", &records.to_string())?;
+                    text(w, "CtrlSum", &currency.format(total))?;
+                    w.create_element("InitgPty").write_inner_content(|w| text(w, "Nm", &debtor.name))?;
+                    Ok(())
+                })?;
+                for (n, batch) in paying.iter().enumerate() {
+                    payment(w, meta, currency, batch, n + 1, debtor)?;
+                }
+                Ok(())
+            })?;
+            Ok(())
+        })?;
+        Ok(())
+    })();
+    result.expect("writing XML to memory cannot fail");
+    let mut bytes = writer.into_inner();
+    bytes.push(b'\n');
+    Some(Encoded { bytes, records })
+}
+
+fn text<W: io::Write>(w: &mut Writer<W>, name: &str, value: &str) -> io::Result<()> {
+    w.create_element(name).write_text_content(BytesText::new(value))?;
+    Ok(())
+}
+
+fn payment<W: io::Write>(w: &mut Writer<W>, meta: &WindowMeta, currency: Currency, batch: &SettledBatch, n: usize, debtor: &Payee) -> io::Result<()> {
+    let sum: Decimal = batch.credits.iter().map(|c| c.amount).sum();
+    w.create_element("PmtInf").write_inner_content(|w| {
+        text(w, "PmtInfId", &format!("{}-{currency}-{n:05}", meta.id))?;
+        text(w, "PmtMtd", "TRF")?;
+        text(w, "BtchBookg", "true")?;
+        text(w, "NbOfTxs", &batch.credits.len().to_string())?;
+        text(w, "CtrlSum", &currency.format(sum))?;
+        w.create_element("ReqdExctnDt").write_inner_content(|w| text(w, "Dt", &meta.settlement_date.to_string()))?;
+        w.create_element("Dbtr").write_inner_content(|w| text(w, "Nm", &debtor.name))?;
+        account(w, "DbtrAcct", debtor)?;
+        agent(w, "DbtrAgt", debtor)?;
+        for credit in &batch.credits {
+            transfer(w, currency, batch, credit)?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn transfer<W: io::Write>(w: &mut Writer<W>, currency: Currency, batch: &SettledBatch, credit: &Credit) -> io::Result<()> {
+    let remittance = match credit.kind {
+        CreditKind::Refund => format!("Refund from merchant {} ({} refunds)", batch.merchant_id, credit.refunds),
+        CreditKind::Payout => format!("Settlement payout to merchant {} window {}", batch.merchant_id, batch.window),
+    };
+    w.create_element("CdtTrfTxInf").write_inner_content(|w| {
+        w.create_element("PmtId").write_inner_content(|w| text(w, "EndToEndId", &credit.end_to_end_id))?;
+        w.create_element("Amt").write_inner_content(|w| {
+            w.create_element("InstdAmt")
+                .with_attribute(("Ccy", currency.code()))
+                .write_text_content(BytesText::new(&currency.format(credit.amount)))?;
+            Ok(())
+        })?;
+        agent(w, "CdtrAgt", &credit.creditor)?;
+        w.create_element("Cdtr").write_inner_content(|w| text(w, "Nm", &credit.creditor.name))?;
+        account(w, "CdtrAcct", &credit.creditor)?;
+        w.create_element("RmtInf").write_inner_content(|w| text(w, "Ustrd", &remittance))?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn account<W: io::Write>(w: &mut Writer<W>, element: &str, party: &Payee) -> io::Result<()> {
+    w.create_element(element).write_inner_content(|w| {
+        w.create_element("Id").write_inner_content(|w| {
+            if party.account_is_iban() {
+                text(w, "IBAN", &party.account)
+            } else {
+                w.create_element("Othr").write_inner_content(|w| text(w, "Id", &party.account))?;
+                Ok(())
+            }
+        })?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn agent<W: io::Write>(w: &mut Writer<W>, element: &str, party: &Payee) -> io::Result<()> {
+    w.create_element(element).write_inner_content(|w| {
+        w.create_element("FinInstnId").write_inner_content(|w| {
+            if party.bank_is_bic() {
+                text(w, "BICFI", &party.bank)
+            } else {
+                w.create_element("ClrSysMmbId").write_inner_content(|w| text(w, "MmbId", &party.bank))?;
+                Ok(())
+            }
+        })?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// One `PmtInf` read back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadPayment {
+    /// `PmtInfId`.
+    pub id: String,
+    /// `ReqdExctnDt/Dt`.
+    pub execution_date: String,
+    /// `(EndToEndId, amount)` per transfer.
+    pub transfers: Vec<(String, Decimal)>,
+    /// Sum of the transfers.
+    pub total: Decimal,
+}
+
+/// A credit file read back and checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadPain {
+    /// `GrpHdr/MsgId`.
+    pub message_id: String,
+    /// Payments in file order.
+    pub payments: Vec<ReadPayment>,
+    /// Sum of all transfers.
+    pub total: Decimal,
+}
+
+#[derive(Default)]
+struct Tally {
+    stated: Vec<(String, String)>,
+}
+
+/// Reads a credit file and checks `NbOfTxs`/`CtrlSum` at both levels, the currency of every
+/// amount and the uniqueness of `EndToEndId`s.
+pub fn read(bytes: &[u8], currency: Currency) -> Result<ReadPain, String> {
+    let mut reader = Reader::from_reader(bytes);
+    reader.config_mut().trim_text(true);
+    let mut path: Vec<String> = Vec::new();
+    let mut out = ReadPain::default();
+    let mut group = Tally::default();
+    let mut payment_counts: Vec<Tally> = Vec::new();
+    let mut pending_e2e = String::new();
+    loop {
+        match reader.read_event().map_err(|e| format!("XML error at byte {}: {e}", reader.buffer_position()))? {
+            Event::Start(e) => {
+                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                if name == "PmtInf" {
+                    out.payments.push(ReadPayment::default());
+                    payment_counts.push(Tally::default());
+                }
+                if name == "InstdAmt" {
+                    let ccy = e.try_get_attribute("Ccy").map_err(|e| e.to_string())?.map(|a| a.value.into_owned());
+                    if ccy.as_deref() != Some(currency.code().as_bytes()) {
+                        return Err(format!("InstdAmt in a currency other than {currency}"));
+                    }
+                }
+                path.push(name);
+            }
+            Event::End(_) => {
+                path.pop();
+            }
+            Event::Text(t) => {
+                let value = t.decode().map_err(|e| e.to_string())?.into_owned();
+                let tail: Vec<&str> = path.iter().rev().take(2).map(String::as_str).collect();
+                match tail.as_slice() {
+                    ["MsgId", "GrpHdr"] => out.message_id = value,
+                    [tag @ ("NbOfTxs" | "CtrlSum"), "GrpHdr"] => group.stated.push((tag.to_string(), value)),
+                    [tag @ ("NbOfTxs" | "CtrlSum"), "PmtInf"] => last(&mut payment_counts)?.stated.push((tag.to_string(), value)),
+                    ["PmtInfId", "PmtInf"] => last(&mut out.payments)?.id = value,
+                    ["Dt", "ReqdExctnDt"] => last(&mut out.payments)?.execution_date = value,
+                    ["EndToEndId", "PmtId"] => pending_e2e = value,
+                    ["InstdAmt", "Amt"] => {
+                        let amount = amount(&value, currency)?;
+                        let payment = last(&mut out.payments)?;
+                        payment.transfers.push((std::mem::take(&mut pending_e2e), amount));
+                        payment.total += amount;
+                        out.total += amount;
+                    }
+                    _ => {}
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    check_counts(&group, out.payments.iter().map(|p| p.transfers.len()).sum(), out.total, currency, "GrpHdr")?;
+    for (payment, tally) in out.payments.iter().zip(&payment_counts) {
+        check_counts(tally, payment.transfers.len(), payment.total, currency, &payment.id)?;
+    }
+    let mut seen = BTreeSet::new();
+    for (e2e, _) in out.payments.iter().flat_map(|p| &p.transfers) {
+        if e2e.is_empty() || e2e.len() > 35 || !seen.insert(e2e.clone()) {
+            return Err(format!("EndToEndId {e2e:?} is empty, too long or repeated"));
+        }
+    }
+    Ok(out)
+}
+
+fn last<T>(items: &mut [T]) -> Result<&mut T, String> {
+    items.last_mut().ok_or_else(|| "element outside PmtInf".to_owned())
+}
+
+fn amount(text: &str, currency: Currency) -> Result<Decimal, String> {
+    let value = Decimal::from_str(text).map_err(|_| format!("{text:?} is not an amount"))?;
+    if value.scale() != currency.minor_units() || value <= Decimal::ZERO {
+        return Err(format!("amount {text} is not a positive {currency} amount with {} decimals", currency.minor_units()));
+    }
+    Ok(value)
+}
+
+fn check_counts(tally: &Tally, transfers: usize, total: Decimal, currency: Currency, at: &str) -> Result<(), String> {
+    for (tag, value) in &tally.stated {
+        let ok = match tag.as_str() {
+            "NbOfTxs" => value == &transfers.to_string(),
+            _ => value == &currency.format(total),
+        };
+        if !ok {
+            return Err(format!("{at}: {tag} says {value} but the transfers give {}", if tag == "NbOfTxs" { transfers.to_string() } else { currency.format(total) }));
+        }
+    }
+    if tally.stated.len() != 2 {
+        return Err(format!("{at}: NbOfTxs and CtrlSum are both required"));
+    }
+    Ok(())
+}
