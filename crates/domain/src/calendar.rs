@@ -42,16 +42,10 @@ pub enum Schedule {
 
 impl Schedule {
     /// Builds a schedule from config values (exactly one of the two must be set).
-    pub fn from_config(
-        cutoffs: Option<&[String]>,
-        interval_secs: Option<i64>,
-    ) -> Result<Schedule, CalendarError> {
+    pub fn from_config(cutoffs: Option<&[String]>, interval_secs: Option<i64>) -> Result<Schedule, CalendarError> {
         match (cutoffs, interval_secs) {
             (Some(list), None) if !list.is_empty() => {
-                let mut times = list
-                    .iter()
-                    .map(|c| parse_cutoff(c))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let mut times = list.iter().map(|c| parse_cutoff(c)).collect::<Result<Vec<_>, _>>()?;
                 times.sort();
                 times.dedup();
                 Ok(Schedule::Cutoffs(times))
@@ -100,24 +94,13 @@ impl FromStr for WindowId {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let b = s.as_bytes();
-        let ok = b.len() == 14
-            && b[8] == b'T'
-            && b[13] == b'Z'
-            && b[..8].iter().chain(&b[9..13]).all(u8::is_ascii_digit);
+        let ok =
+            b.len() == 14 && b[8] == b'T' && b[13] == b'Z' && b[..8].iter().chain(&b[9..13]).all(u8::is_ascii_digit);
         if !ok {
             return Err(format!("{s:?} is not a window id (YYYYMMDDTHHMMZ)"));
         }
-        let iso = format!(
-            "{}-{}-{}T{}:{}:00Z",
-            &s[0..4],
-            &s[4..6],
-            &s[6..8],
-            &s[9..11],
-            &s[11..13]
-        );
-        iso.parse::<Timestamp>()
-            .map(|t| WindowId(t.as_second()))
-            .map_err(|e| format!("{s:?}: {e}"))
+        let iso = format!("{}-{}-{}T{}:{}:00Z", &s[0..4], &s[4..6], &s[6..8], &s[9..11], &s[11..13]);
+        iso.parse::<Timestamp>().map(|t| WindowId(t.as_second())).map_err(|e| format!("{s:?}: {e}"))
     }
 }
 
@@ -157,15 +140,8 @@ impl Calendar {
         lag_days: u32,
         holidays: impl IntoIterator<Item = Date>,
     ) -> Result<Calendar, CalendarError> {
-        let tz = TimeZone::get(tz_name)
-            .map_err(|_| CalendarError::UnknownTimezone(tz_name.to_owned()))?;
-        Ok(Calendar {
-            tz,
-            tz_name: tz_name.to_owned(),
-            schedule,
-            lag_days,
-            holidays: holidays.into_iter().collect(),
-        })
+        let tz = TimeZone::get(tz_name).map_err(|_| CalendarError::UnknownTimezone(tz_name.to_owned()))?;
+        Ok(Calendar { tz, tz_name: tz_name.to_owned(), schedule, lag_days, holidays: holidays.into_iter().collect() })
     }
 
     /// The IANA timezone name.
@@ -200,10 +176,7 @@ impl Calendar {
                         }
                     }
                 }
-                assert!(
-                    start < end && start != i64::MIN && end != i64::MAX,
-                    "no cutoff around {t}"
-                );
+                assert!(start < end && start != i64::MIN && end != i64::MAX, "no cutoff around {t}");
                 self.make(start, end)
             }
         }
@@ -219,11 +192,7 @@ impl Calendar {
 
     fn make(&self, start: i64, end: i64) -> Window {
         let ts = |s| Timestamp::from_second(s).expect("window bound in range");
-        Window {
-            id: WindowId(end),
-            start: ts(start),
-            end: ts(end),
-        }
+        Window { id: WindowId(end), start: ts(start), end: ts(end) }
     }
 
     /// The settlement (value) date of a window: the lag-th business day after the local date of
@@ -248,15 +217,12 @@ impl Calendar {
 
     /// Monday to Friday, minus configured holidays.
     pub fn is_business_day(&self, date: Date) -> bool {
-        !matches!(date.weekday(), Weekday::Saturday | Weekday::Sunday)
-            && !self.holidays.contains(&date)
+        !matches!(date.weekday(), Weekday::Saturday | Weekday::Sunday) && !self.holidays.contains(&date)
     }
 
     /// `t` in this calendar's timezone as RFC 3339 with its UTC offset.
     pub fn local_rfc3339(&self, t: Timestamp) -> String {
-        t.to_zoned(self.tz.clone())
-            .strftime("%Y-%m-%dT%H:%M:%S%:z")
-            .to_string()
+        t.to_zoned(self.tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
     }
 }
 

@@ -53,7 +53,51 @@ pub struct Payee {
     pub bank: CompactString,
 }
 
+/// Which part of a payee (or any account holder) is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayeePart {
+    /// The holder name.
+    Name,
+    /// The account number.
+    Account,
+    /// The bank identifier.
+    Bank,
+}
+
+/// A refused payee: the part at fault and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PayeeError {
+    /// The part at fault.
+    pub part: PayeePart,
+    /// Why.
+    pub message: String,
+}
+
 impl Payee {
+    /// Checks the rules every account holder must meet to appear in a pain.001 file: a name of
+    /// 1-140 printable characters, an account of 1-34 letters/digits (IBAN check digits verified
+    /// when it has the IBAN shape) and a bank id of 1-35 letters/digits.
+    pub fn validated(name: &str, account: &str, bank: &str) -> Result<Payee, PayeeError> {
+        let fail = |part, message: String| Err(PayeeError { part, message });
+        if name.trim().is_empty() || name.chars().count() > 140 || name.chars().any(char::is_control) {
+            return fail(PayeePart::Name, "name must be 1-140 printable characters".to_owned());
+        }
+        if !is_alnum(account, 34) {
+            return fail(
+                PayeePart::Account,
+                "account must be 1-34 letters or digits (IBAN or domestic number)".to_owned(),
+            );
+        }
+        if looks_like_iban(account) && !iban_checksum_ok(account) {
+            return fail(PayeePart::Account, format!("account {} fails the IBAN check digits", mask(account)));
+        }
+        if !is_alnum(bank, 35) {
+            return fail(PayeePart::Bank, "bank must be 1-35 letters or digits (BIC or bank code)".to_owned());
+        }
+        Ok(Payee { name: name.into(), account: account.into(), bank: bank.into() })
+    }
+
     /// True when `account` has the IBAN shape (two letters, two check digits).
     pub fn account_is_iban(&self) -> bool {
         looks_like_iban(&self.account)
@@ -63,6 +107,32 @@ impl Payee {
     pub fn bank_is_bic(&self) -> bool {
         looks_like_bic(&self.bank)
     }
+}
+
+fn is_alnum(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Shows only the last four characters of an account number (for messages and logs).
+pub fn mask(account: &str) -> String {
+    let skip = account.chars().count().saturating_sub(4);
+    format!("****{}", account.chars().skip(skip).collect::<String>())
+}
+
+/// ISO 13616 mod-97 check of an IBAN-shaped account.
+fn iban_checksum_ok(iban: &str) -> bool {
+    let rearranged = iban.bytes().skip(4).chain(iban.bytes().take(4));
+    let mut rem: u32 = 0;
+    for b in rearranged {
+        let v = match b {
+            b'0'..=b'9' => u32::from(b - b'0'),
+            b'A'..=b'Z' => u32::from(b - b'A') + 10,
+            b'a'..=b'z' => u32::from(b - b'a') + 10,
+            _ => return false,
+        };
+        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
+    }
+    rem == 1
 }
 
 /// Shape test for an IBAN: `[A-Z]{2}[0-9]{2}[A-Za-z0-9]{1,30}`.
@@ -163,6 +233,16 @@ impl Instruction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payee_rules() {
+        assert!(Payee::validated("Li Lei", "DE89370400440532013000", "COBADEFFXXX").is_ok());
+        assert_eq!(Payee::validated("Li", "DE00370400440532013000", "X").map_err(|e| e.part), Err(PayeePart::Account));
+        assert_eq!(Payee::validated(" ", "1", "X").map_err(|e| e.part), Err(PayeePart::Name));
+        assert_eq!(Payee::validated("Li", "1", "BK-1").map_err(|e| e.part), Err(PayeePart::Bank));
+        assert_eq!(mask("6222021234567890"), "****7890");
+        assert_eq!(mask("12"), "****12");
+    }
 
     #[test]
     fn iban_and_bic_shapes() {

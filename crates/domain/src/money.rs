@@ -73,13 +73,7 @@ const CURRENCIES: &[(&str, u8)] = &[
 impl Currency {
     /// Looks up a currency by its alpha-3 code; `None` when the code is not in the table.
     pub fn from_code(code: &str) -> Option<Currency> {
-        CURRENCIES
-            .iter()
-            .find(|(c, _)| *c == code)
-            .map(|(c, minor)| Currency {
-                code: bytes3(c),
-                minor_units: *minor,
-            })
+        CURRENCIES.iter().find(|(c, _)| *c == code).map(|(c, minor)| Currency { code: bytes3(c), minor_units: *minor })
     }
 
     /// The alpha-3 code, e.g. `CNY`.
@@ -142,11 +136,7 @@ pub enum AmountError {
 /// Parses a decimal amount string for `currency`.
 ///
 /// `allow_zero` accepts `0` (fees); negative values are always refused.
-pub fn parse_amount(
-    text: &str,
-    currency: Currency,
-    allow_zero: bool,
-) -> Result<Decimal, AmountError> {
+pub fn parse_amount(text: &str, currency: Currency, allow_zero: bool) -> Result<Decimal, AmountError> {
     let fraction_digits = check_syntax(text)?;
     if fraction_digits > currency.minor_units() as usize {
         return Err(AmountError::Scale);
@@ -196,18 +186,9 @@ mod tests {
     fn parses_and_formats_with_minor_units() {
         let jpy = Currency::from_code("JPY").expect("JPY");
         let kwd = Currency::from_code("KWD").expect("KWD");
-        assert_eq!(
-            cny().format(parse_amount("12.3", cny(), false).unwrap()),
-            "12.30"
-        );
-        assert_eq!(
-            jpy.format(parse_amount("1200", jpy, false).unwrap()),
-            "1200"
-        );
-        assert_eq!(
-            kwd.format(parse_amount("0.005", kwd, false).unwrap()),
-            "0.005"
-        );
+        assert_eq!(cny().format(parse_amount("12.3", cny(), false).unwrap()), "12.30");
+        assert_eq!(jpy.format(parse_amount("1200", jpy, false).unwrap()), "1200");
+        assert_eq!(kwd.format(parse_amount("0.005", kwd, false).unwrap()), "0.005");
         assert_eq!(cny().format(Decimal::ZERO), "0.00");
         assert_eq!(cny().format(-Decimal::ZERO), "0.00");
         assert_eq!(cny().format(Decimal::new(-1230, 2)), "-12.30");
@@ -216,45 +197,18 @@ mod tests {
     #[test]
     fn refuses_bad_amounts_with_the_right_reason() {
         let jpy = Currency::from_code("JPY").expect("JPY");
-        for bad in [
-            "", "1e5", "+1", " 1", "1.", ".5", "1_000", "1,00", "0x10", "NaN", "1.2.3",
-        ] {
-            assert_eq!(
-                parse_amount(bad, cny(), false),
-                Err(AmountError::Syntax),
-                "{bad:?}"
-            );
+        for bad in ["", "1e5", "+1", " 1", "1.", ".5", "1_000", "1,00", "0x10", "NaN", "1.2.3"] {
+            assert_eq!(parse_amount(bad, cny(), false), Err(AmountError::Syntax), "{bad:?}");
         }
-        assert_eq!(
-            parse_amount("12.300", cny(), false),
-            Err(AmountError::Scale)
-        );
+        assert_eq!(parse_amount("12.300", cny(), false), Err(AmountError::Scale));
         assert_eq!(parse_amount("1.5", jpy, false), Err(AmountError::Scale));
-        assert_eq!(
-            parse_amount("0", cny(), false),
-            Err(AmountError::NotPositive)
-        );
-        assert_eq!(
-            parse_amount("-5.00", cny(), false),
-            Err(AmountError::NotPositive)
-        );
-        assert_eq!(
-            parse_amount("-0.01", cny(), true),
-            Err(AmountError::NotPositive)
-        );
+        assert_eq!(parse_amount("0", cny(), false), Err(AmountError::NotPositive));
+        assert_eq!(parse_amount("-5.00", cny(), false), Err(AmountError::NotPositive));
+        assert_eq!(parse_amount("-0.01", cny(), true), Err(AmountError::NotPositive));
         assert_eq!(parse_amount("0.00", cny(), true), Ok(Decimal::ZERO));
-        assert_eq!(
-            parse_amount("1000000000000.00", cny(), false),
-            Ok(MAX_AMOUNT)
-        );
-        assert_eq!(
-            parse_amount("1000000000000.01", cny(), false),
-            Err(AmountError::TooLarge)
-        );
-        assert_eq!(
-            parse_amount("99999999999999999999999999999999", cny(), false),
-            Err(AmountError::TooLarge)
-        );
+        assert_eq!(parse_amount("1000000000000.00", cny(), false), Ok(MAX_AMOUNT));
+        assert_eq!(parse_amount("1000000000000.01", cny(), false), Err(AmountError::TooLarge));
+        assert_eq!(parse_amount("99999999999999999999999999999999", cny(), false), Err(AmountError::TooLarge));
     }
 
     #[test]

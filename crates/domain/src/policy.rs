@@ -56,9 +56,7 @@ impl Default for Policy {
 impl Policy {
     /// The limits that apply to `merchant`.
     pub fn limits_for(&self, merchant: &str) -> &RefundLimits {
-        self.merchant_limits
-            .get(merchant)
-            .unwrap_or(&self.default_limits)
+        self.merchant_limits.get(merchant).unwrap_or(&self.default_limits)
     }
 
     /// The registry entry of `merchant`, if a registry is configured and lists it.
@@ -68,8 +66,6 @@ impl Policy {
 
     /// False only when a registry is configured and does not list `merchant`.
     pub fn knows(&self, merchant: &str) -> bool {
-        self.registry
-            .as_ref()
-            .is_none_or(|r| r.contains_key(merchant))
+        self.registry.as_ref().is_none_or(|r| r.contains_key(merchant))
     }
 }

@@ -126,20 +126,12 @@ pub struct Reject {
 impl Reject {
     /// A rejection not tied to one field.
     pub fn new(reason: RejectReason, message: impl Into<String>) -> Reject {
-        Reject {
-            reason,
-            field: None,
-            message: message.into(),
-        }
+        Reject { reason, field: None, message: message.into() }
     }
 
     /// A rejection naming the field at fault.
     pub fn field(reason: RejectReason, field: &'static str, message: impl Into<String>) -> Reject {
-        Reject {
-            reason,
-            field: Some(field),
-            message: message.into(),
-        }
+        Reject { reason, field: Some(field), message: message.into() }
     }
 }
 

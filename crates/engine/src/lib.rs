@@ -67,14 +67,17 @@ pub struct EngineResult {
     pub last_position: u64,
 }
 
-fn merge_windows(parts: Vec<Vec<(clearhouse_domain::WindowId, Vec<SettledBatch>)>>) -> BTreeMap<clearhouse_domain::WindowId, Vec<SettledBatch>> {
+fn merge_windows(
+    parts: Vec<Vec<(clearhouse_domain::WindowId, Vec<SettledBatch>)>>,
+) -> BTreeMap<clearhouse_domain::WindowId, Vec<SettledBatch>> {
     let mut windows: BTreeMap<_, Vec<SettledBatch>> = BTreeMap::new();
     for (id, batches) in parts.into_iter().flatten() {
         windows.entry(id).or_default().extend(batches);
     }
     for batches in windows.values_mut() {
         batches.sort_by(|a, b| (&a.merchant_id, a.currency).cmp(&(&b.merchant_id, b.currency)));
-        let distinct = batches.windows(2).all(|p| (&p[0].merchant_id, p[0].currency) != (&p[1].merchant_id, p[1].currency));
+        let distinct =
+            batches.windows(2).all(|p| (&p[0].merchant_id, p[0].currency) != (&p[1].merchant_id, p[1].currency));
         assert!(distinct, "a merchant's batch came from two shards");
     }
     windows

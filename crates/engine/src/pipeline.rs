@@ -40,14 +40,21 @@ struct RouterOutput {
 }
 
 /// Nets a whole finite input and closes every window at the end (file mode).
-pub fn net_all<I>(input: I, calendar: &Calendar, policy: Arc<Policy>, config: &EngineConfig, progress: &AtomicU64) -> Result<EngineResult, EngineError>
+pub fn net_all<I>(
+    input: I,
+    calendar: &Calendar,
+    policy: Arc<Policy>,
+    config: &EngineConfig,
+    progress: &AtomicU64,
+) -> Result<EngineResult, EngineError>
 where
     I: Iterator<Item = io::Result<RawBatch>> + Send,
 {
     assert!(config.shards > 0 && config.parse_threads > 0 && config.queue_batches > 0, "engine sizes must be positive");
     let (raw_tx, raw_rx) = bounded::<(u64, RawBatch)>(config.queue_batches);
     let (parsed_tx, parsed_rx) = bounded::<ParsedBatch>(config.queue_batches);
-    let (shard_txs, shard_rxs): (Vec<_>, Vec<_>) = (0..config.shards).map(|_| bounded::<ShardBatch>(config.queue_batches)).unzip();
+    let (shard_txs, shard_rxs): (Vec<_>, Vec<_>) =
+        (0..config.shards).map(|_| bounded::<ShardBatch>(config.queue_batches)).unzip();
     std::thread::scope(|scope| {
         for _ in 0..config.parse_threads {
             let (rx, tx) = (raw_rx.clone(), parsed_tx.clone());
@@ -64,7 +71,8 @@ where
         let router = scope.spawn(move || route(parsed_rx, shard_txs, progress));
         let read_error = feed(input, raw_tx);
         let routed = router.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-        let outputs: Vec<ShardOutput> = shards.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect();
+        let outputs: Vec<ShardOutput> =
+            shards.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect();
         match read_error {
             Some(e) => Err(EngineError::Input(e)),
             None => Ok(assemble(routed, outputs, calendar)),
@@ -119,8 +127,12 @@ fn route(rx: Receiver<ParsedBatch>, shards: Vec<Sender<ShardBatch>>, progress: &
                     payload: batch.raw.payload(&record).to_vec(),
                 };
                 let (id, fingerprint, outcome) = match parsed {
-                    Parsed::Valid { instruction, fingerprint } => (instruction.id.clone(), fingerprint, Ok(instruction)),
-                    Parsed::Invalid { identity: Some(identity), reject } => (identity.id, identity.fingerprint, Err(reject)),
+                    Parsed::Valid { instruction, fingerprint } => {
+                        (instruction.id.clone(), fingerprint, Ok(instruction))
+                    }
+                    Parsed::Invalid { identity: Some(identity), reject } => {
+                        (identity.id, identity.fingerprint, Err(reject))
+                    }
                     Parsed::Invalid { identity: None, reject: r } => {
                         out.stats.reject(r.reason);
                         out.rejects.push(reject(r, None));
@@ -143,7 +155,8 @@ fn route(rx: Receiver<ParsedBatch>, shards: Vec<Sender<ShardBatch>>, progress: &
                     (Seen::Conflict(first), _) => {
                         let message = format!("id {id} was first delivered at position {first} with different content");
                         out.stats.reject(RejectReason::DuplicateConflict);
-                        out.rejects.push(reject(Reject::field(RejectReason::DuplicateConflict, "id", message), Some(id)));
+                        out.rejects
+                            .push(reject(Reject::field(RejectReason::DuplicateConflict, "id", message), Some(id)));
                     }
                 }
             }

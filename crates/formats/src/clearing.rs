@@ -144,7 +144,8 @@ pub fn read(bytes: &[u8]) -> Result<ReadFile, ClearingError> {
     if header.len() != 9 || header[0] != "H" || header[1] != FORMAT || header[2] != VERSION {
         return err(1, format!("expected a {FORMAT} v{VERSION} header record"));
     }
-    let currency = Currency::from_code(header[8]).map_or_else(|| err(1, format!("unknown currency {}", header[8])), Ok)?;
+    let currency =
+        Currency::from_code(header[8]).map_or_else(|| err(1, format!("unknown currency {}", header[8])), Ok)?;
     let mut reader = BatchReader { currency, batches: Vec::new(), current: None, details: 0 };
     let last = lines.len();
     for (n, line) in lines.iter().enumerate().skip(1).take(last.saturating_sub(2)) {
@@ -204,7 +205,7 @@ impl BatchReader {
                 Ok(())
             }
             ("D", 11, true) => self.detail(line, &f),
-            ("C", 16, true) => self.control(line, &f),
+            ("C", 17, true) => self.control(line, &f),
             _ => err(line, format!("unexpected record {:?}", f[0])),
         }
     }
@@ -264,8 +265,12 @@ impl BatchReader {
             carried_out: a[7],
             refund_credits: a[8],
         };
-        let recomputed = [("captures", r.captures, totals.captures), ("refunds", r.refunds, totals.refunds),
-            ("recoveries", r.recoveries, totals.recoveries), ("fees", r.fees, totals.fees)];
+        let recomputed = [
+            ("captures", r.captures, totals.captures),
+            ("refunds", r.refunds, totals.refunds),
+            ("recoveries", r.recoveries, totals.recoveries),
+            ("fees", r.fees, totals.fees),
+        ];
         for (name, from_details, stated) in recomputed {
             if from_details != stated {
                 return err(line, format!("control {name} {stated} but the details sum to {from_details}"));
@@ -303,7 +308,16 @@ fn check_trailer(line: usize, trailer: &str, covered: &str, reader: &BatchReader
         return err(line, format!("SHA-256 of the preceding lines is {hash}, trailer says {}", f[12]));
     }
     if f[1] != reader.batches.len().to_string() || f[2] != reader.details.to_string() {
-        return err(line, format!("trailer counts {}/{} but the file has {} batches and {} details", f[1], f[2], reader.batches.len(), reader.details));
+        return err(
+            line,
+            format!(
+                "trailer counts {}/{} but the file has {} batches and {} details",
+                f[1],
+                f[2],
+                reader.batches.len(),
+                reader.details
+            ),
+        );
     }
     let mut sums = [Decimal::ZERO; 9];
     for batch in &reader.batches {

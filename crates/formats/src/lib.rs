@@ -80,7 +80,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Every file of a closed window, manifest last. `batches` must be sorted by merchant and
 /// currency. Each file is read back and checked before it is returned.
-pub fn window_files(meta: &WindowMeta, batches: &[SettledBatch], fences: BTreeMap<String, u64>, debtor: &Payee) -> Vec<OutputFile> {
+pub fn window_files(
+    meta: &WindowMeta,
+    batches: &[SettledBatch],
+    fences: BTreeMap<String, u64>,
+    debtor: &Payee,
+) -> Vec<OutputFile> {
     let mut by_currency: BTreeMap<Currency, Vec<&SettledBatch>> = BTreeMap::new();
     for batch in batches {
         assert_eq!(batch.window, meta.id, "batch of another window");
@@ -90,11 +95,13 @@ pub fn window_files(meta: &WindowMeta, batches: &[SettledBatch], fences: BTreeMa
     let mut listed = Vec::new();
     for (currency, group) in by_currency {
         let clearing = clearing::encode(meta, currency, &group);
-        let read = clearing::read(&clearing.bytes).unwrap_or_else(|e| panic!("clearing file for {} {currency} fails its own check: {e}", meta.id));
+        let read = clearing::read(&clearing.bytes)
+            .unwrap_or_else(|e| panic!("clearing file for {} {currency} fails its own check: {e}", meta.id));
         assert_eq!(read.batches.len(), group.len(), "clearing file read-back lost batches");
         let mut outputs = vec![(clearing_name(meta.id, currency), clearing.bytes, clearing.records)];
         if let Some(pain) = pain001::encode(meta, currency, &group, debtor) {
-            let back = pain001::read(&pain.bytes, currency).unwrap_or_else(|e| panic!("pain.001 for {} {currency} fails its own check: {e}", meta.id));
+            let back = pain001::read(&pain.bytes, currency)
+                .unwrap_or_else(|e| panic!("pain.001 for {} {currency} fails its own check: {e}", meta.id));
             let expected: rust_decimal::Decimal = group.iter().flat_map(|b| &b.credits).map(|c| c.amount).sum();
             assert_eq!(back.total, expected, "pain.001 read-back total differs from the credits");
             outputs.push((pain001_name(meta.id, currency), pain.bytes, pain.records));

@@ -108,7 +108,12 @@ impl ManifestBatch {
 
 impl Manifest {
     /// Builds the manifest for a window.
-    pub fn new(meta: &WindowMeta, fences: BTreeMap<String, u64>, batches: &[SettledBatch], files: Vec<ManifestFile>) -> Manifest {
+    pub fn new(
+        meta: &WindowMeta,
+        fences: BTreeMap<String, u64>,
+        batches: &[SettledBatch],
+        files: Vec<ManifestFile>,
+    ) -> Manifest {
         Manifest {
             format: FORMAT.to_owned(),
             window_id: meta.id.to_string(),

@@ -75,7 +75,14 @@ fn text<W: io::Write>(w: &mut Writer<W>, name: &str, value: &str) -> io::Result<
     Ok(())
 }
 
-fn payment<W: io::Write>(w: &mut Writer<W>, meta: &WindowMeta, currency: Currency, batch: &SettledBatch, n: usize, debtor: &Payee) -> io::Result<()> {
+fn payment<W: io::Write>(
+    w: &mut Writer<W>,
+    meta: &WindowMeta,
+    currency: Currency,
+    batch: &SettledBatch,
+    n: usize,
+    debtor: &Payee,
+) -> io::Result<()> {
     let sum: Decimal = batch.credits.iter().map(|c| c.amount).sum();
     w.create_element("PmtInf").write_inner_content(|w| {
         text(w, "PmtInfId", &format!("{}-{currency}-{n:05}", meta.id))?;
@@ -95,7 +102,12 @@ fn payment<W: io::Write>(w: &mut Writer<W>, meta: &WindowMeta, currency: Currenc
     Ok(())
 }
 
-fn transfer<W: io::Write>(w: &mut Writer<W>, currency: Currency, batch: &SettledBatch, credit: &Credit) -> io::Result<()> {
+fn transfer<W: io::Write>(
+    w: &mut Writer<W>,
+    currency: Currency,
+    batch: &SettledBatch,
+    credit: &Credit,
+) -> io::Result<()> {
     let remittance = match credit.kind {
         CreditKind::Refund => format!("Refund from merchant {} ({} refunds)", batch.merchant_id, credit.refunds),
         CreditKind::Payout => format!("Settlement payout to merchant {} window {}", batch.merchant_id, batch.window),
@@ -211,7 +223,9 @@ pub fn read(bytes: &[u8], currency: Currency) -> Result<ReadPain, String> {
                 match tail.as_slice() {
                     ["MsgId", "GrpHdr"] => out.message_id = value,
                     [tag @ ("NbOfTxs" | "CtrlSum"), "GrpHdr"] => group.stated.push((tag.to_string(), value)),
-                    [tag @ ("NbOfTxs" | "CtrlSum"), "PmtInf"] => last(&mut payment_counts)?.stated.push((tag.to_string(), value)),
+                    [tag @ ("NbOfTxs" | "CtrlSum"), "PmtInf"] => {
+                        last(&mut payment_counts)?.stated.push((tag.to_string(), value))
+                    }
                     ["PmtInfId", "PmtInf"] => last(&mut out.payments)?.id = value,
                     ["Dt", "ReqdExctnDt"] => last(&mut out.payments)?.execution_date = value,
                     ["EndToEndId", "PmtId"] => pending_e2e = value,
@@ -249,7 +263,10 @@ fn last<T>(items: &mut [T]) -> Result<&mut T, String> {
 fn amount(text: &str, currency: Currency) -> Result<Decimal, String> {
     let value = Decimal::from_str(text).map_err(|_| format!("{text:?} is not an amount"))?;
     if value.scale() != currency.minor_units() || value <= Decimal::ZERO {
-        return Err(format!("amount {text} is not a positive {currency} amount with {} decimals", currency.minor_units()));
+        return Err(format!(
+            "amount {text} is not a positive {currency} amount with {} decimals",
+            currency.minor_units()
+        ));
     }
     Ok(value)
 }
@@ -261,7 +278,10 @@ fn check_counts(tally: &Tally, transfers: usize, total: Decimal, currency: Curre
             _ => value == &currency.format(total),
         };
         if !ok {
-            return Err(format!("{at}: {tag} says {value} but the transfers give {}", if tag == "NbOfTxs" { transfers.to_string() } else { currency.format(total) }));
+            return Err(format!(
+                "{at}: {tag} says {value} but the transfers give {}",
+                if tag == "NbOfTxs" { transfers.to_string() } else { currency.format(total) }
+            ));
         }
     }
     if tally.stated.len() != 2 {

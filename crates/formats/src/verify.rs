@@ -67,18 +67,29 @@ pub fn verify(store: &dyn OutputStore) -> Result<Report, crate::StoreError> {
     Ok(report)
 }
 
-fn check_manifest(store: &dyn OutputStore, name: &str, m: &Manifest, report: &mut Report, listed: &mut BTreeSet<String>) -> Result<(), crate::StoreError> {
+fn check_manifest(
+    store: &dyn OutputStore,
+    name: &str,
+    m: &Manifest,
+    report: &mut Report,
+    listed: &mut BTreeSet<String>,
+) -> Result<(), crate::StoreError> {
     report.windows += 1;
     if m.format != FORMAT || name != format!("manifest-{}.json", m.window_id) {
-        report.problem(name, format!("format {:?} or window id {} does not match the file name", m.format, m.window_id));
+        report
+            .problem(name, format!("format {:?} or window id {} does not match the file name", m.format, m.window_id));
     }
     for batch in &m.batches {
         report.batches += 1;
-        if let Err(e) = manifest_totals(batch).map(|t| t.is_conserved()).and_then(|ok| ok.then_some(()).ok_or("does not balance".to_owned())) {
+        if let Err(e) = manifest_totals(batch)
+            .map(|t| t.is_conserved())
+            .and_then(|ok| ok.then_some(()).ok_or("does not balance".to_owned()))
+        {
             report.problem(name, format!("batch {}/{}: {e}", batch.merchant_id, batch.currency));
         }
     }
-    let sorted = m.batches.windows(2).all(|p| (&p[0].merchant_id, &p[0].currency) < (&p[1].merchant_id, &p[1].currency));
+    let sorted =
+        m.batches.windows(2).all(|p| (&p[0].merchant_id, &p[0].currency) < (&p[1].merchant_id, &p[1].currency));
     if !sorted {
         report.problem(name, "batches are not sorted by merchant and currency");
     }
@@ -149,23 +160,41 @@ fn manifest_totals(b: &ManifestBatch) -> Result<Totals, String> {
 }
 
 /// Manifest batches against clearing control records; refund credits against pain.001.
-fn cross_check(name: &str, m: &Manifest, clearing: &BTreeMap<String, clearing::ReadFile>, pain: &BTreeMap<String, pain001::ReadPain>, report: &mut Report) {
+fn cross_check(
+    name: &str,
+    m: &Manifest,
+    clearing: &BTreeMap<String, clearing::ReadFile>,
+    pain: &BTreeMap<String, pain001::ReadPain>,
+    report: &mut Report,
+) {
     let from_files: Vec<(String, String, Totals, [u64; 4], u64)> = clearing
         .iter()
-        .flat_map(|(ccy, f)| f.batches.iter().map(move |b| (b.merchant_id.clone(), ccy.clone(), b.totals, b.counts, b.refund_credit_count)))
+        .flat_map(|(ccy, f)| {
+            f.batches
+                .iter()
+                .map(move |b| (b.merchant_id.clone(), ccy.clone(), b.totals, b.counts, b.refund_credit_count))
+        })
         .collect();
     let mut from_manifest = Vec::new();
     for b in &m.batches {
         if let Ok(t) = manifest_totals(b) {
             let c = &b.counts;
-            from_manifest.push((b.merchant_id.clone(), b.currency.clone(), t, [c.captures, c.refunds, c.reversals, c.late], b.refund_credit_count));
+            from_manifest.push((
+                b.merchant_id.clone(),
+                b.currency.clone(),
+                t,
+                [c.captures, c.refunds, c.reversals, c.late],
+                b.refund_credit_count,
+            ));
         }
     }
     let mut sorted_files = from_files.clone();
     sorted_files.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     if sorted_files != from_manifest {
-        let first = sorted_files.iter().zip(&from_manifest).find(|(a, b)| a != b).map(|(a, _)| format!("{}/{}", a.0, a.1));
-        let at = first.unwrap_or_else(|| format!("{} batches in files, {} in manifest", sorted_files.len(), from_manifest.len()));
+        let first =
+            sorted_files.iter().zip(&from_manifest).find(|(a, b)| a != b).map(|(a, _)| format!("{}/{}", a.0, a.1));
+        let at = first
+            .unwrap_or_else(|| format!("{} batches in files, {} in manifest", sorted_files.len(), from_manifest.len()));
         report.problem(name, format!("batches differ from the clearing files' control records (first at {at})"));
     }
     report.details += from_files.iter().map(|b| b.3[0] + b.3[1] + b.3[2]).sum::<u64>();
@@ -174,12 +203,21 @@ fn cross_check(name: &str, m: &Manifest, clearing: &BTreeMap<String, clearing::R
     }
     for f in clearing.values() {
         if f.window_id != m.window_id || f.settlement_date != m.settlement_date {
-            report.problem(name, format!("clearing file header says window {} settling {}", f.window_id, f.settlement_date));
+            report.problem(
+                name,
+                format!("clearing file header says window {} settling {}", f.window_id, f.settlement_date),
+            );
         }
     }
 }
 
-fn check_credits(name: &str, ccy: &str, file: &clearing::ReadFile, pain: Option<&pain001::ReadPain>, report: &mut Report) {
+fn check_credits(
+    name: &str,
+    ccy: &str,
+    file: &clearing::ReadFile,
+    pain: Option<&pain001::ReadPain>,
+    report: &mut Report,
+) {
     let refund_total: Decimal = file.batches.iter().map(|b| b.totals.refund_credits).sum();
     let refund_ids: BTreeSet<&str> = file.batches.iter().flat_map(|b| &b.end_to_end_ids).map(String::as_str).collect();
     let payout_total: Decimal = file.batches.iter().map(|b| b.totals.payout).sum();
@@ -195,13 +233,24 @@ fn check_credits(name: &str, ccy: &str, file: &clearing::ReadFile, pain: Option<
     let pain_refund_total: Decimal = refunds.iter().map(|(_, a)| *a).sum();
     let pain_payout_total: Decimal = payouts.iter().map(|(_, a)| *a).sum();
     if pain_refund_ids != refund_ids || pain_refund_total != refund_total {
-        report.problem(name, format!("{ccy} refund credits in pain.001 ({pain_refund_total}) differ from the clearing file ({refund_total})"));
+        report.problem(
+            name,
+            format!(
+                "{ccy} refund credits in pain.001 ({pain_refund_total}) differ from the clearing file ({refund_total})"
+            ),
+        );
     }
     if pain_payout_total > payout_total {
-        report.problem(name, format!("{ccy} pain.001 pays out {pain_payout_total}, more than the batches' payouts {payout_total}"));
+        report.problem(
+            name,
+            format!("{ccy} pain.001 pays out {pain_payout_total}, more than the batches' payouts {payout_total}"),
+        );
     }
     if pain.payments.iter().any(|p| p.execution_date != file.settlement_date) {
-        report.problem(name, format!("{ccy} pain.001 execution date differs from settlement date {}", file.settlement_date));
+        report.problem(
+            name,
+            format!("{ccy} pain.001 execution date differs from settlement date {}", file.settlement_date),
+        );
     }
 }
 
@@ -221,11 +270,26 @@ fn check_summary(store: &dyn OutputStore, windows: &[String], report: &mut Repor
     };
     let (rejected, duplicates) = (lines(evidence::REJECTED)?, lines(evidence::DUPLICATES)?);
     let checks = [
-        (summary.instructions == summary.accepted + summary.rejected + summary.duplicates, "instructions != accepted + rejected + duplicates".to_owned()),
-        (summary.rejected == rejected, format!("says {} rejected, {} has {rejected} lines", summary.rejected, evidence::REJECTED)),
-        (summary.duplicates == duplicates, format!("says {} duplicates, {} has {duplicates} lines", summary.duplicates, evidence::DUPLICATES)),
-        (summary.rejected_by_reason.values().sum::<u64>() == summary.rejected, "rejected_by_reason does not add up".to_owned()),
-        (summary.accepted == report.details, format!("says {} accepted, the clearing files hold {}", summary.accepted, report.details)),
+        (
+            summary.instructions == summary.accepted + summary.rejected + summary.duplicates,
+            "instructions != accepted + rejected + duplicates".to_owned(),
+        ),
+        (
+            summary.rejected == rejected,
+            format!("says {} rejected, {} has {rejected} lines", summary.rejected, evidence::REJECTED),
+        ),
+        (
+            summary.duplicates == duplicates,
+            format!("says {} duplicates, {} has {duplicates} lines", summary.duplicates, evidence::DUPLICATES),
+        ),
+        (
+            summary.rejected_by_reason.values().sum::<u64>() == summary.rejected,
+            "rejected_by_reason does not add up".to_owned(),
+        ),
+        (
+            summary.accepted == report.details,
+            format!("says {} accepted, the clearing files hold {}", summary.accepted, report.details),
+        ),
         (summary.windows == windows, format!("lists windows {:?}, manifests found for {windows:?}", summary.windows)),
     ];
     for (ok, problem) in checks {

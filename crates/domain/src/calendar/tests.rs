@@ -20,24 +20,14 @@ fn spec_example_window_id() {
     assert_eq!(w.id.to_string(), "20261121T1500Z");
     assert_eq!(cal.local_rfc3339(w.start), "2026-11-20T23:00:00+08:00");
     assert_eq!(cal.local_rfc3339(w.end), "2026-11-21T23:00:00+08:00");
-    assert_eq!(
-        cal.settlement_date(&w),
-        date("2026-11-23"),
-        "Saturday window end settles Monday"
-    );
+    assert_eq!(cal.settlement_date(&w), date("2026-11-23"), "Saturday window end settles Monday");
 }
 
 #[test]
 fn boundaries_are_half_open() {
     let cal = shanghai_2300(vec![]);
-    assert_eq!(
-        cal.window_of(ts("2026-11-21T14:59:59.999Z")).id.to_string(),
-        "20261121T1500Z"
-    );
-    assert_eq!(
-        cal.window_of(ts("2026-11-21T15:00:00Z")).id.to_string(),
-        "20261122T1500Z"
-    );
+    assert_eq!(cal.window_of(ts("2026-11-21T14:59:59.999Z")).id.to_string(), "20261121T1500Z");
+    assert_eq!(cal.window_of(ts("2026-11-21T15:00:00Z")).id.to_string(), "20261122T1500Z");
 }
 
 #[test]
@@ -46,26 +36,17 @@ fn friday_window_settles_monday_and_skips_holidays() {
     // Window ending Friday 2026-11-20 23:00 local.
     let w = cal.window_of(ts("2026-11-20T12:00:00+08:00"));
     assert_eq!(w.id.to_string(), "20261120T1500Z");
-    assert_eq!(
-        cal.settlement_date(&w),
-        date("2026-11-24"),
-        "Monday is a holiday"
-    );
+    assert_eq!(cal.settlement_date(&w), date("2026-11-24"), "Monday is a holiday");
 }
 
 #[test]
 fn several_cutoffs_and_lag_zero() {
-    let schedule =
-        Schedule::from_config(Some(&["18:00".into(), "06:00".into()]), None).expect("schedule");
+    let schedule = Schedule::from_config(Some(&["18:00".into(), "06:00".into()]), None).expect("schedule");
     let cal = Calendar::new("Europe/Berlin", schedule, 0, []).expect("calendar");
     let w = cal.window_of(ts("2026-11-21T07:00:00+01:00"));
     assert_eq!(w.id.to_string(), "20261121T1700Z");
     assert_eq!(cal.local_rfc3339(w.start), "2026-11-21T06:00:00+01:00");
-    assert_eq!(
-        cal.settlement_date(&w),
-        date("2026-11-23"),
-        "Saturday rolls to Monday with lag 0"
-    );
+    assert_eq!(cal.settlement_date(&w), date("2026-11-23"), "Saturday rolls to Monday with lag 0");
     let night = cal.window_of(ts("2026-11-21T20:00:00+01:00"));
     assert_eq!(night.id.to_string(), "20261122T0500Z");
 }
@@ -99,22 +80,10 @@ fn window_ids_round_trip() {
 
 #[test]
 fn bad_configuration_is_refused() {
-    assert_eq!(
-        Schedule::from_config(None, None),
-        Err(CalendarError::Schedule)
-    );
-    assert_eq!(
-        Schedule::from_config(Some(&[]), None),
-        Err(CalendarError::Schedule)
-    );
-    assert_eq!(
-        Schedule::from_config(None, Some(90)),
-        Err(CalendarError::BadInterval(90))
-    );
-    assert_eq!(
-        Schedule::from_config(Some(&["25:00".into()]), None),
-        Err(CalendarError::BadCutoff("25:00".into()))
-    );
+    assert_eq!(Schedule::from_config(None, None), Err(CalendarError::Schedule));
+    assert_eq!(Schedule::from_config(Some(&[]), None), Err(CalendarError::Schedule));
+    assert_eq!(Schedule::from_config(None, Some(90)), Err(CalendarError::BadInterval(90)));
+    assert_eq!(Schedule::from_config(Some(&["25:00".into()]), None), Err(CalendarError::BadCutoff("25:00".into())));
     assert!(matches!(
         Calendar::new("Mars/Olympus", Schedule::IntervalSecs(60), 1, []),
         Err(CalendarError::UnknownTimezone(_))

@@ -35,15 +35,9 @@ impl Effect {
 
     /// Parses a code back.
     pub fn from_code(code: &str) -> Option<Effect> {
-        [
-            Effect::Captured,
-            Effect::Refunded,
-            Effect::RefundReversed,
-            Effect::NettedReversal,
-            Effect::Recovery,
-        ]
-        .into_iter()
-        .find(|e| e.code() == code)
+        [Effect::Captured, Effect::Refunded, Effect::RefundReversed, Effect::NettedReversal, Effect::Recovery]
+            .into_iter()
+            .find(|e| e.code() == code)
     }
 }
 

@@ -97,27 +97,15 @@ impl Netter {
 
     /// Validates `instruction` against the shard's state and nets it into `place.window`.
     /// On rejection the state is unchanged.
-    pub fn apply(
-        &mut self,
-        seq: u64,
-        instruction: Instruction,
-        place: Placement,
-    ) -> Result<(), Reject> {
+    pub fn apply(&mut self, seq: u64, instruction: Instruction, place: Placement) -> Result<(), Reject> {
         assert!(
             self.last_closed.is_none_or(|closed| place.window > closed),
             "instruction {seq} placed into closed window {}",
             place.window
         );
         if !self.policy.knows(&instruction.merchant_id) {
-            let message = format!(
-                "merchant {} is not in the merchant registry",
-                instruction.merchant_id
-            );
-            return Err(Reject::field(
-                RejectReason::UnknownMerchant,
-                "merchant_id",
-                message,
-            ));
+            let message = format!("merchant {} is not in the merchant registry", instruction.merchant_id);
+            return Err(Reject::field(RejectReason::UnknownMerchant, "merchant_id", message));
         }
         let effect = match &instruction.body {
             Body::Capture => self.capture(&instruction),
@@ -145,22 +133,12 @@ impl Netter {
         if place.late_from.is_some() {
             batch.counts.late += 1;
         }
-        batch.details.push(Detail {
-            seq,
-            instruction,
-            late_from: place.late_from,
-            effect,
-            credit: None,
-        });
+        batch.details.push(Detail { seq, instruction, late_from: place.late_from, effect, credit: None });
         Ok(())
     }
 
     fn batch(&mut self, window: WindowId, instruction: &Instruction) -> &mut BatchState {
-        self.open
-            .entry(window)
-            .or_default()
-            .entry((instruction.merchant_id.clone(), instruction.currency))
-            .or_default()
+        self.open.entry(window).or_default().entry((instruction.merchant_id.clone(), instruction.currency)).or_default()
     }
 
     fn capture(&mut self, instruction: &Instruction) -> Result<Effect, Reject> {
@@ -177,40 +155,19 @@ impl Netter {
         seq: u64,
     ) -> Result<Effect, Reject> {
         if ins.event_time < refund.original_time {
-            let message = format!(
-                "refund at {} is before its original at {}",
-                ins.event_time, refund.original_time
-            );
-            return Err(Reject::field(
-                RejectReason::RefundBeforeOriginal,
-                "event_time",
-                message,
-            ));
+            let message = format!("refund at {} is before its original at {}", ins.event_time, refund.original_time);
+            return Err(Reject::field(RejectReason::RefundBeforeOriginal, "event_time", message));
         }
         if ins.event_time.duration_since(refund.original_time) > self.policy.refund_period {
             let days = self.policy.refund_period.as_hours() / 24;
-            let message = format!(
-                "refund at {} is more than {days} days after its original",
-                ins.event_time
-            );
-            return Err(Reject::field(
-                RejectReason::RefundPeriodExpired,
-                "event_time",
-                message,
-            ));
+            let message = format!("refund at {} is more than {days} days after its original", ins.event_time);
+            return Err(Reject::field(RejectReason::RefundPeriodExpired, "event_time", message));
         }
-        let original_key = (
-            ins.merchant_id.clone(),
-            refund.original_transaction_id.clone(),
-        );
+        let original_key = (ins.merchant_id.clone(), refund.original_transaction_id.clone());
         if let Some(&capture_currency) = self.captures.get(&original_key) {
             if capture_currency != ins.currency {
                 let message = format!("refund in {} of a {capture_currency} capture", ins.currency);
-                return Err(Reject::field(
-                    RejectReason::CurrencyMismatch,
-                    "currency",
-                    message,
-                ));
+                return Err(Reject::field(RejectReason::CurrencyMismatch, "currency", message));
             }
         }
         let refunded = match self.originals.get(&original_key) {
@@ -245,26 +202,16 @@ impl Netter {
             reversed: false,
         };
         let previous = self.refunds.insert(ins.id.clone(), record);
-        assert!(
-            previous.is_none(),
-            "refund id {} accepted twice (seq {seq})",
-            ins.id
-        );
+        assert!(previous.is_none(), "refund id {} accepted twice (seq {seq})", ins.id);
         Ok(Effect::Refunded)
     }
 
     fn check_limits(&self, ins: &Instruction, window: WindowId) -> Result<(), Reject> {
         let limits = self.policy.limits_for(&ins.merchant_id);
-        let batch = self
-            .open
-            .get(&window)
-            .and_then(|w| w.get(&(ins.merchant_id.clone(), ins.currency)));
+        let batch = self.open.get(&window).and_then(|w| w.get(&(ins.merchant_id.clone(), ins.currency)));
         let (count, total) = batch.map_or((0, Decimal::ZERO), |b| (b.counts.refunds, b.refunds));
         if limits.max_count.is_some_and(|max| count >= u64::from(max)) {
-            let message = format!(
-                "merchant {} reached its limit of refunds in window {window}",
-                ins.merchant_id
-            );
+            let message = format!("merchant {} reached its limit of refunds in window {window}", ins.merchant_id);
             return Err(Reject::new(RejectReason::MerchantLimitExceeded, message));
         }
         if let Some(max) = limits.max_amount.get(&ins.currency) {
@@ -279,24 +226,12 @@ impl Netter {
         Ok(())
     }
 
-    fn reversal(
-        &mut self,
-        ins: &Instruction,
-        reverses: &str,
-        place: Placement,
-    ) -> Result<Effect, Reject> {
+    fn reversal(&mut self, ins: &Instruction, reverses: &str, place: Placement) -> Result<Effect, Reject> {
         let record = match self.refunds.get_mut(reverses) {
             Some(record) if record.merchant_id == ins.merchant_id => record,
             _ => {
-                let message = format!(
-                    "merchant {} has no accepted refund {reverses}",
-                    ins.merchant_id
-                );
-                return Err(Reject::field(
-                    RejectReason::ReversalUnknownRefund,
-                    "reverses",
-                    message,
-                ));
+                let message = format!("merchant {} has no accepted refund {reverses}", ins.merchant_id);
+                return Err(Reject::field(RejectReason::ReversalUnknownRefund, "reverses", message));
             }
         };
         if record.reversed {
@@ -307,55 +242,28 @@ impl Netter {
             ));
         }
         if record.currency != ins.currency {
-            let message = format!(
-                "reversal in {} of a refund in {}",
-                ins.currency, record.currency
-            );
-            return Err(Reject::field(
-                RejectReason::CurrencyMismatch,
-                "currency",
-                message,
-            ));
+            let message = format!("reversal in {} of a refund in {}", ins.currency, record.currency);
+            return Err(Reject::field(RejectReason::CurrencyMismatch, "currency", message));
         }
         if record.amount != ins.amount {
             let message = format!(
                 "reversal amount {} differs from refund amount {}",
-                ins.amount, record.amount
+                ins.currency.format(ins.amount),
+                ins.currency.format(record.amount)
             );
-            return Err(Reject::field(
-                RejectReason::ReversalAmountMismatch,
-                "amount",
-                message,
-            ));
+            return Err(Reject::field(RejectReason::ReversalAmountMismatch, "amount", message));
         }
         if ins.event_time < record.event_time {
-            let message = format!(
-                "reversal at {} is before refund {reverses} at {}",
-                ins.event_time, record.event_time
-            );
-            return Err(Reject::field(
-                RejectReason::ReversalBeforeRefund,
-                "event_time",
-                message,
-            ));
+            let message =
+                format!("reversal at {} is before refund {reverses} at {}", ins.event_time, record.event_time);
+            return Err(Reject::field(RejectReason::ReversalBeforeRefund, "event_time", message));
         }
         record.reversed = true;
-        let (refund_window, detail_index, amount) =
-            (record.window, record.detail_index, record.amount);
-        let original_key = (
-            record.merchant_id.clone(),
-            record.original_transaction_id.clone(),
-        );
-        let original = self
-            .originals
-            .get_mut(&original_key)
-            .expect("a refund record has its original");
+        let (refund_window, detail_index, amount) = (record.window, record.detail_index, record.amount);
+        let original_key = (record.merchant_id.clone(), record.original_transaction_id.clone());
+        let original = self.originals.get_mut(&original_key).expect("a refund record has its original");
         original.refunded -= amount;
-        assert!(
-            original.refunded >= Decimal::ZERO,
-            "refunded-so-far went negative for {}",
-            original_key.1
-        );
+        assert!(original.refunded >= Decimal::ZERO, "refunded-so-far went negative for {}", original_key.1);
         if refund_window != place.window {
             return Ok(Effect::Recovery);
         }
@@ -371,32 +279,19 @@ impl Netter {
     }
 }
 
-fn check_against_original(
-    ins: &Instruction,
-    refund: &RefundFields,
-    state: &OriginalState,
-) -> Result<Decimal, Reject> {
+fn check_against_original(ins: &Instruction, refund: &RefundFields, state: &OriginalState) -> Result<Decimal, Reject> {
     if state.currency != ins.currency {
-        let message = format!(
-            "refund in {} of an original refunded in {}",
-            ins.currency, state.currency
-        );
-        return Err(Reject::field(
-            RejectReason::CurrencyMismatch,
-            "currency",
-            message,
-        ));
+        let message = format!("refund in {} of an original refunded in {}", ins.currency, state.currency);
+        return Err(Reject::field(RejectReason::CurrencyMismatch, "currency", message));
     }
     if state.original_amount != refund.original_amount {
         let message = format!(
             "original_amount {} differs from {} stated by the first refund of {}",
-            refund.original_amount, state.original_amount, refund.original_transaction_id
+            ins.currency.format(refund.original_amount),
+            ins.currency.format(state.original_amount),
+            refund.original_transaction_id
         );
-        return Err(Reject::field(
-            RejectReason::OriginalAmountMismatch,
-            "original_amount",
-            message,
-        ));
+        return Err(Reject::field(RejectReason::OriginalAmountMismatch, "original_amount", message));
     }
     if state.refunded + ins.amount > state.original_amount {
         return Err(exceeds(ins, state.refunded, state.original_amount));
@@ -405,10 +300,8 @@ fn check_against_original(
 }
 
 fn exceeds(ins: &Instruction, refunded: Decimal, original: Decimal) -> Reject {
-    let message = format!(
-        "refund of {} on top of {refunded} already refunded exceeds the original {original}",
-        ins.amount
-    );
+    let message =
+        format!("refund of {} on top of {refunded} already refunded exceeds the original {original}", ins.amount);
     Reject::field(RejectReason::RefundExceedsOriginal, "amount", message)
 }
 

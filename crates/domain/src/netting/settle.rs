@@ -67,8 +67,7 @@ impl Totals {
         self.captures + self.recoveries + self.carried_in
             == self.refund_credits + self.fees + self.payout + self.carried_out
             && self.refund_credits == self.refunds
-            && self.net
-                == self.captures - self.refunds + self.recoveries - self.fees + self.carried_in
+            && self.net == self.captures - self.refunds + self.recoveries - self.fees + self.carried_in
             && self.payout == self.net.max(Decimal::ZERO)
             && self.carried_out == self.net.min(Decimal::ZERO)
             && self.carried_in <= Decimal::ZERO
@@ -121,10 +120,7 @@ pub struct SettledBatch {
 impl SettledBatch {
     /// Number of refund credits.
     pub fn refund_credit_count(&self) -> usize {
-        self.credits
-            .iter()
-            .filter(|c| c.kind == CreditKind::Refund)
-            .count()
+        self.credits.iter().filter(|c| c.kind == CreditKind::Refund).count()
     }
 }
 
@@ -157,10 +153,7 @@ impl Netter {
     pub fn close_earliest(&mut self) -> Option<(WindowId, Vec<SettledBatch>)> {
         let (window, batches) = self.open.pop_first()?;
         self.last_closed = Some(window);
-        let settled = batches
-            .into_iter()
-            .map(|(key, state)| self.settle(window, key, state))
-            .collect();
+        let settled = batches.into_iter().map(|(key, state)| self.settle(window, key, state)).collect();
         Some((window, settled))
     }
 
@@ -169,33 +162,14 @@ impl Netter {
         let (merchant_id, currency) = key;
         let mut credits = refund_credits(window, &merchant_id, currency, &mut state.details);
         let refund_credits: Decimal = credits.iter().map(|c| c.amount).sum();
-        let totals = Totals::from_flows(
-            state.captures,
-            state.refunds,
-            state.recoveries,
-            state.fees,
-            carried_in,
-            refund_credits,
-        );
-        assert!(
-            totals.is_conserved(),
-            "batch {window}/{merchant_id}/{currency} does not balance: {totals:?}"
-        );
-        assert_eq!(
-            state.counts.total(),
-            state.details.len() as u64,
-            "batch {window}/{merchant_id} counts"
-        );
+        let totals =
+            Totals::from_flows(state.captures, state.refunds, state.recoveries, state.fees, carried_in, refund_credits);
+        assert!(totals.is_conserved(), "batch {window}/{merchant_id}/{currency} does not balance: {totals:?}");
+        assert_eq!(state.counts.total(), state.details.len() as u64, "batch {window}/{merchant_id} counts");
         if totals.payout > Decimal::ZERO {
             if let Some(merchant) = self.policy.merchant(&merchant_id) {
                 let creditor = merchant.account.clone();
-                let end_to_end_id = end_to_end_id(
-                    window,
-                    CreditKind::Payout,
-                    &merchant_id,
-                    currency,
-                    &creditor,
-                );
+                let end_to_end_id = end_to_end_id(window, CreditKind::Payout, &merchant_id, currency, &creditor);
                 credits.push(Credit {
                     end_to_end_id,
                     kind: CreditKind::Payout,
@@ -206,50 +180,29 @@ impl Netter {
             }
         }
         if totals.carried_out < Decimal::ZERO {
-            self.carried
-                .insert((merchant_id.clone(), currency), totals.carried_out);
+            self.carried.insert((merchant_id.clone(), currency), totals.carried_out);
         }
-        SettledBatch {
-            window,
-            merchant_id,
-            currency,
-            totals,
-            counts: state.counts,
-            credits,
-            details: state.details,
-        }
+        SettledBatch { window, merchant_id, currency, totals, counts: state.counts, credits, details: state.details }
     }
 }
 
 /// Combines the batch's paid refunds per payee (account and bank), in order of first appearance.
-fn refund_credits(
-    window: WindowId,
-    merchant: &str,
-    currency: Currency,
-    details: &mut [Detail],
-) -> Vec<Credit> {
+fn refund_credits(window: WindowId, merchant: &str, currency: Currency, details: &mut [Detail]) -> Vec<Credit> {
     let mut credits: Vec<Credit> = Vec::new();
     let mut by_payee: HashMap<(CompactString, CompactString), u32> = HashMap::new();
     for detail in details.iter_mut().filter(|d| d.effect == Effect::Refunded) {
-        let payee = &detail
-            .instruction
-            .refund()
-            .expect("a refunded detail is a refund")
-            .payee;
-        let index = *by_payee
-            .entry((payee.account.clone(), payee.bank.clone()))
-            .or_insert_with(|| {
-                let end_to_end_id =
-                    end_to_end_id(window, CreditKind::Refund, merchant, currency, payee);
-                credits.push(Credit {
-                    end_to_end_id,
-                    kind: CreditKind::Refund,
-                    creditor: payee.clone(),
-                    amount: Decimal::ZERO,
-                    refunds: 0,
-                });
-                (credits.len() - 1) as u32
+        let payee = &detail.instruction.refund().expect("a refunded detail is a refund").payee;
+        let index = *by_payee.entry((payee.account.clone(), payee.bank.clone())).or_insert_with(|| {
+            let end_to_end_id = end_to_end_id(window, CreditKind::Refund, merchant, currency, payee);
+            credits.push(Credit {
+                end_to_end_id,
+                kind: CreditKind::Refund,
+                creditor: payee.clone(),
+                amount: Decimal::ZERO,
+                refunds: 0,
             });
+            (credits.len() - 1) as u32
+        });
         let credit = &mut credits[index as usize];
         credit.amount += detail.instruction.amount;
         credit.refunds += 1;

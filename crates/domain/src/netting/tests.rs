@@ -43,10 +43,7 @@ fn capture(id: &str, merchant: &str, amount: &str, currency: &str) -> Instructio
 }
 
 fn at(window: &str) -> Placement {
-    Placement {
-        window: wid(window),
-        late_from: None,
-    }
+    Placement { window: wid(window), late_from: None }
 }
 
 fn netter() -> Netter {
@@ -64,10 +61,8 @@ fn close(n: &mut Netter) -> Vec<SettledBatch> {
 #[test]
 fn partial_refunds_are_capped_by_the_original() {
     let mut n = netter();
-    n.apply(1, refund("R1", "T1", "60.00", "100.00", "A1"), at(W1))
-        .expect("first");
-    n.apply(2, refund("R2", "T1", "40.00", "100.00", "A1"), at(W1))
-        .expect("second");
+    n.apply(1, refund("R1", "T1", "60.00", "100.00", "A1"), at(W1)).expect("first");
+    n.apply(2, refund("R2", "T1", "40.00", "100.00", "A1"), at(W1)).expect("second");
     assert_eq!(
         reason(n.apply(3, refund("R3", "T1", "0.01", "100.00", "A1"), at(W1))),
         RejectReason::RefundExceedsOriginal
@@ -86,53 +81,23 @@ fn partial_refunds_are_capped_by_the_original() {
     assert_eq!(batch.totals.net, d("-100.20"));
     assert_eq!(batch.credits.len(), 1, "same payee combined");
     assert_eq!(batch.credits[0].refunds, 2);
-    assert_eq!(
-        batch.counts,
-        Counts {
-            captures: 0,
-            refunds: 2,
-            reversals: 0,
-            late: 0
-        }
-    );
+    assert_eq!(batch.counts, Counts { captures: 0, refunds: 2, reversals: 0, late: 0 });
 }
 
 #[test]
 fn reversal_in_the_same_window_nets_out_but_fees_stay() {
     let mut n = netter();
-    n.apply(1, refund("R1", "T1", "30.00", "30.00", "A1"), at(W1))
-        .expect("refund");
-    n.apply(
-        2,
-        reversal("V1", "R1", "30.00", "2026-11-21T11:00:00+08:00"),
-        at(W1),
-    )
-    .expect("reversal");
-    n.apply(3, refund("R2", "T1", "30.00", "30.00", "A2"), at(W1))
-        .expect("refundable again");
+    n.apply(1, refund("R1", "T1", "30.00", "30.00", "A1"), at(W1)).expect("refund");
+    n.apply(2, reversal("V1", "R1", "30.00", "2026-11-21T11:00:00+08:00"), at(W1)).expect("reversal");
+    n.apply(3, refund("R2", "T1", "30.00", "30.00", "A2"), at(W1)).expect("refundable again");
     let batch = &close(&mut n)[0];
     assert_eq!(batch.totals.refunds, d("30.00"));
     assert_eq!(batch.totals.fees, d("0.20"));
     assert_eq!(batch.credits.len(), 1);
     assert_eq!(batch.credits[0].creditor.account, "A2");
     let effects: Vec<_> = batch.details.iter().map(|x| x.effect).collect();
-    assert_eq!(
-        effects,
-        [
-            Effect::RefundReversed,
-            Effect::NettedReversal,
-            Effect::Refunded
-        ]
-    );
-    assert_eq!(
-        batch.counts,
-        Counts {
-            captures: 0,
-            refunds: 2,
-            reversals: 1,
-            late: 0
-        }
-    );
+    assert_eq!(effects, [Effect::RefundReversed, Effect::NettedReversal, Effect::Refunded]);
+    assert_eq!(batch.counts, Counts { captures: 0, refunds: 2, reversals: 1, late: 0 });
     assert_eq!(batch.details[2].credit, Some(0));
     assert_eq!(batch.details[0].credit, None);
 }
@@ -140,16 +105,10 @@ fn reversal_in_the_same_window_nets_out_but_fees_stay() {
 #[test]
 fn reversal_in_a_later_window_is_a_recovery() {
     let mut n = netter();
-    n.apply(1, refund("R1", "T1", "30.00", "30.00", "A1"), at(W1))
-        .expect("refund");
+    n.apply(1, refund("R1", "T1", "30.00", "30.00", "A1"), at(W1)).expect("refund");
     let first = close(&mut n);
     assert_eq!(first[0].totals.carried_out, d("-30.10"));
-    n.apply(
-        2,
-        reversal("V1", "R1", "30.00", "2026-11-22T11:00:00+08:00"),
-        at(W2),
-    )
-    .expect("reversal");
+    n.apply(2, reversal("V1", "R1", "30.00", "2026-11-22T11:00:00+08:00"), at(W2)).expect("reversal");
     let second = &close(&mut n)[0];
     assert_eq!(second.totals.recoveries, d("30.00"));
     assert_eq!(second.totals.carried_in, d("-30.10"));
@@ -161,38 +120,24 @@ fn reversal_in_a_later_window_is_a_recovery() {
 #[test]
 fn reversal_rules() {
     let mut n = netter();
-    n.apply(1, refund("R1", "T1", "30.00", "30.00", "A1"), at(W1))
-        .expect("refund");
+    n.apply(1, refund("R1", "T1", "30.00", "30.00", "A1"), at(W1)).expect("refund");
     let early = "2026-11-21T09:59:59+08:00";
     let ok_time = "2026-11-21T10:00:00+08:00";
-    assert_eq!(
-        reason(n.apply(2, reversal("V1", "R9", "30.00", ok_time), at(W1))),
-        RejectReason::ReversalUnknownRefund
-    );
+    assert_eq!(reason(n.apply(2, reversal("V1", "R9", "30.00", ok_time), at(W1))), RejectReason::ReversalUnknownRefund);
     assert_eq!(
         reason(n.apply(3, reversal("V1", "R1", "29.00", ok_time), at(W1))),
         RejectReason::ReversalAmountMismatch
     );
-    assert_eq!(
-        reason(n.apply(4, reversal("V1", "R1", "30.00", early), at(W1))),
-        RejectReason::ReversalBeforeRefund
-    );
+    assert_eq!(reason(n.apply(4, reversal("V1", "R1", "30.00", early), at(W1))), RejectReason::ReversalBeforeRefund);
     let usd = instr(
         r#"{"id":"V1","type":"refund_reversal","merchant_id":"M1","amount":"30.00","currency":"USD","event_time":"2026-11-21T11:00:00+08:00","reverses":"R1"}"#,
     );
-    assert_eq!(
-        reason(n.apply(5, usd, at(W1))),
-        RejectReason::CurrencyMismatch
-    );
+    assert_eq!(reason(n.apply(5, usd, at(W1))), RejectReason::CurrencyMismatch);
     let other = instr(
         r#"{"id":"V1","type":"refund_reversal","merchant_id":"M2","amount":"30.00","currency":"CNY","event_time":"2026-11-21T11:00:00+08:00","reverses":"R1"}"#,
     );
-    assert_eq!(
-        reason(n.apply(6, other, at(W1))),
-        RejectReason::ReversalUnknownRefund
-    );
-    n.apply(7, reversal("V1", "R1", "30.00", ok_time), at(W1))
-        .expect("reversal at the same instant");
+    assert_eq!(reason(n.apply(6, other, at(W1))), RejectReason::ReversalUnknownRefund);
+    n.apply(7, reversal("V1", "R1", "30.00", ok_time), at(W1)).expect("reversal at the same instant");
     assert_eq!(
         reason(n.apply(8, reversal("V2", "R1", "30.00", ok_time), at(W1))),
         RejectReason::ReversalAlreadyApplied
@@ -202,35 +147,15 @@ fn reversal_rules() {
 #[test]
 fn refund_time_rules_and_capture_currency() {
     let mut n = netter();
-    let before = instr(&refund_json_with_times(
-        "2026-11-21T10:00:00Z",
-        "2026-11-21T10:00:01Z",
-    ));
-    assert_eq!(
-        reason(n.apply(1, before, at(W1))),
-        RejectReason::RefundBeforeOriginal
-    );
-    let expired = instr(&refund_json_with_times(
-        "2026-11-21T10:00:00Z",
-        "2025-11-21T09:59:59Z",
-    ));
-    assert_eq!(
-        reason(n.apply(2, expired, at(W1))),
-        RejectReason::RefundPeriodExpired
-    );
-    let exactly_a_year = instr(&refund_json_with_times(
-        "2026-11-21T10:00:00Z",
-        "2025-11-21T10:00:00Z",
-    ));
-    n.apply(3, exactly_a_year, at(W1))
-        .expect("365 days is within the period");
-    n.apply(4, capture("T2", "M1", "500", "JPY"), at(W1))
-        .expect("capture");
+    let before = instr(&refund_json_with_times("2026-11-21T10:00:00Z", "2026-11-21T10:00:01Z"));
+    assert_eq!(reason(n.apply(1, before, at(W1))), RejectReason::RefundBeforeOriginal);
+    let expired = instr(&refund_json_with_times("2026-11-21T10:00:00Z", "2025-11-21T09:59:59Z"));
+    assert_eq!(reason(n.apply(2, expired, at(W1))), RejectReason::RefundPeriodExpired);
+    let exactly_a_year = instr(&refund_json_with_times("2026-11-21T10:00:00Z", "2025-11-21T10:00:00Z"));
+    n.apply(3, exactly_a_year, at(W1)).expect("365 days is within the period");
+    n.apply(4, capture("T2", "M1", "500", "JPY"), at(W1)).expect("capture");
     let cny_of_jpy = refund("R2", "T2", "1.00", "500.00", "A1");
-    assert_eq!(
-        reason(n.apply(5, cny_of_jpy, at(W1))),
-        RejectReason::CurrencyMismatch
-    );
+    assert_eq!(reason(n.apply(5, cny_of_jpy, at(W1))), RejectReason::CurrencyMismatch);
 }
 
 fn refund_json_with_times(event: &str, original: &str) -> String {
@@ -241,41 +166,20 @@ fn refund_json_with_times(event: &str, original: &str) -> String {
 
 #[test]
 fn payouts_need_a_registry_and_debt_carries_forward() {
-    let account = Payee {
-        name: "Shop".into(),
-        account: "6222000011112222".into(),
-        bank: "BKCHCNBJ".into(),
-    };
+    let account = Payee { name: "Shop".into(), account: "6222000011112222".into(), bank: "BKCHCNBJ".into() };
     let mut registry = BTreeMap::new();
-    registry.insert(
-        "M1".into(),
-        Merchant {
-            id: "M1".into(),
-            account,
-        },
-    );
-    let policy = Policy {
-        registry: Some(registry),
-        ..Policy::default()
-    };
+    registry.insert("M1".into(), Merchant { id: "M1".into(), account });
+    let policy = Policy { registry: Some(registry), ..Policy::default() };
     let mut n = Netter::new(Arc::new(policy));
-    assert_eq!(
-        reason(n.apply(1, capture("C0", "M9", "10.00", "CNY"), at(W1))),
-        RejectReason::UnknownMerchant
-    );
-    n.apply(2, refund("R1", "T1", "50.00", "50.00", "A1"), at(W1))
-        .expect("refund");
+    assert_eq!(reason(n.apply(1, capture("C0", "M9", "10.00", "CNY"), at(W1))), RejectReason::UnknownMerchant);
+    n.apply(2, refund("R1", "T1", "50.00", "50.00", "A1"), at(W1)).expect("refund");
     close(&mut n);
-    n.apply(3, capture("C1", "M1", "80.00", "CNY"), at(W2))
-        .expect("capture");
+    n.apply(3, capture("C1", "M1", "80.00", "CNY"), at(W2)).expect("capture");
     let batch = &close(&mut n)[0];
     assert_eq!(batch.totals.carried_in, d("-50.10"));
     assert_eq!(batch.totals.payout, d("29.90"));
     let payout = batch.credits.last().expect("payout credit");
-    assert_eq!(
-        (payout.kind, payout.amount),
-        (CreditKind::Payout, d("29.90"))
-    );
+    assert_eq!((payout.kind, payout.amount), (CreditKind::Payout, d("29.90")));
     assert_eq!(payout.end_to_end_id.len(), 35);
     assert!(payout.end_to_end_id.starts_with("20261122T1500ZP"));
 }
@@ -283,43 +187,27 @@ fn payouts_need_a_registry_and_debt_carries_forward() {
 #[test]
 fn refund_limits_per_window() {
     let mut max_amount = BTreeMap::new();
-    max_amount.insert(
-        crate::money::Currency::from_code("CNY").expect("CNY"),
-        d("50.00"),
-    );
-    let limits = RefundLimits {
-        max_count: Some(2),
-        max_amount,
-    };
-    let mut n = Netter::new(Arc::new(Policy {
-        default_limits: limits,
-        ..Policy::default()
-    }));
-    n.apply(1, refund("R1", "T1", "30.00", "90.00", "A1"), at(W1))
-        .expect("first");
+    max_amount.insert(crate::money::Currency::from_code("CNY").expect("CNY"), d("50.00"));
+    let limits = RefundLimits { max_count: Some(2), max_amount };
+    let mut n = Netter::new(Arc::new(Policy { default_limits: limits, ..Policy::default() }));
+    n.apply(1, refund("R1", "T1", "30.00", "90.00", "A1"), at(W1)).expect("first");
     assert_eq!(
         reason(n.apply(2, refund("R2", "T1", "30.00", "90.00", "A1"), at(W1))),
         RejectReason::MerchantLimitExceeded
     );
-    n.apply(3, refund("R3", "T1", "20.00", "90.00", "A1"), at(W1))
-        .expect("within amount");
+    n.apply(3, refund("R3", "T1", "20.00", "90.00", "A1"), at(W1)).expect("within amount");
     assert_eq!(
         reason(n.apply(4, refund("R4", "T1", "1.00", "90.00", "A1"), at(W1))),
         RejectReason::MerchantLimitExceeded
     );
-    n.apply(5, refund("R5", "T1", "1.00", "90.00", "A1"), at(W2))
-        .expect("next window starts afresh");
+    n.apply(5, refund("R5", "T1", "1.00", "90.00", "A1"), at(W2)).expect("next window starts afresh");
 }
 
 #[test]
 fn late_instructions_are_counted_and_flagged() {
     let mut n = netter();
-    let place = Placement {
-        window: wid(W2),
-        late_from: Some(wid(W1)),
-    };
-    n.apply(1, capture("C1", "M1", "5.00", "CNY"), place)
-        .expect("late capture");
+    let place = Placement { window: wid(W2), late_from: Some(wid(W1)) };
+    n.apply(1, capture("C1", "M1", "5.00", "CNY"), place).expect("late capture");
     let batch = &close(&mut n)[0];
     assert_eq!(batch.counts.late, 1);
     assert_eq!(batch.details[0].late_from, Some(wid(W1)));
@@ -330,8 +218,7 @@ fn late_instructions_are_counted_and_flagged() {
 #[should_panic(expected = "closed window")]
 fn placing_into_a_closed_window_is_a_bug() {
     let mut n = netter();
-    n.apply(1, capture("C1", "M1", "5.00", "CNY"), at(W2))
-        .expect("capture");
+    n.apply(1, capture("C1", "M1", "5.00", "CNY"), at(W2)).expect("capture");
     close(&mut n);
     let _ = n.apply(2, capture("C2", "M1", "5.00", "CNY"), at(W1));
 }

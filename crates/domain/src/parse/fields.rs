@@ -1,11 +1,10 @@
 //! Field accessors that turn each schema rule into the matching reject reason.
 
-use compact_str::CompactString;
 use jiff::Timestamp;
 use rust_decimal::Decimal;
 
 use super::json::Json;
-use crate::instruction::{looks_like_iban, Payee};
+use crate::instruction::{Payee, PayeePart};
 use crate::money::{parse_amount, AmountError, Currency};
 use crate::reject::{Reject, RejectReason};
 
@@ -24,10 +23,7 @@ impl<'j, 'a> Fields<'j, 'a> {
         match self.json.get(key) {
             None => Ok(None),
             Some(Json::Str(s)) => Ok(Some(s.as_ref())),
-            Some(other) => Err(invalid(
-                label,
-                format!("{label} must be a string, found {}", other.type_name()),
-            )),
+            Some(other) => Err(invalid(label, format!("{label} must be a string, found {}", other.type_name()))),
         }
     }
 
@@ -45,10 +41,7 @@ impl<'j, 'a> Fields<'j, 'a> {
         if is_valid_id(value) {
             Ok(value)
         } else {
-            Err(invalid(
-                name,
-                format!("{name} must be 1-64 characters of [A-Za-z0-9._:-], got {value:?}"),
-            ))
+            Err(invalid(name, format!("{name} must be 1-64 characters of [A-Za-z0-9._:-], got {value:?}")))
         }
     }
 
@@ -57,214 +50,99 @@ impl<'j, 'a> Fields<'j, 'a> {
         if is_valid_merchant_id(value) {
             Ok(value)
         } else {
-            Err(invalid(
-                name,
-                format!("{name} must be 1-32 characters of [A-Za-z0-9_-], got {value:?}"),
-            ))
+            Err(invalid(name, format!("{name} must be 1-32 characters of [A-Za-z0-9_-], got {value:?}")))
         }
     }
 
     pub(super) fn currency(&self, name: &'static str) -> Result<Currency, Reject> {
         let code = self.required_str(name)?;
         if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(invalid(
-                name,
-                format!("{name} must be an ISO 4217 alpha-3 code, got {code:?}"),
-            ));
+            return Err(invalid(name, format!("{name} must be an ISO 4217 alpha-3 code, got {code:?}")));
         }
         Currency::from_code(code).ok_or_else(|| {
-            Reject::field(
-                RejectReason::UnsupportedCurrency,
-                name,
-                format!("currency {code} is not supported"),
-            )
+            Reject::field(RejectReason::UnsupportedCurrency, name, format!("currency {code} is not supported"))
         })
     }
 
-    pub(super) fn amount(
-        &self,
-        name: &'static str,
-        currency: Currency,
-        allow_zero: bool,
-    ) -> Result<Decimal, Reject> {
+    pub(super) fn amount(&self, name: &'static str, currency: Currency, allow_zero: bool) -> Result<Decimal, Reject> {
         let text = self.required_str(name)?;
         amount_of(name, text, currency, allow_zero)
     }
 
-    pub(super) fn optional_amount(
-        &self,
-        name: &'static str,
-        currency: Currency,
-    ) -> Result<Option<Decimal>, Reject> {
-        self.optional_str(name)?
-            .map(|text| amount_of(name, text, currency, true))
-            .transpose()
+    pub(super) fn optional_amount(&self, name: &'static str, currency: Currency) -> Result<Option<Decimal>, Reject> {
+        self.optional_str(name)?.map(|text| amount_of(name, text, currency, true)).transpose()
     }
 
     pub(super) fn time(&self, name: &'static str) -> Result<Timestamp, Reject> {
         let text = self.required_str(name)?;
-        parse_rfc3339(text).ok_or_else(|| {
-            invalid(
-                name,
-                format!("{name} must be an RFC 3339 time with offset, got {text:?}"),
-            )
-        })
+        parse_rfc3339(text)
+            .ok_or_else(|| invalid(name, format!("{name} must be an RFC 3339 time with offset, got {text:?}")))
     }
 
     pub(super) fn payee(&self, name: &'static str) -> Result<Payee, Reject> {
         let json = self.json.get(name).ok_or_else(|| missing(name))?;
         if !matches!(json, Json::Obj(_)) {
-            return Err(invalid(
-                name,
-                format!("{name} must be an object, found {}", json.type_name()),
-            ));
+            return Err(invalid(name, format!("{name} must be an object, found {}", json.type_name())));
         }
         let payee = Fields { json };
         let part = |key, label| payee.str_at(key, label)?.ok_or_else(|| missing(label));
         let name_text = part("name", "payee.name")?;
         let account = part("account", "payee.account")?;
         let bank = part("bank", "payee.bank")?;
-        if name_text.trim().is_empty()
-            || name_text.chars().count() > 140
-            || name_text.chars().any(char::is_control)
-        {
-            return Err(invalid(
-                "payee.name",
-                "payee.name must be 1-140 printable characters",
-            ));
-        }
-        if !is_alnum(account, 34) {
-            return Err(invalid(
-                "payee.account",
-                "payee.account must be 1-34 letters or digits (IBAN or domestic number)",
-            ));
-        }
-        if looks_like_iban(account) && !iban_checksum_ok(account) {
-            return Err(invalid(
-                "payee.account",
-                format!(
-                    "payee.account {} fails the IBAN check digits",
-                    mask(account)
-                ),
-            ));
-        }
-        if !is_alnum(bank, 35) {
-            return Err(invalid(
-                "payee.bank",
-                "payee.bank must be 1-35 letters or digits (BIC or bank code)",
-            ));
-        }
-        Ok(Payee {
-            name: name_text.into(),
-            account: CompactString::from(account),
-            bank: bank.into(),
+        Payee::validated(name_text, account, bank).map_err(|e| {
+            let label = match e.part {
+                PayeePart::Name => "payee.name",
+                PayeePart::Account => "payee.account",
+                PayeePart::Bank => "payee.bank",
+            };
+            invalid(label, format!("{label}: {}", e.message))
         })
     }
 }
 
-fn amount_of(
-    name: &'static str,
-    text: &str,
-    currency: Currency,
-    allow_zero: bool,
-) -> Result<Decimal, Reject> {
+fn amount_of(name: &'static str, text: &str, currency: Currency, allow_zero: bool) -> Result<Decimal, Reject> {
     parse_amount(text, currency, allow_zero).map_err(|e| match e {
-        AmountError::Syntax => invalid(
-            name,
-            format!("{name} must be a plain decimal string, got {text:?}"),
-        ),
+        AmountError::Syntax => invalid(name, format!("{name} must be a plain decimal string, got {text:?}")),
         AmountError::Scale => Reject::field(
             RejectReason::AmountScale,
             name,
-            format!(
-                "{name} {text} has more than {} fraction digits for {currency}",
-                currency.minor_units()
-            ),
+            format!("{name} {text} has more than {} fraction digits for {currency}", currency.minor_units()),
         ),
-        AmountError::NotPositive if allow_zero => {
-            invalid(name, format!("{name} must not be negative, got {text}"))
-        }
+        AmountError::NotPositive if allow_zero => invalid(name, format!("{name} must not be negative, got {text}")),
         AmountError::NotPositive => Reject::field(
             RejectReason::AmountNotPositive,
             name,
             format!("{name} must be greater than zero, got {text}"),
         ),
-        AmountError::TooLarge => Reject::field(
-            RejectReason::AmountTooLarge,
-            name,
-            format!("{name} {text} exceeds 1000000000000"),
-        ),
+        AmountError::TooLarge => {
+            Reject::field(RejectReason::AmountTooLarge, name, format!("{name} {text} exceeds 1000000000000"))
+        }
     })
 }
 
 fn missing(name: &'static str) -> Reject {
-    Reject::field(
-        RejectReason::MissingField,
-        name,
-        format!("{name} is required"),
-    )
+    Reject::field(RejectReason::MissingField, name, format!("{name} is required"))
 }
 
 fn invalid(name: &'static str, message: impl Into<String>) -> Reject {
     Reject::field(RejectReason::InvalidField, name, message)
 }
 
-fn is_alnum(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric())
-}
-
-/// Shows only the last four characters of an account number.
-pub fn mask(account: &str) -> String {
-    let tail: String = account
-        .chars()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("****{tail}")
-}
-
-/// ISO 13616 mod-97 check of an IBAN-shaped account.
-fn iban_checksum_ok(iban: &str) -> bool {
-    let rearranged = iban.bytes().skip(4).chain(iban.bytes().take(4));
-    let mut rem: u32 = 0;
-    for b in rearranged {
-        let v = match b {
-            b'0'..=b'9' => u32::from(b - b'0'),
-            b'A'..=b'Z' => u32::from(b - b'A') + 10,
-            b'a'..=b'z' => u32::from(b - b'a') + 10,
-            _ => return false,
-        };
-        rem = if v >= 10 {
-            (rem * 100 + v) % 97
-        } else {
-            (rem * 10 + v) % 97
-        };
-    }
-    rem == 1
-}
-
 /// `[A-Za-z0-9._:-]{1,64}`.
 pub fn is_valid_id(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 /// `[A-Za-z0-9_-]{1,32}`.
 pub fn is_valid_merchant_id(s: &str) -> bool {
-    (1..=32).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+    (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
 }
 
 /// Strict RFC 3339: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, then parsed by jiff.
 pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
     let b = text.as_bytes();
-    let digits =
-        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
     let at = |i: usize, set: &[u8]| b.get(i).is_some_and(|c| set.contains(c));
     let shape = digits(0..4)
         && at(4, b"-")
@@ -290,9 +168,7 @@ pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
     }
     let offset_ok = match b.get(i..) {
         Some([b'Z' | b'z']) => true,
-        Some([b'+' | b'-', ..]) => {
-            b.len() == i + 6 && digits(i + 1..i + 3) && at(i + 3, b":") && digits(i + 4..i + 6)
-        }
+        Some([b'+' | b'-', ..]) => b.len() == i + 6 && digits(i + 1..i + 3) && at(i + 3, b":") && digits(i + 4..i + 6),
         _ => false,
     };
     if !offset_ok {

@@ -25,10 +25,7 @@ impl<'a> Json<'a> {
     /// Looks a key up in an object (entries are sorted).
     pub(crate) fn get(&self, key: &str) -> Option<&Json<'a>> {
         match self {
-            Json::Obj(entries) => entries
-                .binary_search_by(|(k, _)| k.as_ref().cmp(key))
-                .ok()
-                .map(|i| &entries[i].1),
+            Json::Obj(entries) => entries.binary_search_by(|(k, _)| k.as_ref().cmp(key)).ok().map(|i| &entries[i].1),
             _ => None,
         }
     }
@@ -127,9 +124,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
         Ok(Json::Other(Value::from(v)))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Json::Other(
-            serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
-        ))
+        Ok(Json::Other(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(Json::Other(Value::Null))

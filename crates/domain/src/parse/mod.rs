@@ -16,7 +16,7 @@ use crate::reject::{Reject, RejectReason};
 use fields::Fields;
 use json::Json;
 
-pub use fields::{is_valid_id, is_valid_merchant_id, mask, parse_rfc3339};
+pub use fields::{is_valid_id, is_valid_merchant_id, parse_rfc3339};
 
 /// Messages larger than this are rejected unread (`too_large`).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -64,27 +64,16 @@ impl Parsed {
 
 /// Parses and validates one message (a Kafka value or a JSONL line without its newline).
 pub fn parse(bytes: &[u8]) -> Parsed {
-    let invalid = |reject| Parsed::Invalid {
-        identity: None,
-        reject,
-    };
+    let invalid = |reject| Parsed::Invalid { identity: None, reject };
     if bytes.len() > MAX_MESSAGE_BYTES {
         return invalid(Reject::new(
             RejectReason::TooLarge,
-            format!(
-                "message is {} bytes; the limit is {MAX_MESSAGE_BYTES}",
-                bytes.len()
-            ),
+            format!("message is {} bytes; the limit is {MAX_MESSAGE_BYTES}", bytes.len()),
         ));
     }
     let json: Json<'_> = match serde_json::from_slice(bytes) {
         Ok(json) => json,
-        Err(e) => {
-            return invalid(Reject::new(
-                RejectReason::Malformed,
-                format!("not valid JSON: {e}"),
-            ))
-        }
+        Err(e) => return invalid(Reject::new(RejectReason::Malformed, format!("not valid JSON: {e}"))),
     };
     if !matches!(json, Json::Obj(_)) {
         let message = format!("expected a JSON object, found {}", json.type_name());
@@ -99,14 +88,8 @@ pub fn parse(bytes: &[u8]) -> Parsed {
     json.hash_into(&mut hasher);
     let fingerprint = hasher.digest128();
     match validate(&fields, id.clone()) {
-        Ok(instruction) => Parsed::Valid {
-            instruction,
-            fingerprint,
-        },
-        Err(reject) => Parsed::Invalid {
-            identity: Some(Identity { id, fingerprint }),
-            reject,
-        },
+        Ok(instruction) => Parsed::Valid { instruction, fingerprint },
+        Err(reject) => Parsed::Invalid { identity: Some(Identity { id, fingerprint }), reject },
     }
 }
 
@@ -129,19 +112,9 @@ fn validate(f: &Fields<'_, '_>, id: CompactString) -> Result<Instruction, Reject
             original_time: f.time("original_time")?,
             payee: f.payee("payee")?,
         })),
-        Kind::RefundReversal => Body::RefundReversal {
-            reverses: CompactString::from(f.id("reverses")?),
-        },
+        Kind::RefundReversal => Body::RefundReversal { reverses: CompactString::from(f.id("reverses")?) },
     };
-    Ok(Instruction {
-        id,
-        merchant_id,
-        amount,
-        currency,
-        event_time,
-        fee,
-        body,
-    })
+    Ok(Instruction { id, merchant_id, amount, currency, event_time, fee, body })
 }
 
 #[cfg(test)]

@@ -26,9 +26,7 @@ fn reject_of(text: &str) -> (RejectReason, Option<&'static str>) {
 
 #[test]
 fn parses_a_refund() {
-    let Parsed::Valid { instruction, .. } = parse(REFUND.as_bytes()) else {
-        panic!("rejected")
-    };
+    let Parsed::Valid { instruction, .. } = parse(REFUND.as_bytes()) else { panic!("rejected") };
     assert_eq!(instruction.kind(), Kind::Refund);
     assert_eq!(instruction.amount.to_string(), "12.3");
     assert_eq!(instruction.reference(), Some("T1"));
@@ -41,96 +39,32 @@ fn every_schema_rule_has_its_reason() {
     let cases: &[(&str, &str, R, Option<&str>)] = &[
         ("id", "<absent>", R::MissingField, Some("id")),
         ("id", r#""has space""#, R::InvalidField, Some("id")),
-        (
-            "id",
-            &format!("{:?}", "x".repeat(65)),
-            R::InvalidField,
-            Some("id"),
-        ),
+        ("id", &format!("{:?}", "x".repeat(65)), R::InvalidField, Some("id")),
         ("type", r#""chargeback""#, R::InvalidField, Some("type")),
-        (
-            "merchant_id",
-            "<absent>",
-            R::MissingField,
-            Some("merchant_id"),
-        ),
-        (
-            "merchant_id",
-            r#""M:1""#,
-            R::InvalidField,
-            Some("merchant_id"),
-        ),
+        ("merchant_id", "<absent>", R::MissingField, Some("merchant_id")),
+        ("merchant_id", r#""M:1""#, R::InvalidField, Some("merchant_id")),
         ("amount", "12.3", R::InvalidField, Some("amount")),
         ("amount", r#""12.345""#, R::AmountScale, Some("amount")),
         ("amount", r#""0.00""#, R::AmountNotPositive, Some("amount")),
         ("amount", r#""-1.00""#, R::AmountNotPositive, Some("amount")),
-        (
-            "amount",
-            r#""1000000000000.01""#,
-            R::AmountTooLarge,
-            Some("amount"),
-        ),
-        (
-            "currency",
-            r#""XTS""#,
-            R::UnsupportedCurrency,
-            Some("currency"),
-        ),
+        ("amount", r#""1000000000000.01""#, R::AmountTooLarge, Some("amount")),
+        ("currency", r#""XTS""#, R::UnsupportedCurrency, Some("currency")),
         ("currency", r#""cny""#, R::InvalidField, Some("currency")),
-        (
-            "event_time",
-            r#""2026-11-21 10:00:00""#,
-            R::InvalidField,
-            Some("event_time"),
-        ),
-        (
-            "event_time",
-            r#""2026-11-21T10:00:00""#,
-            R::InvalidField,
-            Some("event_time"),
-        ),
+        ("event_time", r#""2026-11-21 10:00:00""#, R::InvalidField, Some("event_time")),
+        ("event_time", r#""2026-11-21T10:00:00""#, R::InvalidField, Some("event_time")),
         ("fee", r#""-0.01""#, R::InvalidField, Some("fee")),
         ("fee", r#""0.001""#, R::AmountScale, Some("fee")),
-        (
-            "original_transaction_id",
-            "<absent>",
-            R::MissingField,
-            Some("original_transaction_id"),
-        ),
-        (
-            "original_amount",
-            r#""1.001""#,
-            R::AmountScale,
-            Some("original_amount"),
-        ),
-        (
-            "original_time",
-            "<absent>",
-            R::MissingField,
-            Some("original_time"),
-        ),
+        ("original_transaction_id", "<absent>", R::MissingField, Some("original_transaction_id")),
+        ("original_amount", r#""1.001""#, R::AmountScale, Some("original_amount")),
+        ("original_time", "<absent>", R::MissingField, Some("original_time")),
         ("payee", "<absent>", R::MissingField, Some("payee")),
         ("payee", r#""Li Lei""#, R::InvalidField, Some("payee")),
-        (
-            "payee.account",
-            "<absent>",
-            R::MissingField,
-            Some("payee.account"),
-        ),
-        (
-            "payee.account",
-            r#""DE00370400440532013000""#,
-            R::InvalidField,
-            Some("payee.account"),
-        ),
+        ("payee.account", "<absent>", R::MissingField, Some("payee.account")),
+        ("payee.account", r#""DE00370400440532013000""#, R::InvalidField, Some("payee.account")),
         ("payee.bank", "7", R::InvalidField, Some("payee.bank")),
     ];
     for (field, value, reason, named) in cases {
-        assert_eq!(
-            reject_of(&with(field, value)),
-            (*reason, *named),
-            "{field} = {value}"
-        );
+        assert_eq!(reject_of(&with(field, value)), (*reason, *named), "{field} = {value}");
     }
 }
 
@@ -142,9 +76,7 @@ fn malformed_and_too_large() {
     assert_eq!(reject_of(r#"{"id":"a","id":"b"}"#).0, R::Malformed);
     let big = format!(r#"{{"id":"X","pad":"{}"}}"#, "a".repeat(MAX_MESSAGE_BYTES));
     assert_eq!(reject_of(&big).0, R::TooLarge);
-    assert!(
-        matches!(parse(b"{\"id\":\"\xff\"}"), Parsed::Invalid { reject, .. } if reject.reason == R::Malformed)
-    );
+    assert!(matches!(parse(b"{\"id\":\"\xff\"}"), Parsed::Invalid { reject, .. } if reject.reason == R::Malformed));
 }
 
 #[test]
@@ -161,49 +93,26 @@ fn fingerprint_ignores_order_and_whitespace_but_not_content() {
         Parsed::Valid { fingerprint, .. } => fingerprint,
         Parsed::Invalid { identity, .. } => identity.expect("identity").fingerprint,
     };
-    let reordered: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(REFUND).expect("fixture");
+    let reordered: serde_json::Map<String, serde_json::Value> = serde_json::from_str(REFUND).expect("fixture");
     let mut pairs: Vec<_> = reordered.into_iter().collect();
     pairs.reverse();
-    let reordered = format!(
-        "{{ {} }}",
-        pairs
-            .iter()
-            .map(|(k, v)| format!("{k:?} : {v}"))
-            .collect::<Vec<_>>()
-            .join(" ,\n ")
-    );
+    let reordered =
+        format!("{{ {} }}", pairs.iter().map(|(k, v)| format!("{k:?} : {v}")).collect::<Vec<_>>().join(" ,\n "));
     assert_eq!(fp(REFUND), fp(&reordered));
     assert_ne!(fp(REFUND), fp(&with("amount", r#""12.31""#)));
-    assert_ne!(
-        fp(REFUND),
-        fp(&with("extra", "1")),
-        "unknown fields are part of the content"
-    );
+    assert_ne!(fp(REFUND), fp(&with("extra", "1")), "unknown fields are part of the content");
     assert_ne!(fp(REFUND), fp(&with("payee.name", r#""Han Meimei""#)));
-    assert_eq!(
-        fp(&with("amount", "5")),
-        fp(&with("amount", "5")),
-        "invalid instructions keep an identity"
-    );
+    assert_eq!(fp(&with("amount", "5")), fp(&with("amount", "5")), "invalid instructions keep an identity");
 }
 
 #[test]
 fn unknown_fields_are_ignored_for_validation() {
-    assert!(matches!(
-        parse(with("channel", r#"{"pos":true}"#).as_bytes()),
-        Parsed::Valid { .. }
-    ));
+    assert!(matches!(parse(with("channel", r#"{"pos":true}"#).as_bytes()), Parsed::Valid { .. }));
 }
 
 #[test]
 fn escaped_strings_are_unescaped() {
     let text = REFUND.replace(r#""name":"Li Lei""#, r#""name":"Li \"Lei\" \u00e9""#);
-    let Parsed::Valid { instruction, .. } = parse(text.as_bytes()) else {
-        panic!("rejected")
-    };
-    assert_eq!(
-        instruction.refund().expect("refund").payee.name,
-        "Li \"Lei\" é"
-    );
+    let Parsed::Valid { instruction, .. } = parse(text.as_bytes()) else { panic!("rejected") };
+    assert_eq!(instruction.refund().expect("refund").payee.name, "Li \"Lei\" é");
 }

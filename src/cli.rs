@@ -1,0 +1,132 @@
+//! Command-line definitions and the top-level error handling (error chains on stderr, exit
+//! codes: 0 success, 1 failure or verification problems, 2 usage error).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+
+/// Refund clearing and settlement engine.
+#[derive(Debug, Parser)]
+#[command(name = "clearhouse", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log filter (tracing env-filter syntax); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "warn")]
+    log_level: String,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Plain)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Net a JSONL file of instructions and write every window's files (no broker needed).
+    Net(NetArgs),
+    /// Re-read an output directory and check hashes, control totals, manifests and conservation.
+    Verify(VerifyArgs),
+    /// Write a deterministic synthetic workload (JSONL).
+    Gen(GenArgs),
+}
+
+/// Arguments of `clearhouse net`.
+#[derive(Debug, clap::Args)]
+pub struct NetArgs {
+    /// JSONL file, one instruction per line.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output directory (created if missing; existing files are never overwritten).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// TOML configuration; without it the embedded defaults apply.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Netting shards (overrides the config).
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Arguments of `clearhouse verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Output directory written by `net`.
+    pub dir: PathBuf,
+}
+
+/// Arguments of `clearhouse gen`.
+#[derive(Debug, clap::Args)]
+pub struct GenArgs {
+    /// Output JSONL file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of lines.
+    #[arg(long, default_value_t = 10_000)]
+    pub count: u64,
+    /// RNG seed; the same seed and options give the same file.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Number of merchants.
+    #[arg(long, default_value_t = 1_000)]
+    pub merchants: u32,
+    /// Percent of traffic that goes to the hottest tenth of merchants.
+    #[arg(long, default_value_t = 50)]
+    pub hot_percent: u32,
+    /// First event time (RFC 3339).
+    #[arg(long, default_value = "2026-11-20T00:00:00+08:00")]
+    pub start: jiff::Timestamp,
+    /// Days the event times span.
+    #[arg(long, default_value_t = 3)]
+    pub days: u32,
+    /// Captures per mille.
+    #[arg(long, default_value_t = 300)]
+    pub capture_permille: u32,
+    /// Refund reversals per mille.
+    #[arg(long, default_value_t = 20)]
+    pub reversal_permille: u32,
+    /// Bad lines per mille.
+    #[arg(long, default_value_t = 5)]
+    pub bad_permille: u32,
+    /// Re-delivered lines per mille.
+    #[arg(long, default_value_t = 10)]
+    pub duplicate_permille: u32,
+}
+
+/// Parses arguments, runs the command, prints errors as a chain.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_format);
+    let result = match cli.command {
+        Command::Net(args) => commands::net(&args),
+        Command::Verify(args) => commands::verify(&args),
+        Command::Gen(args) => commands::gen(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
