@@ -19,9 +19,6 @@ pub fn net(args: &NetArgs) -> Result<ExitCode> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    if config.debtor_is_placeholder() {
-        tracing::warn!("[debtor] is not configured: credit files name a placeholder settlement account");
-    }
     let options = NetOptions { input: args.input.clone(), out: args.out.clone(), shards: args.shards };
     let progress = AtomicU64::new(0);
     let done = AtomicBool::new(false);
@@ -35,6 +32,9 @@ pub fn net(args: &NetArgs) -> Result<ExitCode> {
         report
     })?;
     print_net_summary(args, &report);
+    if config.debtor_is_placeholder() {
+        eprintln!("note: [debtor] is not configured; credit files name a placeholder settlement account");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

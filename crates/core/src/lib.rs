@@ -8,7 +8,7 @@ pub mod registry;
 use std::path::PathBuf;
 
 pub use config::Config;
-pub use net::{run_net, NetOptions, NetReport};
+pub use net::{net_reader, run_net, NetError, NetOptions, NetReport};
 
 /// A configuration problem. Messages name the file (and line when known).
 #[derive(Debug, thiserror::Error)]

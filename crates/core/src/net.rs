@@ -2,6 +2,8 @@
 //! (pure event time; all windows close at end of input) plus the run's evidence.
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -75,22 +77,35 @@ pub enum NetError {
     Store(#[from] StoreError),
 }
 
-/// Runs the file-mode job. `progress` counts instructions routed so far.
+/// Runs the file-mode job on a file, writing into a directory. `progress` counts instructions
+/// routed so far.
 pub fn run_net(config: &Config, options: &NetOptions, progress: &AtomicU64) -> Result<NetReport, NetError> {
+    let input_name = options.input.file_name().map_or_else(|| options.input.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let file = File::open(&options.input).map_err(|source| NetError::OpenInput { path: options.input.clone(), source })?;
+    let store = DirStore::create(&options.out)?;
+    net_reader(config, file, &input_name, &store, options.shards, progress).map_err(|e| match e {
+        NetError::Engine { source, .. } => NetError::Engine { path: options.input.clone(), source },
+        other => other,
+    })
+}
+
+/// Runs the file-mode job on any JSONL stream named `input_name`, publishing into `store`.
+pub fn net_reader<R: Read + Send>(
+    config: &Config,
+    input: R,
+    input_name: &str,
+    store: &dyn OutputStore,
+    shards: Option<usize>,
+    progress: &AtomicU64,
+) -> Result<NetReport, NetError> {
     let started = Instant::now();
     let calendar = config.calendar()?;
     let policy = Arc::new(config.policy()?);
     let debtor = config.debtor()?;
-    let engine = config.engine(options.shards);
-    let input_name = options
-        .input
-        .file_name()
-        .map_or_else(|| options.input.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let reader = JsonlReader::open(&options.input, config.engine.block_bytes.max(4096))
-        .map_err(|source| NetError::OpenInput { path: options.input.clone(), source })?;
-    let store = DirStore::create(&options.out)?;
+    let engine = config.engine(shards);
+    let reader = JsonlReader::new(input, config.engine.block_bytes.max(4096));
     let result = net_all(reader, &calendar, policy, &engine, progress)
-        .map_err(|source| NetError::Engine { path: options.input.clone(), source })?;
+        .map_err(|source| NetError::Engine { path: PathBuf::from(input_name), source })?;
     let mut report = NetReport { stats: result.stats.clone(), ..NetReport::default() };
     let mut publish = |name: &str, bytes: &[u8]| -> Result<(), StoreError> {
         match store.put(name, bytes)? {
@@ -99,7 +114,7 @@ pub fn run_net(config: &Config, options: &NetOptions, progress: &AtomicU64) -> R
         }
         Ok(())
     };
-    let fences = BTreeMap::from([(input_name.clone(), result.last_position + 1)]);
+    let fences = BTreeMap::from([(input_name.to_owned(), result.last_position + 1)]);
     let mut windows = Vec::new();
     let mut totals: BTreeMap<Currency, (Decimal, Decimal)> = BTreeMap::new();
     let mut batches = 0;
@@ -116,9 +131,9 @@ pub fn run_net(config: &Config, options: &NetOptions, progress: &AtomicU64) -> R
         batches += closed.batches.len();
         windows.push(closed.window.id.to_string());
     }
-    publish(evidence::REJECTED, &evidence::rejects_jsonl(&input_name, &result.rejects))?;
-    publish(evidence::DUPLICATES, &evidence::duplicates_jsonl(&input_name, &result.duplicates))?;
-    publish(evidence::SUMMARY, &Summary::new(&input_name, &result.stats, windows.clone()).to_bytes())?;
+    publish(evidence::REJECTED, &evidence::rejects_jsonl(input_name, &result.rejects))?;
+    publish(evidence::DUPLICATES, &evidence::duplicates_jsonl(input_name, &result.duplicates))?;
+    publish(evidence::SUMMARY, &Summary::new(input_name, &result.stats, windows.clone()).to_bytes())?;
     tracing::info!(windows = windows.len(), batches, written = report.files_written, "net finished");
     report.windows = windows;
     report.batches = batches;

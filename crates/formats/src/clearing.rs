@@ -44,8 +44,7 @@ pub fn encode(meta: &WindowMeta, currency: Currency, batches: &[&SettledBatch]) 
             let credit = d.credit.map(|c| batch.credits[c as usize].end_to_end_id.as_str());
             let _ = writeln!(
                 out,
-                "D|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
-                d.seq,
+                "D|{}|{}|{}|{}|{}|{}|{}|{}|{}",
                 i.id,
                 i.kind().as_str(),
                 i.event_time,
@@ -204,26 +203,26 @@ impl BatchReader {
                 self.current = Some(Recount { merchant_id: f[1].to_owned(), ..Recount::default() });
                 Ok(())
             }
-            ("D", 11, true) => self.detail(line, &f),
+            ("D", 10, true) => self.detail(line, &f),
             ("C", 17, true) => self.control(line, &f),
             _ => err(line, format!("unexpected record {:?}", f[0])),
         }
     }
 
     fn detail(&mut self, line: usize, f: &[&str]) -> Result<(), ClearingError> {
-        let amount = self.amount(line, f[5])?;
-        let fee = self.amount(line, f[6])?;
-        let kind = Kind::from_wire(f[3]).map_or_else(|| err(line, format!("unknown type {}", f[3])), Ok)?;
-        let effect = Effect::from_code(f[8]).map_or_else(|| err(line, format!("unknown effect {}", f[8])), Ok)?;
+        let amount = self.amount(line, f[4])?;
+        let fee = self.amount(line, f[5])?;
+        let kind = Kind::from_wire(f[2]).map_or_else(|| err(line, format!("unknown type {}", f[2])), Ok)?;
+        let effect = Effect::from_code(f[7]).map_or_else(|| err(line, format!("unknown effect {}", f[7])), Ok)?;
         let r = self.current.as_mut().expect("inside a batch");
         r.fees += fee;
-        r.instruction_ids.push(f[2].to_owned());
+        r.instruction_ids.push(f[1].to_owned());
         match (kind, effect) {
             (Kind::Capture, Effect::Captured) => r.captures += amount,
             (Kind::Refund, Effect::Refunded) => r.refunds += amount,
             (Kind::Refund, Effect::RefundReversed) | (Kind::RefundReversal, Effect::NettedReversal) => {}
             (Kind::RefundReversal, Effect::Recovery) => r.recoveries += amount,
-            _ => return err(line, format!("effect {} is impossible for a {}", f[8], f[3])),
+            _ => return err(line, format!("effect {} is impossible for a {}", f[7], f[2])),
         }
         let slot = match kind {
             Kind::Capture => 0,
@@ -231,10 +230,10 @@ impl BatchReader {
             Kind::RefundReversal => 2,
         };
         r.counts[slot] += 1;
-        if f[9] != "-" {
+        if f[8] != "-" {
             r.counts[3] += 1;
         }
-        match (effect == Effect::Refunded, f[10]) {
+        match (effect == Effect::Refunded, f[9]) {
             (true, "-") => return err(line, "paid refund without an EndToEndId"),
             (true, e2e) => r.end_to_end_ids.push(e2e.to_owned()),
             (false, "-") => {}

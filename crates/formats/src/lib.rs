@@ -19,7 +19,7 @@ use jiff::civil::Date;
 use sha2::{Digest, Sha256};
 
 pub use manifest::{Manifest, ManifestFile};
-pub use store::{DirStore, OutputStore, PutOutcome, StoreError};
+pub use store::{DirStore, MemStore, OutputStore, PutOutcome, StoreError};
 
 /// What the headers of a window's files say about the window.
 #[derive(Debug, Clone, PartialEq, Eq)]

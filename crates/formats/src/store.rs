@@ -134,6 +134,45 @@ impl OutputStore for DirStore {
     }
 }
 
+/// An in-memory store with the same publish rules (tests, benchmarks, dry runs).
+#[derive(Debug, Default)]
+pub struct MemStore {
+    files: std::sync::Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
+}
+
+impl MemStore {
+    /// All files, by name.
+    pub fn into_files(self) -> std::collections::BTreeMap<String, Vec<u8>> {
+        self.files.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, Vec<u8>>> {
+        self.files.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl OutputStore for MemStore {
+    fn put(&self, name: &str, bytes: &[u8]) -> Result<PutOutcome, StoreError> {
+        let mut files = self.lock();
+        match files.get(name) {
+            Some(existing) if existing == bytes => Ok(PutOutcome::AlreadyIdentical),
+            Some(_) => Err(StoreError::Conflict { path: PathBuf::from(name) }),
+            None => {
+                files.insert(name.to_owned(), bytes.to_vec());
+                Ok(PutOutcome::Written)
+            }
+        }
+    }
+
+    fn get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().get(name).cloned())
+    }
+
+    fn list(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.lock().keys().cloned().collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

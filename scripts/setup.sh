@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs that cargo does not: xmllint (Debian's libxml2-utils) and the
+# official ISO 20022 pain.001.001.09 XSD, taken from the pinned `sepaxml` wheel on PyPI and checked
+# against a known SHA-256. Idempotent: a second run only re-checks.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache="$root/.cache"
+xsd="$cache/xsd/pain.001.001.09.xsd"
+xsd_sha256=de038b373e47b0077b1832ddd81f4b2f1eb25d35721f62da1e38b7f5a09fda24
+sepaxml_version=2.7.0
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if ! command -v xmllint >/dev/null 2>&1; then
+  echo "setup: installing xmllint (libxml2-utils)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libxml2-utils >/dev/null
+fi
+
+if [ ! -s "$xsd" ] || ! echo "$xsd_sha256  $xsd" | sha256sum --check --status; then
+  echo "setup: fetching pain.001.001.09.xsd from sepaxml==$sepaxml_version"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$tmp" "sepaxml==$sepaxml_version"
+  python3 -m zipfile -e "$tmp"/sepaxml-"$sepaxml_version"-*.whl "$tmp/wheel"
+  mkdir -p "$(dirname "$xsd")"
+  cp "$tmp/wheel/sepaxml/schemas/pain.001.001.09.xsd" "$xsd"
+  echo "$xsd_sha256  $xsd" | sha256sum --check --status || { echo "setup: XSD checksum mismatch" >&2; exit 1; }
+fi
+
+echo "setup: xmllint $(xmllint --version 2>&1 | head -1 | awk '{print $NF}'), XSD at ${xsd#"$root"/}"

@@ -1,0 +1,62 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::AtomicU64;
+
+use clearhouse_core::{net_reader, Config};
+use clearhouse_formats::MemStore;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The built `clearhouse` binary.
+pub fn clearhouse() -> assert_cmd::Command {
+    assert_cmd::Command::cargo_bin("clearhouse").expect("clearhouse binary")
+}
+
+/// The sample configuration shipped in `examples/`.
+pub fn sample_config() -> Config {
+    Config::load(&root().join("examples/clearhouse.toml")).expect("sample config")
+}
+
+/// Runs the real file-mode job in memory and returns every output file by name.
+pub fn net_in_memory(config: &Config, input: &[u8], shards: usize) -> BTreeMap<String, Vec<u8>> {
+    let store = MemStore::default();
+    net_reader(config, input, "input.jsonl", &store, Some(shards), &AtomicU64::new(0)).expect("net");
+    store.into_files()
+}
+
+/// Only the per-window files (clearing, pain.001, manifest).
+pub fn window_files(files: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
+    files.iter().filter(|(n, _)| !n.ends_with(".jsonl") && n.as_str() != "summary.json").map(|(n, b)| (n.clone(), b.clone())).collect()
+}
+
+/// The official XSD installed by `scripts/setup.sh`; panics (never skips) when missing.
+pub fn pain001_xsd() -> PathBuf {
+    let path = std::env::var_os("CLEARHOUSE_PAIN001_XSD")
+        .map_or_else(|| root().join(".cache/xsd/pain.001.001.09.xsd"), PathBuf::from);
+    assert!(path.is_file(), "pain.001.001.09 XSD not found at {}: run scripts/setup.sh", path.display());
+    path
+}
+
+/// Validates `xml` against the official XSD with xmllint; panics with xmllint's output on failure.
+pub fn assert_valid_pain001(file: &Path) {
+    let output = Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(pain001_xsd())
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("xmllint could not be run ({e}): run scripts/setup.sh"));
+    assert!(
+        output.status.success(),
+        "{} does not validate against pain.001.001.09:\n{}",
+        file.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
