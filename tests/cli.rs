@@ -34,17 +34,29 @@ fn quick_start_nets_the_sample_and_verify_passes() {
         .stdout(predicate::str::contains("accepted 12, rejected 6, duplicates 1"))
         .stdout(predicate::str::contains("windows 2 (20261120T1500Z, 20261121T1500Z), batches 6"))
         .stdout(predicate::str::contains("files: 15 written, 0 already identical"));
-    clearhouse().arg("verify").arg(&out).assert().success().stdout(predicate::str::starts_with(
-        "verify OK: 2 windows, 13 files, 6 batches, 12 accepted instructions",
-    ));
+    clearhouse()
+        .arg("verify")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("verify OK: 2 windows, 13 files, 6 batches, 12 accepted instructions"));
     let rejected = fs::read_to_string(out.join("rejected.jsonl")).expect("rejected.jsonl");
     let reasons: Vec<String> = rejected
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["reason"].as_str().expect("reason").to_owned())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("json")["reason"].as_str().expect("reason").to_owned()
+        })
         .collect();
     assert_eq!(
         reasons,
-        ["malformed", "amount_scale", "refund_exceeds_original", "unknown_merchant", "duplicate_conflict", "unsupported_currency"]
+        [
+            "malformed",
+            "amount_scale",
+            "refund_exceeds_original",
+            "unknown_merchant",
+            "duplicate_conflict",
+            "unsupported_currency"
+        ]
     );
 }
 
@@ -53,18 +65,27 @@ fn rerun_is_idempotent_and_a_different_input_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
     clearhouse().args(sample_args(&out)).assert().success();
-    clearhouse().args(sample_args(&out)).assert().success().stdout(predicate::str::contains("files: 0 written, 15 already identical"));
+    clearhouse()
+        .args(sample_args(&out))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("files: 0 written, 15 already identical"));
     let changed = dir.path().join("instructions.jsonl");
     let original = fs::read_to_string(root().join("examples/instructions.jsonl")).expect("sample");
-    fs::write(&changed, original.replace("\"500.00\",\"currency\":\"CNY\",\"event_time\":\"2026-11-20T09:00:00+08:00\",\"fee\":\"1.50\"", "\"501.00\",\"currency\":\"CNY\",\"event_time\":\"2026-11-20T09:00:00+08:00\",\"fee\":\"1.50\"")).expect("write");
+    fs::write(
+        &changed,
+        original.replace(
+            "\"500.00\",\"currency\":\"CNY\",\"event_time\":\"2026-11-20T09:00:00+08:00\",\"fee\":\"1.50\"",
+            "\"501.00\",\"currency\":\"CNY\",\"event_time\":\"2026-11-20T09:00:00+08:00\",\"fee\":\"1.50\"",
+        ),
+    )
+    .expect("write");
     let mut args = sample_args(&out);
     args[4] = changed.display().to_string();
-    clearhouse()
-        .args(args)
-        .assert()
-        .failure()
-        .code(1)
-        .stderr(predicate::str::contains("error: refusing to overwrite").and(predicate::str::contains("clearing-20261120T1500Z-CNY.txt with different content")));
+    clearhouse().args(args).assert().failure().code(1).stderr(
+        predicate::str::contains("error: refusing to overwrite")
+            .and(predicate::str::contains("clearing-20261120T1500Z-CNY.txt with different content")),
+    );
 }
 
 #[test]
@@ -81,15 +102,14 @@ fn verify_catches_a_tampered_amount_and_a_missing_file() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("verify: clearing-20261120T1500Z-CNY.txt: SHA-256 is"))
-        .stderr(predicate::str::contains("verify: clearing-20261120T1500Z-CNY.txt: line 9: control refunds 245.60 but the details sum to 246.60"))
+        .stderr(predicate::str::contains(
+            "verify: clearing-20261120T1500Z-CNY.txt: line 9: control refunds 245.60 but the details sum to 246.60",
+        ))
         .stderr(predicate::str::contains("verify FAILED"));
     fs::remove_file(out.join("pain001-20261121T1500Z-JPY.xml")).expect("remove");
-    clearhouse()
-        .arg("verify")
-        .arg(&out)
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("pain001-20261121T1500Z-JPY.xml: listed in manifest-20261121T1500Z.json but missing"));
+    clearhouse().arg("verify").arg(&out).assert().code(1).stderr(predicate::str::contains(
+        "pain001-20261121T1500Z-JPY.xml: listed in manifest-20261121T1500Z.json but missing",
+    ));
 }
 
 #[test]
@@ -144,7 +164,10 @@ fn unreadable_and_invalid_configs_are_clear_errors() {
         .arg(dir.path().join("out"))
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("bad.toml: TOML parse error at line 3, column 1").and(predicate::str::contains("unknown field `cutof`")));
+        .stderr(
+            predicate::str::contains("bad.toml: TOML parse error at line 3, column 1")
+                .and(predicate::str::contains("unknown field `cutof`")),
+        );
     fs::write(&bad, "[calendar]\ntimezone = \"Mars/Olympus\"\n").expect("write");
     clearhouse()
         .args(["net", "--config"])
@@ -187,9 +210,18 @@ fn corrupt_lines_non_utf8_and_oversized_lines_are_rejected_not_fatal() {
         .collect();
     let summary: Vec<(u64, &str, &str)> = lines
         .iter()
-        .map(|l| (l["source"]["line"].as_u64().expect("line"), l["reason"].as_str().expect("reason"), l["payload_encoding"].as_str().expect("enc")))
+        .map(|l| {
+            (
+                l["source"]["line"].as_u64().expect("line"),
+                l["reason"].as_str().expect("reason"),
+                l["payload_encoding"].as_str().expect("enc"),
+            )
+        })
         .collect();
-    assert_eq!(summary, [(2, "malformed", "utf-8"), (3, "malformed", "base64"), (4, "too_large", "utf-8"), (5, "malformed", "utf-8")]);
+    assert_eq!(
+        summary,
+        [(2, "malformed", "utf-8"), (3, "malformed", "base64"), (4, "too_large", "utf-8"), (5, "malformed", "utf-8")]
+    );
     assert_eq!(lines[3]["message"], "not valid JSON: EOF while parsing a value at line 1 column 0");
     assert!(lines[2]["message"].as_str().expect("message").starts_with("message is 71700 bytes; the limit is 65536"));
     clearhouse().arg("verify").arg(&out).assert().success();
@@ -216,5 +248,10 @@ fn gen_is_deterministic_and_its_output_nets_and_verifies() {
 #[test]
 fn usage_errors_exit_2() {
     clearhouse().arg("net").assert().code(2).stderr(predicate::str::contains("--input <INPUT>"));
-    clearhouse().arg("verify").arg("/definitely/not/here").assert().code(1).stderr("error: /definitely/not/here is not a directory\n");
+    clearhouse()
+        .arg("verify")
+        .arg("/definitely/not/here")
+        .assert()
+        .code(1)
+        .stderr("error: /definitely/not/here is not a directory\n");
 }

@@ -31,9 +31,24 @@ pub fn net_in_memory(config: &Config, input: &[u8], shards: usize) -> BTreeMap<S
     store.into_files()
 }
 
-/// Only the per-window files (clearing, pain.001, manifest).
-pub fn window_files(files: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
-    files.iter().filter(|(n, _)| !n.ends_with(".jsonl") && n.as_str() != "summary.json").map(|(n, b)| (n.clone(), b.clone())).collect()
+/// Every file as text (readable assertion failures).
+pub fn as_text(files: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, String> {
+    files.iter().map(|(n, b)| (n.clone(), String::from_utf8_lossy(b).into_owned())).collect()
+}
+
+/// Only the per-window files (clearing, pain.001, manifest), as text. With `without_fences`,
+/// manifests lose their input fences (which move when lines are added to the input).
+pub fn window_files(files: &BTreeMap<String, Vec<u8>>, without_fences: bool) -> BTreeMap<String, String> {
+    let mut out = as_text(files);
+    out.retain(|n, _| !n.ends_with(".jsonl") && n.as_str() != "summary.json");
+    if without_fences {
+        for (name, text) in out.iter_mut().filter(|(n, _)| n.starts_with("manifest-")) {
+            let mut manifest: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            manifest.as_object_mut().expect("manifest object").remove("fences");
+            *text = manifest.to_string();
+        }
+    }
+    out
 }
 
 /// The official XSD installed by `scripts/setup.sh`; panics (never skips) when missing.

@@ -80,8 +80,12 @@ pub enum NetError {
 /// Runs the file-mode job on a file, writing into a directory. `progress` counts instructions
 /// routed so far.
 pub fn run_net(config: &Config, options: &NetOptions, progress: &AtomicU64) -> Result<NetReport, NetError> {
-    let input_name = options.input.file_name().map_or_else(|| options.input.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let file = File::open(&options.input).map_err(|source| NetError::OpenInput { path: options.input.clone(), source })?;
+    let input_name = options
+        .input
+        .file_name()
+        .map_or_else(|| options.input.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let file =
+        File::open(&options.input).map_err(|source| NetError::OpenInput { path: options.input.clone(), source })?;
     let store = DirStore::create(&options.out)?;
     net_reader(config, file, &input_name, &store, options.shards, progress).map_err(|e| match e {
         NetError::Engine { source, .. } => NetError::Engine { path: options.input.clone(), source },
