@@ -110,6 +110,11 @@ pub fn net_reader<R: Read + Send>(
     let reader = JsonlReader::new(input, config.engine.block_bytes.max(4096));
     let result = net_all(reader, &calendar, policy, &engine, progress)
         .map_err(|source| NetError::Engine { path: PathBuf::from(input_name), source })?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        instructions = result.stats.input,
+        "netting finished"
+    );
     let mut report = NetReport { stats: result.stats.clone(), ..NetReport::default() };
     let mut publish = |name: &str, bytes: &[u8]| -> Result<(), StoreError> {
         match store.put(name, bytes)? {

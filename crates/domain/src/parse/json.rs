@@ -1,31 +1,81 @@
-//! A borrowed JSON tree that keeps strings as written (no number coercion) and object keys
-//! sorted, so one pass both extracts fields and yields a canonical fingerprint.
+//! A borrowed JSON tree that keeps strings as written (no number coercion) and object keys in
+//! a canonical order, so one pass both extracts fields and yields a canonical fingerprint.
 //!
 //! `serde_json::Value` would allocate every string and report a mistyped field only as a
-//! whole-document error; this tree borrows from the input when it can and sorts keys once, which
-//! makes duplicate-key detection and order-independent hashing cheap.
+//! whole-document error; this tree borrows from the input when it can and files each key into a
+//! fixed slot, which makes lookups, duplicate-key detection and order-independent hashing cheap.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_128;
+
+/// Field names of the schema (top level and payee). Each has a fixed slot, so a lookup is an
+/// array index and the canonical order of known fields is the slot order.
+const KEYS: [&str; 15] = [
+    "id",
+    "type",
+    "merchant_id",
+    "amount",
+    "currency",
+    "event_time",
+    "fee",
+    "original_transaction_id",
+    "original_amount",
+    "original_time",
+    "payee",
+    "reverses",
+    "name",
+    "account",
+    "bank",
+];
+
+fn slot(key: &str) -> Option<usize> {
+    let i = match key {
+        "id" => 0,
+        "type" => 1,
+        "merchant_id" => 2,
+        "amount" => 3,
+        "currency" => 4,
+        "event_time" => 5,
+        "fee" => 6,
+        "original_transaction_id" => 7,
+        "original_amount" => 8,
+        "original_time" => 9,
+        "payee" => 10,
+        "reverses" => 11,
+        "name" => 12,
+        "account" => 13,
+        "bank" => 14,
+        _ => return None,
+    };
+    debug_assert_eq!(KEYS[i], key);
+    Some(i)
+}
+
+/// An object: schema fields in their slots, anything else (forward-compatible extras) sorted
+/// by key. Duplicate keys are refused while parsing.
+#[derive(Debug)]
+pub(crate) struct Object<'a> {
+    slots: [Option<Json<'a>>; KEYS.len()],
+    extra: Vec<(Cow<'a, str>, Json<'a>)>,
+}
 
 /// A JSON value: strings and objects kept structurally, everything else as a `Value`.
 #[derive(Debug)]
 pub(crate) enum Json<'a> {
     Str(Cow<'a, str>),
-    /// Entries sorted by key; duplicate keys are refused while parsing.
-    Obj(Vec<(Cow<'a, str>, Json<'a>)>),
+    Obj(Box<Object<'a>>),
     Other(Value),
 }
 
 impl<'a> Json<'a> {
-    /// Looks a key up in an object (entries are sorted).
+    /// Looks a schema field up in an object.
     pub(crate) fn get(&self, key: &str) -> Option<&Json<'a>> {
         match self {
-            Json::Obj(entries) => entries.binary_search_by(|(k, _)| k.as_ref().cmp(key)).ok().map(|i| &entries[i].1),
+            Json::Obj(object) => slot(key).and_then(|i| object.slots[i].as_ref()),
             _ => None,
         }
     }
@@ -43,25 +93,37 @@ impl<'a> Json<'a> {
         }
     }
 
-    /// Feeds a canonical encoding (sorted keys, length-prefixed strings) into `hasher`.
-    pub(crate) fn hash_into(&self, hasher: &mut Xxh3) {
-        fn bytes(hasher: &mut Xxh3, tag: u8, data: &[u8]) {
-            hasher.update(&[tag]);
-            hasher.update(&(data.len() as u64).to_le_bytes());
-            hasher.update(data);
+    /// 128-bit hash of the canonical encoding.
+    pub(crate) fn fingerprint(&self) -> u128 {
+        let mut canonical = Vec::with_capacity(512);
+        self.canonical(&mut canonical);
+        xxh3_128(&canonical)
+    }
+
+    /// Appends a canonical encoding (slot order, then sorted extra keys; length-prefixed
+    /// strings) to `out`.
+    fn canonical(&self, out: &mut Vec<u8>) {
+        fn bytes(out: &mut Vec<u8>, tag: u8, data: &[u8]) {
+            out.push(tag);
+            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            out.extend_from_slice(data);
         }
         match self {
-            Json::Str(s) => bytes(hasher, b's', s.as_bytes()),
-            Json::Obj(entries) => {
-                hasher.update(b"o");
-                hasher.update(&(entries.len() as u64).to_le_bytes());
-                for (k, v) in entries {
-                    bytes(hasher, b'k', k.as_bytes());
-                    v.hash_into(hasher);
+            Json::Str(s) => bytes(out, b's', s.as_bytes()),
+            Json::Obj(object) => {
+                out.push(b'o');
+                let known = object.slots.iter().zip(KEYS).filter_map(|(v, k)| v.as_ref().map(|v| (k, v)));
+                let extra = object.extra.iter().map(|(k, v)| (k.as_ref(), v));
+                for (k, v) in known.chain(extra) {
+                    bytes(out, b'k', k.as_bytes());
+                    v.canonical(out);
                 }
             }
             // serde_json's Map is a BTreeMap here, so `to_string` is canonical.
-            Json::Other(v) => bytes(hasher, b'x', v.to_string().as_bytes()),
+            Json::Other(v) => bytes(out, b'x', v.to_string().as_bytes()),
+        }
+        if let Json::Obj(_) = self {
+            out.push(b'e');
         }
     }
 }
@@ -134,15 +196,21 @@ impl<'de> Visitor<'de> for JsonVisitor {
         Ok(Json::Other(value))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut entries: Vec<(Cow<'de, str>, Json<'de>)> = Vec::with_capacity(12);
+        let mut object = Box::new(Object { slots: std::array::from_fn(|_| None), extra: Vec::new() });
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             let value = map.next_value::<Json<'de>>()?;
-            entries.push((key, value));
+            match slot(&key) {
+                Some(i) if object.slots[i].is_some() => {
+                    return Err(de::Error::custom(format!("duplicate key `{key}`")))
+                }
+                Some(i) => object.slots[i] = Some(value),
+                None => object.extra.push((key, value)),
+            }
         }
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        if let Some(pair) = entries.windows(2).find(|p| p[0].0 == p[1].0) {
+        object.extra.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        if let Some(pair) = object.extra.windows(2).find(|p| p[0].0 == p[1].0) {
             return Err(de::Error::custom(format!("duplicate key `{}`", pair[0].0)));
         }
-        Ok(Json::Obj(entries))
+        Ok(Json::Obj(object))
     }
 }

@@ -9,7 +9,6 @@ mod fields;
 mod json;
 
 use compact_str::CompactString;
-use xxhash_rust::xxh3::Xxh3;
 
 use crate::instruction::{Body, Instruction, Kind, RefundFields};
 use crate::reject::{Reject, RejectReason};
@@ -84,9 +83,7 @@ pub fn parse(bytes: &[u8]) -> Parsed {
         Ok(id) => CompactString::from(id),
         Err(reject) => return invalid(reject),
     };
-    let mut hasher = Xxh3::new();
-    json.hash_into(&mut hasher);
-    let fingerprint = hasher.digest128();
+    let fingerprint = json.fingerprint();
     match validate(&fields, id.clone()) {
         Ok(instruction) => Parsed::Valid { instruction, fingerprint },
         Err(reject) => Parsed::Invalid { identity: Some(Identity { id, fingerprint }), reject },
