@@ -4,30 +4,15 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 
-use common::{clearhouse, root};
+use common::{clearhouse, net_command, net_sample, root};
 use predicates::prelude::*;
-
-fn sample_args(out: &Path) -> Vec<String> {
-    let r = root();
-    vec![
-        "net".into(),
-        "--config".into(),
-        r.join("examples/clearhouse.toml").display().to_string(),
-        "--input".into(),
-        r.join("examples/instructions.jsonl").display().to_string(),
-        "--out".into(),
-        out.display().to_string(),
-    ]
-}
 
 #[test]
 fn quick_start_nets_the_sample_and_verify_passes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    clearhouse()
-        .args(sample_args(&out))
+    net_sample(&out)
         .assert()
         .success()
         .stdout(predicate::str::contains("clearhouse net: 19 instructions"))
@@ -64,12 +49,8 @@ fn quick_start_nets_the_sample_and_verify_passes() {
 fn rerun_is_idempotent_and_a_different_input_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    clearhouse().args(sample_args(&out)).assert().success();
-    clearhouse()
-        .args(sample_args(&out))
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("files: 0 written, 15 already identical"));
+    net_sample(&out).assert().success();
+    net_sample(&out).assert().success().stdout(predicate::str::contains("files: 0 written, 15 already identical"));
     let changed = dir.path().join("instructions.jsonl");
     let original = fs::read_to_string(root().join("examples/instructions.jsonl")).expect("sample");
     fs::write(
@@ -80,9 +61,7 @@ fn rerun_is_idempotent_and_a_different_input_is_refused() {
         ),
     )
     .expect("write");
-    let mut args = sample_args(&out);
-    args[4] = changed.display().to_string();
-    clearhouse().args(args).assert().failure().code(1).stderr(
+    net_command(&root().join("examples/clearhouse.toml"), &changed, &out).assert().failure().code(1).stderr(
         predicate::str::contains("error: refusing to overwrite")
             .and(predicate::str::contains("clearing-20261120T1500Z-CNY.txt with different content")),
     );
@@ -92,7 +71,7 @@ fn rerun_is_idempotent_and_a_different_input_is_refused() {
 fn verify_catches_a_tampered_amount_and_a_missing_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    clearhouse().args(sample_args(&out)).assert().success();
+    net_sample(&out).assert().success();
     let file = out.join("clearing-20261120T1500Z-CNY.txt");
     let text = fs::read_to_string(&file).expect("clearing file");
     fs::write(&file, text.replace("|120.00|0.50|C1001|", "|121.00|0.50|C1001|")).expect("tamper");
@@ -116,7 +95,7 @@ fn verify_catches_a_tampered_amount_and_a_missing_file() {
 fn verify_catches_a_pain001_amount_change_and_a_summary_mismatch() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    clearhouse().args(sample_args(&out)).assert().success();
+    net_sample(&out).assert().success();
     let pain = out.join("pain001-20261120T1500Z-CNY.xml");
     let xml = fs::read_to_string(&pain).expect("pain");
     fs::write(&pain, xml.replacen(">200.00<", ">210.00<", 1)).expect("tamper");
@@ -155,27 +134,12 @@ fn unreadable_and_invalid_configs_are_clear_errors() {
         .stderr("error: cannot read missing.toml: No such file or directory (os error 2)\n");
     let bad = dir.path().join("bad.toml");
     fs::write(&bad, "[calendar]\ntimezone = \"Asia/Shanghai\"\ncutof = [\"23:00\"]\n").expect("write");
-    clearhouse()
-        .args(["net", "--config"])
-        .arg(&bad)
-        .arg("--input")
-        .arg(&input)
-        .arg("--out")
-        .arg(dir.path().join("out"))
-        .assert()
-        .code(1)
-        .stderr(
-            predicate::str::contains("bad.toml: TOML parse error at line 3, column 1")
-                .and(predicate::str::contains("unknown field `cutof`")),
-        );
+    net_command(&bad, &input, &dir.path().join("out")).assert().code(1).stderr(
+        predicate::str::contains("bad.toml: TOML parse error at line 3, column 1")
+            .and(predicate::str::contains("unknown field `cutof`")),
+    );
     fs::write(&bad, "[calendar]\ntimezone = \"Mars/Olympus\"\n").expect("write");
-    clearhouse()
-        .args(["net", "--config"])
-        .arg(&bad)
-        .arg("--input")
-        .arg(&input)
-        .arg("--out")
-        .arg(dir.path().join("out"))
+    net_command(&bad, &input, &dir.path().join("out"))
         .assert()
         .code(1)
         .stderr("error: invalid config: [calendar] unknown timezone \"Mars/Olympus\"\n");

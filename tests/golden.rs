@@ -5,24 +5,14 @@ mod common;
 
 use std::fs;
 
-use common::{clearhouse, root};
+use common::{net_sample, root};
 
 #[test]
 fn sample_outputs_match_the_golden_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let r = root();
-    clearhouse()
-        .arg("net")
-        .arg("--config")
-        .arg(r.join("examples/clearhouse.toml"))
-        .arg("--input")
-        .arg(r.join("examples/instructions.jsonl"))
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
-    let golden = r.join("tests/golden/sample");
+    net_sample(&out).assert().success();
+    let golden = root().join("tests/golden/sample");
     let mut produced: Vec<String> = fs::read_dir(&out)
         .expect("out")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())

@@ -6,22 +6,13 @@ mod common;
 use std::fs;
 use std::io::Write;
 
-use common::{assert_valid_pain001, clearhouse, pain001_xsd, root};
+use common::{assert_valid_pain001, clearhouse, net_command, net_sample, pain001_xsd, root};
 
 #[test]
 fn sample_credit_files_validate() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let r = root();
-    clearhouse()
-        .args(["net", "--config"])
-        .arg(r.join("examples/clearhouse.toml"))
-        .arg("--input")
-        .arg(r.join("examples/instructions.jsonl"))
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    net_sample(&out).assert().success();
     let files = pain_files(&out);
     assert_eq!(files.len(), 5, "sample has five credit files");
     for file in files {
@@ -48,15 +39,7 @@ fn generated_workload_with_registry_validates() {
     let config = dir.path().join("clearhouse.toml");
     fs::write(&config, "[calendar]\ninterval_secs = 21600\n[registry]\npath = \"merchants.csv\"\n[debtor]\nname = \"Acquirer\"\naccount = \"DE89370400440532013000\"\nbank = \"COBADEFF\"\n").expect("config");
     let out = dir.path().join("out");
-    clearhouse()
-        .args(["net", "--config"])
-        .arg(&config)
-        .arg("--input")
-        .arg(&input)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    net_command(&config, &input, &out).assert().success();
     let files = pain_files(&out);
     assert!(files.len() >= 12, "expected several windows of credit files, got {}", files.len());
     for file in files {

@@ -19,6 +19,19 @@ pub fn clearhouse() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("clearhouse").expect("clearhouse binary")
 }
 
+/// `clearhouse net --config CONFIG --input INPUT --out OUT`, ready to assert on.
+pub fn net_command(config: &Path, input: &Path, out: &Path) -> assert_cmd::Command {
+    let mut cmd = clearhouse();
+    cmd.arg("net").arg("--config").arg(config).arg("--input").arg(input).arg("--out").arg(out);
+    cmd
+}
+
+/// `net` on the bundled sample (config, registry and instructions from `examples/`).
+pub fn net_sample(out: &Path) -> assert_cmd::Command {
+    let r = root();
+    net_command(&r.join("examples/clearhouse.toml"), &r.join("examples/instructions.jsonl"), out)
+}
+
 /// The sample configuration shipped in `examples/`.
 pub fn sample_config() -> Config {
     Config::load(&root().join("examples/clearhouse.toml")).expect("sample config")

@@ -127,11 +127,17 @@ pub fn net_reader<R: Read + Send>(
     let mut windows = Vec::new();
     let mut totals: BTreeMap<Currency, (Decimal, Decimal)> = BTreeMap::new();
     let mut batches = 0;
+    let (mut encode_time, mut publish_time) = (Duration::ZERO, Duration::ZERO);
     for closed in &result.windows {
         let meta = WindowMeta::new(&calendar, &closed.window);
-        for file in window_files(&meta, &closed.batches, fences.clone(), &debtor) {
+        let encode_start = Instant::now();
+        let files = window_files(&meta, &closed.batches, fences.clone(), &debtor);
+        encode_time += encode_start.elapsed();
+        let publish_start = Instant::now();
+        for file in files {
             publish(&file.name, &file.bytes)?;
         }
+        publish_time += publish_start.elapsed();
         for b in &closed.batches {
             let entry = totals.entry(b.currency).or_default();
             entry.0 += b.totals.payout;
@@ -143,7 +149,14 @@ pub fn net_reader<R: Read + Send>(
     publish(evidence::REJECTED, &evidence::rejects_jsonl(input_name, &result.rejects))?;
     publish(evidence::DUPLICATES, &evidence::duplicates_jsonl(input_name, &result.duplicates))?;
     publish(evidence::SUMMARY, &Summary::new(input_name, &result.stats, windows.clone()).to_bytes())?;
-    tracing::info!(windows = windows.len(), batches, written = report.files_written, "net finished");
+    tracing::info!(
+        windows = windows.len(),
+        batches,
+        written = report.files_written,
+        encode_ms = encode_time.as_millis() as u64,
+        publish_ms = publish_time.as_millis() as u64,
+        "net finished"
+    );
     report.windows = windows;
     report.batches = batches;
     report.totals = totals;

@@ -87,8 +87,13 @@ impl Currency {
         u32::from(self.minor_units)
     }
 
-    /// Writes `amount` with exactly this currency's minor units ("12.30", "1200", "0.000").
+    /// `amount` with exactly this currency's minor units ("12.30", "1200", "0.000").
     pub fn format(&self, amount: Decimal) -> String {
+        self.display(amount).to_string()
+    }
+
+    /// Like [`Currency::format`], as a `Display` value (no allocation).
+    pub fn display(&self, amount: Decimal) -> impl fmt::Display {
         let mut value = amount;
         assert!(
             value.scale() <= self.minor_units(),
@@ -99,7 +104,7 @@ impl Currency {
         if value.is_zero() {
             value.set_sign_positive(true);
         }
-        value.to_string()
+        value
     }
 }
 

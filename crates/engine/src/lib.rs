@@ -15,6 +15,7 @@
 mod dedupe;
 mod pipeline;
 mod records;
+mod router;
 mod shard;
 
 use std::collections::BTreeMap;

@@ -1,18 +1,14 @@
 //! Wiring of the file-mode pipeline: threads, bounded channels, in-order routing.
 
-use std::collections::BTreeMap;
-use std::hash::BuildHasher;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use clearhouse_domain::{parse, Calendar, Parsed, Policy, Reject, RejectReason};
+use clearhouse_domain::{parse, Calendar, Policy};
 use clearhouse_ingest::RawBatch;
-use compact_str::CompactString;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::dedupe::{IdIndex, Seen};
-use crate::records::{DuplicateRecord, RejectRecord, Stats};
+use crate::router::{route, ParsedBatch, RouterOutput};
 use crate::shard::{run_shard, ShardBatch, ShardOutput};
 use crate::{merge_windows, ClosedWindow, EngineConfig, EngineResult};
 
@@ -22,21 +18,6 @@ pub enum EngineError {
     /// The source could not be read.
     #[error("reading input failed")]
     Input(#[source] io::Error),
-}
-
-struct ParsedBatch {
-    index: u64,
-    raw: Arc<RawBatch>,
-    parsed: Vec<Parsed>,
-}
-
-/// What the router keeps: everything decided before netting.
-#[derive(Default)]
-struct RouterOutput {
-    rejects: Vec<RejectRecord>,
-    duplicates: Vec<DuplicateRecord>,
-    stats: Stats,
-    last_position: u64,
 }
 
 /// Nets a whole finite input and closes every window at the end (file mode).
@@ -102,73 +83,6 @@ fn parse_worker(rx: Receiver<(u64, RawBatch)>, tx: Sender<ParsedBatch>) {
             return;
         }
     }
-}
-
-/// Restores source order, de-duplicates, and hands each merchant's instructions to its shard.
-fn route(rx: Receiver<ParsedBatch>, shards: Vec<Sender<ShardBatch>>, progress: &AtomicU64) -> RouterOutput {
-    let mut out = RouterOutput::default();
-    let mut index = IdIndex::default();
-    let mut reorder: BTreeMap<u64, ParsedBatch> = BTreeMap::new();
-    let mut next = 0u64;
-    let hasher = foldhash::fast::FixedState::with_seed(0x5eed);
-    for batch in rx {
-        reorder.insert(batch.index, batch);
-        while let Some(batch) = reorder.remove(&next) {
-            next += 1;
-            let mut per_shard: Vec<Vec<_>> = (0..shards.len()).map(|_| Vec::new()).collect();
-            for (i, parsed) in batch.parsed.into_iter().enumerate() {
-                let record = batch.raw.records[i];
-                out.stats.input += 1;
-                out.last_position = record.position;
-                let reject = |reject: Reject, id: Option<CompactString>| RejectRecord {
-                    position: record.position,
-                    id,
-                    reject,
-                    payload: batch.raw.payload(&record).to_vec(),
-                };
-                let (id, fingerprint, outcome) = match parsed {
-                    Parsed::Valid { instruction, fingerprint } => {
-                        (instruction.id.clone(), fingerprint, Ok(instruction))
-                    }
-                    Parsed::Invalid { identity: Some(identity), reject } => {
-                        (identity.id, identity.fingerprint, Err(reject))
-                    }
-                    Parsed::Invalid { identity: None, reject: r } => {
-                        out.stats.reject(r.reason);
-                        out.rejects.push(reject(r, None));
-                        continue;
-                    }
-                };
-                match (index.observe(&id, fingerprint, record.position), outcome) {
-                    (Seen::New, Ok(instruction)) => {
-                        let shard = hasher.hash_one(instruction.merchant_id.as_str()) as usize % shards.len();
-                        per_shard[shard].push((i as u32, instruction));
-                    }
-                    (Seen::New, Err(r)) => {
-                        out.stats.reject(r.reason);
-                        out.rejects.push(reject(r, Some(id)));
-                    }
-                    (Seen::Duplicate(first_position), _) => {
-                        out.stats.duplicates += 1;
-                        out.duplicates.push(DuplicateRecord { position: record.position, id, first_position });
-                    }
-                    (Seen::Conflict(first), _) => {
-                        let message = format!("id {id} was first delivered at position {first} with different content");
-                        out.stats.reject(RejectReason::DuplicateConflict);
-                        out.rejects
-                            .push(reject(Reject::field(RejectReason::DuplicateConflict, "id", message), Some(id)));
-                    }
-                }
-            }
-            progress.fetch_add(batch.raw.records.len() as u64, Ordering::Relaxed);
-            for (shard, items) in per_shard.into_iter().enumerate().filter(|(_, items)| !items.is_empty()) {
-                let work = ShardBatch { raw: Arc::clone(&batch.raw), items };
-                shards[shard].send(work).expect("netting shard stopped early");
-            }
-        }
-    }
-    assert!(reorder.is_empty(), "parse workers skipped batch {next}");
-    out
 }
 
 fn assemble(routed: RouterOutput, outputs: Vec<ShardOutput>, calendar: &Calendar) -> EngineResult {

@@ -27,7 +27,7 @@ pub struct Encoded {
 
 /// Encodes the batches of one currency of a window.
 pub fn encode(meta: &WindowMeta, currency: Currency, batches: &[&SettledBatch]) -> Encoded {
-    let fmt = |d: Decimal| currency.format(d);
+    let fmt = |d: Decimal| currency.display(d);
     let mut out = String::with_capacity(256 + batches.iter().map(|b| b.details.len() * 128).sum::<usize>());
     let _ = writeln!(
         out,
@@ -52,7 +52,7 @@ pub fn encode(meta: &WindowMeta, currency: Currency, batches: &[&SettledBatch]) 
                 fmt(i.fee),
                 i.reference().unwrap_or("-"),
                 d.effect.code(),
-                d.late_from.map_or_else(|| "-".to_owned(), |w| w.to_string()),
+                LateFrom(d.late_from),
                 credit.unwrap_or("-"),
             );
         }
@@ -71,14 +71,26 @@ pub fn encode(meta: &WindowMeta, currency: Currency, batches: &[&SettledBatch]) 
             c.refunds,
             c.reversals,
             c.late,
-            amounts.map(fmt).join("|"),
+            amounts.map(|a| currency.format(a)).join("|"),
             batch.refund_credit_count()
         );
     }
     let records = out.lines().count() as u64;
     let hash = hex::encode(Sha256::digest(out.as_bytes()));
-    let _ = writeln!(out, "T|{}|{details}|{}|{hash}", batches.len(), sum.map(fmt).join("|"));
+    let _ = writeln!(out, "T|{}|{details}|{}|{hash}", batches.len(), sum.map(|a| currency.format(a)).join("|"));
     Encoded { bytes: out.into_bytes(), records }
+}
+
+/// Writes a late-from window id, or `-`.
+struct LateFrom(Option<clearhouse_domain::WindowId>);
+
+impl std::fmt::Display for LateFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(w) => w.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// The nine amounts of a control record, in file order.
@@ -99,8 +111,6 @@ pub struct ReadBatch {
     pub refund_credit_count: u64,
     /// End-to-end ids named by refund details.
     pub end_to_end_ids: Vec<String>,
-    /// Instruction ids of the details.
-    pub instruction_ids: Vec<String>,
 }
 
 /// A clearing file read back and checked.
@@ -173,8 +183,7 @@ struct Recount {
     refunds: Decimal,
     recoveries: Decimal,
     fees: Decimal,
-    end_to_end_ids: Vec<String>,
-    instruction_ids: Vec<String>,
+    end_to_end_ids: std::collections::BTreeSet<String>,
 }
 
 struct BatchReader {
@@ -194,8 +203,16 @@ impl BatchReader {
     }
 
     fn record(&mut self, line: usize, text: &str) -> Result<(), ClearingError> {
-        let f: Vec<&str> = text.split('|').collect();
-        match (f[0], f.len(), self.current.is_some()) {
+        let mut fields = [""; 17];
+        let mut count = 0;
+        for part in text.split('|') {
+            if count < fields.len() {
+                fields[count] = part;
+            }
+            count += 1;
+        }
+        let f = &fields[..count.min(fields.len())];
+        match (f[0], count, self.current.is_some()) {
             ("B", 3, false) => {
                 if self.batches.last().is_some_and(|b| b.merchant_id.as_str() >= f[1]) {
                     return err(line, format!("batch {} out of merchant order", f[1]));
@@ -203,8 +220,8 @@ impl BatchReader {
                 self.current = Some(Recount { merchant_id: f[1].to_owned(), ..Recount::default() });
                 Ok(())
             }
-            ("D", 10, true) => self.detail(line, &f),
-            ("C", 17, true) => self.control(line, &f),
+            ("D", 10, true) => self.detail(line, f),
+            ("C", 17, true) => self.control(line, f),
             _ => err(line, format!("unexpected record {:?}", f[0])),
         }
     }
@@ -216,7 +233,6 @@ impl BatchReader {
         let effect = Effect::from_code(f[7]).map_or_else(|| err(line, format!("unknown effect {}", f[7])), Ok)?;
         let r = self.current.as_mut().expect("inside a batch");
         r.fees += fee;
-        r.instruction_ids.push(f[1].to_owned());
         match (kind, effect) {
             (Kind::Capture, Effect::Captured) => r.captures += amount,
             (Kind::Refund, Effect::Refunded) => r.refunds += amount,
@@ -235,7 +251,11 @@ impl BatchReader {
         }
         match (effect == Effect::Refunded, f[9]) {
             (true, "-") => return err(line, "paid refund without an EndToEndId"),
-            (true, e2e) => r.end_to_end_ids.push(e2e.to_owned()),
+            (true, e2e) => {
+                if !r.end_to_end_ids.contains(e2e) {
+                    r.end_to_end_ids.insert(e2e.to_owned());
+                }
+            }
             (false, "-") => {}
             (false, _) => return err(line, "EndToEndId on a detail that moves no refund money"),
         }
@@ -278,9 +298,7 @@ impl BatchReader {
         if !totals.is_conserved() {
             return err(line, format!("batch {} does not balance (conservation violated)", r.merchant_id));
         }
-        let mut distinct = r.end_to_end_ids.clone();
-        distinct.sort();
-        distinct.dedup();
+        let distinct: Vec<String> = r.end_to_end_ids.into_iter().collect();
         let refund_credit_count: u64 = f[16].parse().unwrap_or(u64::MAX);
         if refund_credit_count != distinct.len() as u64 {
             return err(line, format!("refund credit count {} but the details name {} credits", f[16], distinct.len()));
@@ -291,7 +309,6 @@ impl BatchReader {
             totals,
             refund_credit_count,
             end_to_end_ids: distinct,
-            instruction_ids: r.instruction_ids,
         });
         Ok(())
     }

@@ -78,6 +78,28 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+fn encode_clearing(meta: &WindowMeta, currency: Currency, group: &[&SettledBatch]) -> (String, Vec<u8>, u64) {
+    let clearing = clearing::encode(meta, currency, group);
+    let read = clearing::read(&clearing.bytes)
+        .unwrap_or_else(|e| panic!("clearing file for {} {currency} fails its own check: {e}", meta.id));
+    assert_eq!(read.batches.len(), group.len(), "clearing file read-back lost batches");
+    (clearing_name(meta.id, currency), clearing.bytes, clearing.records)
+}
+
+fn encode_pain001(
+    meta: &WindowMeta,
+    currency: Currency,
+    group: &[&SettledBatch],
+    debtor: &Payee,
+) -> Option<(String, Vec<u8>, u64)> {
+    let pain = pain001::encode(meta, currency, group, debtor)?;
+    let back = pain001::read(&pain.bytes, currency)
+        .unwrap_or_else(|e| panic!("pain.001 for {} {currency} fails its own check: {e}", meta.id));
+    let expected: rust_decimal::Decimal = group.iter().flat_map(|b| &b.credits).map(|c| c.amount).sum();
+    assert_eq!(back.total, expected, "pain.001 read-back total differs from the credits");
+    Some((pain001_name(meta.id, currency), pain.bytes, pain.records))
+}
+
 /// Every file of a closed window, manifest last. `batches` must be sorted by merchant and
 /// currency. Each file is read back and checked before it is returned.
 pub fn window_files(
@@ -94,19 +116,13 @@ pub fn window_files(
     let mut files = Vec::new();
     let mut listed = Vec::new();
     for (currency, group) in by_currency {
-        let clearing = clearing::encode(meta, currency, &group);
-        let read = clearing::read(&clearing.bytes)
-            .unwrap_or_else(|e| panic!("clearing file for {} {currency} fails its own check: {e}", meta.id));
-        assert_eq!(read.batches.len(), group.len(), "clearing file read-back lost batches");
-        let mut outputs = vec![(clearing_name(meta.id, currency), clearing.bytes, clearing.records)];
-        if let Some(pain) = pain001::encode(meta, currency, &group, debtor) {
-            let back = pain001::read(&pain.bytes, currency)
-                .unwrap_or_else(|e| panic!("pain.001 for {} {currency} fails its own check: {e}", meta.id));
-            let expected: rust_decimal::Decimal = group.iter().flat_map(|b| &b.credits).map(|c| c.amount).sum();
-            assert_eq!(back.total, expected, "pain.001 read-back total differs from the credits");
-            outputs.push((pain001_name(meta.id, currency), pain.bytes, pain.records));
-        }
-        for (name, bytes, records) in outputs {
+        // The two files are independent: encode and check them on two threads.
+        let (clearing, pain) = std::thread::scope(|scope| {
+            let pain = scope.spawn(|| encode_pain001(meta, currency, &group, debtor));
+            let clearing = encode_clearing(meta, currency, &group);
+            (clearing, pain.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+        });
+        for (name, bytes, records) in std::iter::once(clearing).chain(pain) {
             listed.push(ManifestFile { path: name.clone(), sha256: sha256_hex(&bytes), records });
             files.push(OutputFile { name, bytes });
         }

@@ -188,12 +188,51 @@ struct Tally {
     stated: Vec<(String, String)>,
 }
 
+/// The elements the reader looks at; everything else is `Other`. Keeps the element path
+/// allocation-free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    GrpHdr,
+    MsgId,
+    NbOfTxs,
+    CtrlSum,
+    PmtInf,
+    PmtInfId,
+    ReqdExctnDt,
+    Dt,
+    PmtId,
+    EndToEndId,
+    Amt,
+    InstdAmt,
+    Other,
+}
+
+impl Tag {
+    fn of(name: &[u8]) -> Tag {
+        match name {
+            b"GrpHdr" => Tag::GrpHdr,
+            b"MsgId" => Tag::MsgId,
+            b"NbOfTxs" => Tag::NbOfTxs,
+            b"CtrlSum" => Tag::CtrlSum,
+            b"PmtInf" => Tag::PmtInf,
+            b"PmtInfId" => Tag::PmtInfId,
+            b"ReqdExctnDt" => Tag::ReqdExctnDt,
+            b"Dt" => Tag::Dt,
+            b"PmtId" => Tag::PmtId,
+            b"EndToEndId" => Tag::EndToEndId,
+            b"Amt" => Tag::Amt,
+            b"InstdAmt" => Tag::InstdAmt,
+            _ => Tag::Other,
+        }
+    }
+}
+
 /// Reads a credit file and checks `NbOfTxs`/`CtrlSum` at both levels, the currency of every
 /// amount and the uniqueness of `EndToEndId`s.
 pub fn read(bytes: &[u8], currency: Currency) -> Result<ReadPain, String> {
     let mut reader = Reader::from_reader(bytes);
     reader.config_mut().trim_text(true);
-    let mut path: Vec<String> = Vec::new();
+    let mut path: Vec<Tag> = Vec::new();
     let mut out = ReadPain::default();
     let mut group = Tally::default();
     let mut payment_counts: Vec<Tally> = Vec::new();
@@ -201,12 +240,12 @@ pub fn read(bytes: &[u8], currency: Currency) -> Result<ReadPain, String> {
     loop {
         match reader.read_event().map_err(|e| format!("XML error at byte {}: {e}", reader.buffer_position()))? {
             Event::Start(e) => {
-                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
-                if name == "PmtInf" {
+                let name = Tag::of(e.local_name().as_ref());
+                if name == Tag::PmtInf {
                     out.payments.push(ReadPayment::default());
                     payment_counts.push(Tally::default());
                 }
-                if name == "InstdAmt" {
+                if name == Tag::InstdAmt {
                     let ccy = e.try_get_attribute("Ccy").map_err(|e| e.to_string())?.map(|a| a.value.into_owned());
                     if ccy.as_deref() != Some(currency.code().as_bytes()) {
                         return Err(format!("InstdAmt in a currency other than {currency}"));
@@ -218,18 +257,23 @@ pub fn read(bytes: &[u8], currency: Currency) -> Result<ReadPain, String> {
                 path.pop();
             }
             Event::Text(t) => {
-                let value = t.decode().map_err(|e| e.to_string())?.into_owned();
-                let tail: Vec<&str> = path.iter().rev().take(2).map(String::as_str).collect();
-                match tail.as_slice() {
-                    ["MsgId", "GrpHdr"] => out.message_id = value,
-                    [tag @ ("NbOfTxs" | "CtrlSum"), "GrpHdr"] => group.stated.push((tag.to_string(), value)),
-                    [tag @ ("NbOfTxs" | "CtrlSum"), "PmtInf"] => {
-                        last(&mut payment_counts)?.stated.push((tag.to_string(), value))
+                let value = t.decode().map_err(|e| e.to_string())?;
+                let n = path.len();
+                let (parent, element) = (n.checked_sub(2).map(|i| path[i]), path.last().copied());
+                match (parent, element) {
+                    (Some(Tag::GrpHdr), Some(Tag::MsgId)) => out.message_id = value.into_owned(),
+                    (Some(Tag::GrpHdr), Some(tag @ (Tag::NbOfTxs | Tag::CtrlSum))) => {
+                        group.stated.push((format!("{tag:?}"), value.into_owned()))
                     }
-                    ["PmtInfId", "PmtInf"] => last(&mut out.payments)?.id = value,
-                    ["Dt", "ReqdExctnDt"] => last(&mut out.payments)?.execution_date = value,
-                    ["EndToEndId", "PmtId"] => pending_e2e = value,
-                    ["InstdAmt", "Amt"] => {
+                    (Some(Tag::PmtInf), Some(tag @ (Tag::NbOfTxs | Tag::CtrlSum))) => {
+                        last(&mut payment_counts)?.stated.push((format!("{tag:?}"), value.into_owned()))
+                    }
+                    (Some(Tag::PmtInf), Some(Tag::PmtInfId)) => last(&mut out.payments)?.id = value.into_owned(),
+                    (Some(Tag::ReqdExctnDt), Some(Tag::Dt)) => {
+                        last(&mut out.payments)?.execution_date = value.into_owned()
+                    }
+                    (Some(Tag::PmtId), Some(Tag::EndToEndId)) => pending_e2e = value.into_owned(),
+                    (Some(Tag::Amt), Some(Tag::InstdAmt)) => {
                         let amount = amount(&value, currency)?;
                         let payment = last(&mut out.payments)?;
                         payment.transfers.push((std::mem::take(&mut pending_e2e), amount));

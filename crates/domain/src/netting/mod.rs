@@ -63,7 +63,7 @@ struct RefundRecord {
 #[derive(Debug)]
 pub struct Netter {
     policy: Arc<Policy>,
-    open: BTreeMap<WindowId, BTreeMap<BatchKey, BatchState>>,
+    open: BTreeMap<WindowId, Map<BatchKey, BatchState>>,
     originals: Map<(CompactString, CompactString), OriginalState>,
     refunds: Map<CompactString, RefundRecord>,
     captures: Map<(CompactString, CompactString), Currency>,
@@ -177,12 +177,10 @@ impl Netter {
             }
             None => Decimal::ZERO,
         };
-        self.check_limits(ins, place.window)?;
-        let detail_index = self
-            .open
-            .get(&place.window)
-            .and_then(|w| w.get(&(ins.merchant_id.clone(), ins.currency)))
-            .map_or(0, |b| b.details.len());
+        let batch = self.open.get(&place.window).and_then(|w| w.get(&(ins.merchant_id.clone(), ins.currency)));
+        let (count, total, detail_index) =
+            batch.map_or((0, Decimal::ZERO, 0), |b| (b.counts.refunds, b.refunds, b.details.len()));
+        self.check_limits(ins, place.window, count, total)?;
         self.originals.insert(
             original_key,
             OriginalState {
@@ -206,10 +204,9 @@ impl Netter {
         Ok(Effect::Refunded)
     }
 
-    fn check_limits(&self, ins: &Instruction, window: WindowId) -> Result<(), Reject> {
+    /// Refund limits against the batch's accepted refunds so far (`count`, `total`).
+    fn check_limits(&self, ins: &Instruction, window: WindowId, count: u64, total: Decimal) -> Result<(), Reject> {
         let limits = self.policy.limits_for(&ins.merchant_id);
-        let batch = self.open.get(&window).and_then(|w| w.get(&(ins.merchant_id.clone(), ins.currency)));
-        let (count, total) = batch.map_or((0, Decimal::ZERO), |b| (b.counts.refunds, b.refunds));
         if limits.max_count.is_some_and(|max| count >= u64::from(max)) {
             let message = format!("merchant {} reached its limit of refunds in window {window}", ins.merchant_id);
             return Err(Reject::new(RejectReason::MerchantLimitExceeded, message));
@@ -217,8 +214,10 @@ impl Netter {
         if let Some(max) = limits.max_amount.get(&ins.currency) {
             if total + ins.amount > *max {
                 let message = format!(
-                    "merchant {} would exceed its {} refund limit of {max} in window {window}",
-                    ins.merchant_id, ins.currency
+                    "merchant {} would exceed its refund limit of {} {} in window {window}",
+                    ins.merchant_id,
+                    ins.currency.format(*max),
+                    ins.currency
                 );
                 return Err(Reject::new(RejectReason::MerchantLimitExceeded, message));
             }

@@ -153,6 +153,8 @@ impl Netter {
     pub fn close_earliest(&mut self) -> Option<(WindowId, Vec<SettledBatch>)> {
         let (window, batches) = self.open.pop_first()?;
         self.last_closed = Some(window);
+        let mut batches: Vec<(BatchKey, BatchState)> = batches.into_iter().collect();
+        batches.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let settled = batches.into_iter().map(|(key, state)| self.settle(window, key, state)).collect();
         Some((window, settled))
     }
