@@ -156,6 +156,10 @@ fn corrupt_lines_non_utf8_and_oversized_lines_are_rejected_not_fatal() {
     bytes.extend_from_slice(b"{\"id\":\"C3\",\"merchant_id\":\"M\xff\xfe\"}\n");
     bytes.extend_from_slice(format!("{{\"id\":\"C4\",\"pad\":\"{}\"}}\n", "x".repeat(70 * 1024)).as_bytes());
     bytes.extend_from_slice(b"\n");
+    bytes.extend_from_slice(
+        good.replace("C1", "C6").replace("2026-11-20T09:00:00+08:00", "9999-12-31T23:59:59Z").as_bytes(),
+    );
+    bytes.extend_from_slice(b"\n");
     fs::write(&input, &bytes).expect("write");
     let out = dir.path().join("out");
     clearhouse()
@@ -165,8 +169,8 @@ fn corrupt_lines_non_utf8_and_oversized_lines_are_rejected_not_fatal() {
         .arg(&out)
         .assert()
         .success()
-        .stdout(predicate::str::contains("accepted 1, rejected 4, duplicates 0"))
-        .stdout(predicate::str::contains("rejected by reason: malformed 3, too_large 1"));
+        .stdout(predicate::str::contains("accepted 1, rejected 5, duplicates 0"))
+        .stdout(predicate::str::contains("rejected by reason: malformed 3, too_large 1, invalid_field 1"));
     let lines: Vec<serde_json::Value> = fs::read_to_string(out.join("rejected.jsonl"))
         .expect("rejected")
         .lines()
@@ -184,9 +188,16 @@ fn corrupt_lines_non_utf8_and_oversized_lines_are_rejected_not_fatal() {
         .collect();
     assert_eq!(
         summary,
-        [(2, "malformed", "utf-8"), (3, "malformed", "base64"), (4, "too_large", "utf-8"), (5, "malformed", "utf-8")]
+        [
+            (2, "malformed", "utf-8"),
+            (3, "malformed", "base64"),
+            (4, "too_large", "utf-8"),
+            (5, "malformed", "utf-8"),
+            (6, "invalid_field", "utf-8")
+        ]
     );
     assert_eq!(lines[3]["message"], "not valid JSON: EOF while parsing a value at line 1 column 0");
+    assert_eq!(lines[4]["message"], "event_time 9500-01-01T00:00:00Z is outside 1970-01-01 to 9000-01-01");
     assert!(lines[2]["message"].as_str().expect("message").starts_with("message is 71700 bytes; the limit is 65536"));
     clearhouse().arg("verify").arg(&out).assert().success();
 }

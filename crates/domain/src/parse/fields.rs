@@ -8,6 +8,11 @@ use crate::instruction::{Payee, PayeePart};
 use crate::money::{parse_amount, AmountError, Currency};
 use crate::reject::{Reject, RejectReason};
 
+/// Accepted instants: 1970-01-01T00:00:00Z (inclusive) to 9000-01-01T00:00:00Z (exclusive), so
+/// window and business-day arithmetic never runs off the calendar's range.
+const EARLIEST_TIME: i64 = 0;
+pub(super) const LATEST_TIME: i64 = 221_845_392_000;
+
 /// Read access to one JSON object's fields.
 pub(super) struct Fields<'j, 'a> {
     json: &'j Json<'a>,
@@ -75,8 +80,12 @@ impl<'j, 'a> Fields<'j, 'a> {
 
     pub(super) fn time(&self, name: &'static str) -> Result<Timestamp, Reject> {
         let text = self.required_str(name)?;
-        parse_rfc3339(text)
-            .ok_or_else(|| invalid(name, format!("{name} must be an RFC 3339 time with offset, got {text:?}")))
+        let time = parse_rfc3339(text)
+            .ok_or_else(|| invalid(name, format!("{name} must be an RFC 3339 time with offset, got {text:?}")))?;
+        if !(EARLIEST_TIME..LATEST_TIME).contains(&time.as_second()) {
+            return Err(invalid(name, format!("{name} {text} is outside 1970-01-01 to 9000-01-01")));
+        }
+        Ok(time)
     }
 
     pub(super) fn payee(&self, name: &'static str) -> Result<Payee, Reject> {

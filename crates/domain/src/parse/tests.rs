@@ -52,6 +52,9 @@ fn every_schema_rule_has_its_reason() {
         ("currency", r#""cny""#, R::InvalidField, Some("currency")),
         ("event_time", r#""2026-11-21 10:00:00""#, R::InvalidField, Some("event_time")),
         ("event_time", r#""2026-11-21T10:00:00""#, R::InvalidField, Some("event_time")),
+        ("event_time", r#""1969-12-31T23:59:59Z""#, R::InvalidField, Some("event_time")),
+        ("event_time", r#""9000-01-01T00:00:00Z""#, R::InvalidField, Some("event_time")),
+        ("original_time", r#""0001-01-01T00:00:00Z""#, R::InvalidField, Some("original_time")),
         ("fee", r#""-0.01""#, R::InvalidField, Some("fee")),
         ("fee", r#""0.001""#, R::AmountScale, Some("fee")),
         ("original_transaction_id", "<absent>", R::MissingField, Some("original_transaction_id")),
@@ -103,6 +106,17 @@ fn fingerprint_ignores_order_and_whitespace_but_not_content() {
     assert_ne!(fp(REFUND), fp(&with("extra", "1")), "unknown fields are part of the content");
     assert_ne!(fp(REFUND), fp(&with("payee.name", r#""Han Meimei""#)));
     assert_eq!(fp(&with("amount", "5")), fp(&with("amount", "5")), "invalid instructions keep an identity");
+}
+
+#[test]
+fn time_range_bounds_are_exact() {
+    assert_eq!(
+        jiff::Timestamp::from_second(super::fields::LATEST_TIME).expect("ts").to_string(),
+        "9000-01-01T00:00:00Z"
+    );
+    let valid = |time: &str| matches!(parse(with("original_time", time).as_bytes()), Parsed::Valid { .. });
+    assert!(valid(r#""1970-01-01T00:00:00Z""#), "the epoch itself is in range");
+    assert!(matches!(parse(with("event_time", r#""8999-12-31T23:59:59.999Z""#).as_bytes()), Parsed::Valid { .. }));
 }
 
 #[test]
