@@ -113,6 +113,7 @@ pub fn net_reader<R: Read + Send>(
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         instructions = result.stats.input,
+        peak_rss_kb = peak_rss_kb(),
         "netting finished"
     );
     let mut report = NetReport { stats: result.stats.clone(), ..NetReport::default() };
@@ -155,6 +156,7 @@ pub fn net_reader<R: Read + Send>(
         written = report.files_written,
         encode_ms = encode_time.as_millis() as u64,
         publish_ms = publish_time.as_millis() as u64,
+        peak_rss_kb = peak_rss_kb(),
         "net finished"
     );
     report.windows = windows;
@@ -162,4 +164,14 @@ pub fn net_reader<R: Read + Send>(
     report.totals = totals;
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The process's peak resident set so far (Linux `VmHWM`), for the phase logs; 0 elsewhere.
+fn peak_rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
