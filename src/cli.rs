@@ -67,10 +67,23 @@ pub struct VerifyArgs {
 
 /// Arguments of `clearhouse gen`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("sink").required(true).args(["out", "topic"])))]
 pub struct GenArgs {
     /// Output JSONL file.
     #[arg(long)]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
+    /// Kafka topic to produce to instead (key = merchant_id); created if missing.
+    #[arg(long, requires = "brokers")]
+    pub topic: Option<String>,
+    /// Kafka bootstrap servers (with --topic).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Partitions of the topic when it has to be created.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Extra librdkafka property, KEY=VALUE (repeatable), e.g. security.protocol=SSL.
+    #[arg(long = "property", value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
     /// Number of lines.
     #[arg(long, default_value_t = 10_000)]
     pub count: u64,
@@ -101,6 +114,11 @@ pub struct GenArgs {
     /// Re-delivered lines per mille.
     #[arg(long, default_value_t = 10)]
     pub duplicate_permille: u32,
+}
+
+fn parse_property(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+    Ok((key.trim().to_owned(), value.to_owned()))
 }
 
 /// Parses arguments, runs the command, prints errors as a chain.

@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clearhouse_core::{run_net, Config, NetOptions, NetReport};
 use clearhouse_formats::{verify::verify as verify_dir, DirStore};
-use clearhouse_gen::{generate, GenOptions};
+use clearhouse_gen::{generate, generate_each, GenOptions};
+use clearhouse_kafka::{KafkaOptions, TopicWriter};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{GenArgs, NetArgs, VerifyArgs};
@@ -117,18 +118,42 @@ pub fn gen(args: &GenArgs) -> Result<ExitCode> {
         duplicate_permille: args.duplicate_permille,
     };
     anyhow::ensure!(args.merchants > 0 && args.days > 0, "--merchants and --days must be at least 1");
-    let file = File::create(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    let stats = generate(&options, file).with_context(|| format!("writing {}", args.out.display()))?;
+    let (stats, target) = match (&args.out, &args.topic) {
+        (Some(path), _) => {
+            let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let stats = generate(&options, file).with_context(|| format!("writing {}", path.display()))?;
+            (stats, path.display().to_string())
+        }
+        (None, Some(topic)) => (gen_to_topic(args, &options, topic)?, format!("topic {topic}")),
+        (None, None) => unreachable!("clap requires --out or --topic"),
+    };
     println!(
-        "clearhouse gen: {} lines to {} (seed {}): {} captures, {} refunds, {} reversals, {} bad, {} re-delivered",
-        stats.lines,
-        args.out.display(),
-        args.seed,
-        stats.captures,
-        stats.refunds,
-        stats.reversals,
-        stats.bad,
-        stats.duplicates
+        "clearhouse gen: {} lines to {target} (seed {}): {} captures, {} refunds, {} reversals, {} bad, {} re-delivered",
+        stats.lines, args.seed, stats.captures, stats.refunds, stats.reversals, stats.bad, stats.duplicates
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Produces the workload to a topic, keyed by merchant, and waits for every acknowledgement.
+fn gen_to_topic(args: &GenArgs, options: &GenOptions, topic: &str) -> Result<clearhouse_gen::GenStats> {
+    let kafka = KafkaOptions {
+        brokers: args.brokers.clone().unwrap_or_default(),
+        properties: args.properties.iter().cloned().collect(),
+    };
+    kafka.ensure_topic(topic, args.partitions).with_context(|| format!("preparing topic {topic}"))?;
+    let mut writer = TopicWriter::new(&kafka, topic)?;
+    let mut failure = None;
+    let stats = generate_each(options, |merchant, line| {
+        writer.send(merchant.as_bytes(), line).map_err(|e| {
+            failure = Some(e);
+            std::io::Error::other("produce failed")
+        })
+    });
+    if let Some(error) = failure {
+        return Err(error).with_context(|| format!("producing to {topic}"));
+    }
+    let stats = stats?;
+    let delivered = writer.finish(Duration::from_secs(60)).with_context(|| format!("producing to {topic}"))?;
+    anyhow::ensure!(delivered == stats.lines, "{delivered} of {} messages delivered", stats.lines);
+    Ok(stats)
 }

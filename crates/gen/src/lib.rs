@@ -81,15 +81,29 @@ const CURRENCIES: [(&str, u32); 4] = [("CNY", 80), ("JPY", 10), ("USD", 8), ("KW
 
 /// Writes `options.count` JSONL lines to `out`.
 pub fn generate<W: Write>(options: &GenOptions, out: W) -> io::Result<GenStats> {
-    assert!(options.merchants > 0 && options.days > 0, "need merchants and days");
     let mut out = io::BufWriter::with_capacity(1 << 20, out);
+    let stats = generate_each(options, |_, line| {
+        out.write_all(line)?;
+        out.write_all(b"\n")
+    })?;
+    out.flush()?;
+    Ok(stats)
+}
+
+/// Hands each of the `options.count` messages (without a newline) to `sink` with its merchant id,
+/// the Kafka key, in order.
+pub fn generate_each<F>(options: &GenOptions, mut sink: F) -> io::Result<GenStats>
+where
+    F: FnMut(&str, &[u8]) -> io::Result<()>,
+{
+    assert!(options.merchants > 0 && options.days > 0, "need merchants and days");
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut merchants: Vec<MerchantState> =
         (0..options.merchants).map(|m| MerchantState::new(m, pick_currency(m))).collect();
     let span_ms = i64::from(options.days) * 86_400_000;
     let step_ms = (span_ms / options.count.max(1) as i64).max(1);
     let hot = (options.merchants / 10).max(1);
-    let mut recent: Vec<Vec<u8>> = Vec::with_capacity(64);
+    let mut recent: Vec<(u32, Vec<u8>)> = Vec::with_capacity(64);
     let mut stats = GenStats::default();
     let mut line = Vec::with_capacity(512);
     for i in 0..options.count {
@@ -101,11 +115,14 @@ pub fn generate<W: Write>(options: &GenOptions, out: W) -> io::Result<GenStats> 
             rng.random_range(0..options.merchants)
         };
         let roll = rng.random_range(0..1000);
+        let mut key = m;
         if roll < options.bad_permille {
             merchants[m as usize].write_bad(&mut line, i, time, &mut rng)?;
             stats.bad += 1;
         } else if roll < options.bad_permille + options.duplicate_permille && !recent.is_empty() {
-            line.extend_from_slice(&recent[rng.random_range(0..recent.len())]);
+            let (merchant, earlier) = &recent[rng.random_range(0..recent.len())];
+            line.extend_from_slice(earlier);
+            key = *merchant;
             stats.duplicates += 1;
         } else {
             let merchant = &mut merchants[m as usize];
@@ -122,17 +139,15 @@ pub fn generate<W: Write>(options: &GenOptions, out: W) -> io::Result<GenStats> 
                 stats.refunds += 1;
             }
             if recent.len() < 64 {
-                recent.push(line.clone());
+                recent.push((m, line.clone()));
             } else {
                 let slot = rng.random_range(0..64);
-                recent[slot].clone_from(&line);
+                recent[slot] = (m, line.clone());
             }
         }
-        line.push(b'\n');
-        out.write_all(&line)?;
+        sink(merchants[key as usize].id(), &line)?;
         stats.lines += 1;
     }
-    out.flush()?;
     Ok(stats)
 }
 

@@ -42,6 +42,11 @@ impl MerchantState {
         MerchantState { id: format!("M{index:05}"), currency, originals: VecDeque::new(), refunds: VecDeque::new() }
     }
 
+    /// The merchant id (`M00042`).
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
     fn money(&self, minor: i64) -> Decimal {
         Decimal::new(minor, self.currency.minor_units())
     }

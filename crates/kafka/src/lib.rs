@@ -1,0 +1,163 @@
+//! Kafka plumbing shared by every command that talks to a broker.
+//!
+//! librdkafka reports a failed delivery asynchronously, and a default producer context drops
+//! that report on the floor; `TopicWriter` counts every failure and `finish` refuses to report
+//! success unless every message was acknowledged. Clients pass any librdkafka property through
+//! (TLS, SASL, timeouts), so the project never has to mirror librdkafka's configuration.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::ClientContext;
+use serde::Deserialize;
+
+/// How to reach the cluster.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaOptions {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// Extra librdkafka properties (`security.protocol`, `sasl.mechanism`, `ssl.ca.location`, ...).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Broker-side failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// librdkafka refused an operation.
+    #[error("kafka client error")]
+    Kafka(#[from] KafkaError),
+    /// Some messages were not acknowledged.
+    #[error("{failed} of {sent} messages were not delivered; first error: {first}")]
+    Delivery {
+        /// Messages handed to the producer.
+        sent: u64,
+        /// Messages whose delivery failed or never completed.
+        failed: u64,
+        /// The first delivery error seen.
+        first: String,
+    },
+    /// Topic creation failed.
+    #[error("cannot create topic {topic}: {message}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// Broker message.
+        message: String,
+    },
+}
+
+impl KafkaOptions {
+    /// A librdkafka configuration with the brokers and the pass-through properties.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// Creates `topic` with `partitions` partitions unless it exists.
+    pub fn ensure_topic(&self, topic: &str, partitions: i32) -> Result<(), ClientError> {
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| ClientError::CreateTopic { topic: topic.to_owned(), message: format!("no runtime: {e}") })?;
+        let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let timeout = Some(Duration::from_secs(15));
+        let options = AdminOptions::new().operation_timeout(timeout).request_timeout(timeout);
+        let results =
+            runtime.block_on(admin.create_topics([&new_topic], &options)).map_err(|e| ClientError::CreateTopic {
+                topic: topic.to_owned(),
+                message: format!("{e} (is {} reachable?)", self.brokers),
+            })?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => return Err(ClientError::CreateTopic { topic: name, message: code.to_string() }),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counts delivery failures reported by librdkafka.
+#[derive(Default)]
+struct Deliveries {
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+        if let Err((error, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            let mut first = self.first_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            first.get_or_insert_with(|| error.to_string());
+        }
+    }
+}
+
+/// An idempotent producer to one topic.
+pub struct TopicWriter {
+    producer: BaseProducer<Deliveries>,
+    topic: String,
+    sent: u64,
+}
+
+impl TopicWriter {
+    /// Connects an idempotent producer (`acks=all`) for `topic`.
+    pub fn new(options: &KafkaOptions, topic: &str) -> Result<TopicWriter, ClientError> {
+        let mut config = options.client_config();
+        config.set("enable.idempotence", "true").set("linger.ms", "5");
+        let producer = config.create_with_context(Deliveries::default())?;
+        Ok(TopicWriter { producer, topic: topic.to_owned(), sent: 0 })
+    }
+
+    /// Queues one message, waiting while the local queue is full (bounded by librdkafka's
+    /// `queue.buffering.max.messages`).
+    pub fn send(&mut self, key: &[u8], payload: &[u8]) -> Result<(), ClientError> {
+        loop {
+            match self.producer.send(BaseRecord::<[u8], [u8]>::to(&self.topic).key(key).payload(payload)) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    self.producer.poll(Duration::from_millis(50));
+                }
+                Err((error, _)) => return Err(error.into()),
+            }
+        }
+        self.sent += 1;
+        self.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    /// Waits until every queued message is acknowledged; fails unless all were delivered.
+    pub fn finish(self, timeout: Duration) -> Result<u64, ClientError> {
+        let flushed = self.producer.flush(timeout);
+        let context = self.producer.context();
+        let mut failed = context.failed.load(Ordering::Relaxed);
+        let mut first = context.first_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if let Err(error) = flushed {
+            failed += self.producer.in_flight_count().max(0) as u64;
+            first.get_or_insert_with(|| error.to_string());
+        }
+        match failed {
+            0 => Ok(self.sent),
+            _ => Err(ClientError::Delivery { sent: self.sent, failed, first: first.unwrap_or_default() }),
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! A real Kafka-protocol broker for the tests: tansu on loopback with SQLite storage, installed
+//! by `scripts/install-tansu.sh`. A missing binary fails the test; it never skips.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running broker; killed when dropped.
+pub struct Tansu {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+fn tansu_binary() -> PathBuf {
+    let path = std::env::var_os("CLEARHOUSE_TANSU").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+        let tools = std::env::var_os("CLEARHOUSE_TOOLS").map_or_else(|| home.join(".cache/clearhouse"), PathBuf::from);
+        tools.join("tansu-0.6.0/bin/tansu")
+    });
+    assert!(path.is_file(), "tansu broker not found at {}: run scripts/install-tansu.sh", path.display());
+    path
+}
+
+impl Tansu {
+    /// Starts a broker on a free loopback port with fresh SQLite storage and waits until it
+    /// accepts connections.
+    pub fn start() -> Tansu {
+        let dir = tempfile::tempdir().expect("broker dir");
+        std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+        let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let addr = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{addr}");
+        let log = std::fs::File::create(dir.path().join("broker.log")).expect("log");
+        let child = Command::new(tansu_binary())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://data/tansu.db"])
+            .current_dir(dir.path())
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start tansu");
+        let broker = Tansu { child, addr, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(&broker.addr).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {} within 30 s", broker.addr);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        broker
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
