@@ -100,13 +100,17 @@ fn verify_catches_a_pain001_amount_change_and_a_summary_mismatch() {
     let xml = fs::read_to_string(&pain).expect("pain");
     fs::write(&pain, xml.replacen(">200.00<", ">210.00<", 1)).expect("tamper");
     fs::write(out.join("duplicates.jsonl"), "").expect("truncate");
+    let rejected = fs::read_to_string(out.join("rejected.jsonl")).expect("rejected");
+    fs::write(out.join("rejected.jsonl"), rejected.replacen("\"reason\":\"malformed\"", "\"reason\":\"garbled\"", 1))
+        .expect("tamper");
     clearhouse()
         .arg("verify")
         .arg(&out)
         .assert()
         .code(1)
         .stderr(predicate::str::contains("pain001-20261120T1500Z-CNY.xml: PmtInf 20261120T1500Z-CNY-00001: CtrlSum says 498.00 but the transfers give 508.00").or(predicate::str::contains("GrpHdr: CtrlSum says 498.00 but the transfers give 508.00")))
-        .stderr(predicate::str::contains("summary.json: says 1 duplicates, duplicates.jsonl has 0 lines"));
+        .stderr(predicate::str::contains("summary.json: says 1 duplicates, duplicates.jsonl has 0 lines"))
+        .stderr(predicate::str::contains("rejected.jsonl: line 1: unknown reason code \"garbled\""));
 }
 
 #[test]

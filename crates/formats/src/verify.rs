@@ -265,10 +265,12 @@ fn check_summary(store: &dyn OutputStore, windows: &[String], report: &mut Repor
         }
     };
     report.files += 1;
-    let lines = |file: &str| -> Result<u64, crate::StoreError> {
-        Ok(store.get(file)?.map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count() as u64))
-    };
-    let (rejected, duplicates) = (lines(evidence::REJECTED)?, lines(evidence::DUPLICATES)?);
+    let rejected = evidence_lines::<evidence::RejectLine>(store, evidence::REJECTED, report, |line| {
+        clearhouse_domain::RejectReason::from_code(&line.reason)
+            .map(|_| ())
+            .ok_or(format!("unknown reason code {:?}", line.reason))
+    })?;
+    let duplicates = evidence_lines::<evidence::DuplicateLine>(store, evidence::DUPLICATES, report, |_| Ok(()))?;
     let checks = [
         (
             summary.instructions == summary.accepted + summary.rejected + summary.duplicates,
@@ -298,4 +300,28 @@ fn check_summary(store: &dyn OutputStore, windows: &[String], report: &mut Repor
         }
     }
     Ok(())
+}
+
+/// Parses every line of a JSONL evidence file, reporting the first malformed line; returns the
+/// number of lines.
+fn evidence_lines<T: serde::de::DeserializeOwned>(
+    store: &dyn OutputStore,
+    name: &str,
+    report: &mut Report,
+    check: impl Fn(&T) -> Result<(), String>,
+) -> Result<u64, crate::StoreError> {
+    let bytes = store.get(name)?.unwrap_or_default();
+    let mut count = 0;
+    for (i, line) in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+        count += 1;
+        let problem = match serde_json::from_slice::<T>(line) {
+            Ok(record) => check(&record).err(),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(problem) = problem {
+            report.problem(name, format!("line {}: {problem}", i + 1));
+            break;
+        }
+    }
+    Ok(count)
 }
