@@ -75,7 +75,8 @@ pub fn encode(meta: &WindowMeta, currency: Currency, batches: &[&SettledBatch]) 
             batch.refund_credit_count()
         );
     }
-    let records = out.lines().count() as u64;
+    // Header, then per batch its header, details and control record.
+    let records = 1 + 2 * batches.len() as u64 + details;
     let hash = hex::encode(Sha256::digest(out.as_bytes()));
     let _ = writeln!(out, "T|{}|{details}|{}|{hash}", batches.len(), sum.map(|a| currency.format(a)).join("|"));
     Encoded { bytes: out.into_bytes(), records }
