@@ -14,9 +14,10 @@ use crate::commands;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Log filter (tracing env-filter syntax); RUST_LOG overrides it.
-    #[arg(long, global = true, default_value = "warn")]
-    log_level: String,
+    /// Log filter (tracing env-filter syntax); RUST_LOG overrides it. Default: `info` for
+    /// `run`, `warn` otherwise.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Plain)]
     log_format: LogFormat,
@@ -36,6 +37,17 @@ enum Command {
     Verify(VerifyArgs),
     /// Write a deterministic synthetic workload (JSONL).
     Gen(GenArgs),
+    /// The daemon: consume the instruction topic in a consumer group, close windows as they
+    /// end, write files and publish credits; stops cleanly on SIGTERM or SIGINT.
+    Run(RunArgs),
+}
+
+/// Arguments of `clearhouse run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// TOML configuration with `[kafka]` and `[daemon]` sections.
+    #[arg(long)]
+    pub config: PathBuf,
 }
 
 /// Arguments of `clearhouse net`.
@@ -124,11 +136,13 @@ fn parse_property(text: &str) -> Result<(String, String), String> {
 /// Parses arguments, runs the command, prints errors as a chain.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_level, cli.log_format);
+    let default_level = if matches!(cli.command, Command::Run(_)) { "info" } else { "warn" };
+    init_logging(cli.log_level.as_deref().unwrap_or(default_level), cli.log_format);
     let result = match cli.command {
         Command::Net(args) => commands::net(&args),
         Command::Verify(args) => commands::verify(&args),
         Command::Gen(args) => commands::gen(&args),
+        Command::Run(args) => commands::run(&args),
     };
     match result {
         Ok(code) => code,
@@ -142,7 +156,8 @@ pub fn main() -> ExitCode {
 fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
     match format {
         LogFormat::Plain => builder.init(),
         LogFormat::Json => builder.json().init(),

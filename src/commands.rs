@@ -13,7 +13,7 @@ use clearhouse_gen::{generate, generate_each, GenOptions};
 use clearhouse_kafka::{KafkaOptions, TopicWriter};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{GenArgs, NetArgs, VerifyArgs};
+use crate::cli::{GenArgs, NetArgs, RunArgs, VerifyArgs};
 
 pub fn net(args: &NetArgs) -> Result<ExitCode> {
     let config = match &args.config {
@@ -156,4 +156,28 @@ fn gen_to_topic(args: &GenArgs, options: &GenOptions, topic: &str) -> Result<cle
     let delivered = writer.finish(Duration::from_secs(60)).with_context(|| format!("producing to {topic}"))?;
     anyhow::ensure!(delivered == stats.lines, "{delivered} of {} messages delivered", stats.lines);
     Ok(stats)
+}
+
+/// `clearhouse run`: the daemon, until SIGTERM or SIGINT.
+pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    let config = Config::load(&args.config)?;
+    let settings = config.daemon_settings()?;
+    clearhouse_core::daemon::ensure_output_topics(&config, &settings).context("creating output topics")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(clearhouse_daemon::run(settings, shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
 }

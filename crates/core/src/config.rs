@@ -30,6 +30,10 @@ pub struct Config {
     pub registry: Option<RegistryConfig>,
     /// Engine sizing.
     pub engine: EngineSection,
+    /// Brokers and librdkafka properties (`clearhouse run`, `gen --topic`).
+    pub kafka: Option<clearhouse_kafka::KafkaOptions>,
+    /// The daemon (`clearhouse run`).
+    pub daemon: crate::daemon::DaemonSection,
     /// Directory of the config file, for resolving relative paths (not a TOML key).
     #[serde(skip)]
     pub base_dir: PathBuf,

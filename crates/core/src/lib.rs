@@ -2,6 +2,7 @@
 //! and the outputs. The libraries underneath do the work; this crate decides what runs where.
 
 pub mod config;
+pub mod daemon;
 pub mod net;
 pub mod registry;
 

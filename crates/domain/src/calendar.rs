@@ -69,7 +69,7 @@ fn parse_cutoff(text: &str) -> Result<Time, CalendarError> {
 }
 
 /// A window id: the window's end instant (UTC), shown as `YYYYMMDDTHHMMZ`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct WindowId(i64);
 
 impl WindowId {

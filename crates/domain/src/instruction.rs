@@ -43,7 +43,7 @@ impl Kind {
 }
 
 /// Who a refund pays: account (IBAN or domestic number) at a bank (BIC or bank code).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Payee {
     /// Account holder name.
     pub name: CompactString,
@@ -156,7 +156,7 @@ pub fn looks_like_bic(s: &str) -> bool {
 }
 
 /// Fields only a refund has.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RefundFields {
     /// The transaction being refunded.
     pub original_transaction_id: CompactString,
@@ -169,7 +169,7 @@ pub struct RefundFields {
 }
 
 /// Kind-specific content.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Body {
     /// A capture has no extra fields.
     Capture,
@@ -183,7 +183,7 @@ pub enum Body {
 }
 
 /// A schema-valid instruction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Instruction {
     /// Globally unique id; the idempotency key.
     pub id: CompactString,

@@ -17,7 +17,7 @@ pub mod reject;
 pub use calendar::{Calendar, CalendarError, Schedule, Window, WindowId};
 pub use instruction::{Body, Instruction, Kind, Payee, PayeeError, PayeePart, RefundFields};
 pub use money::{Currency, MAX_AMOUNT};
-pub use netting::{Counts, Credit, CreditKind, Detail, Effect, Netter, Placement, SettledBatch, Totals};
+pub use netting::{Counts, Credit, CreditKind, Detail, Effect, Netter, NetterState, Placement, SettledBatch, Totals};
 pub use parse::{parse, Fingerprint, Identity, Parsed, MAX_MESSAGE_BYTES};
 pub use policy::{Merchant, Policy, RefundLimits};
 pub use reject::{Reject, RejectReason};

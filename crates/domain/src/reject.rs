@@ -5,7 +5,7 @@
 use std::fmt;
 
 /// Stable reason codes from the settlement model. The `code()` strings never change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum RejectReason {
     /// Not a JSON object (syntax error, wrong top-level type, duplicate key, empty line).
     Malformed,

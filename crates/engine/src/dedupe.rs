@@ -18,7 +18,7 @@ pub enum Seen {
     Conflict(u64),
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Entry {
     fingerprint: [u64; 2],
     position: u64,
@@ -26,7 +26,7 @@ struct Entry {
 
 /// Remembers every id with the fingerprint of its first delivery, plus the fingerprints of
 /// conflicting deliveries (rare), so re-delivering a conflict is a duplicate too.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct IdIndex {
     first: HashMap<CompactString, Entry, RandomState>,
     conflicts: HashMap<(CompactString, [u64; 2]), u64, RandomState>,

@@ -17,6 +17,7 @@ mod pipeline;
 mod records;
 mod router;
 mod shard;
+pub mod stream;
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,7 @@ use clearhouse_domain::{SettledBatch, Window};
 pub use dedupe::{IdIndex, Seen};
 pub use pipeline::{net_all, EngineError};
 pub use records::{DuplicateRecord, RejectRecord, Stats};
+pub use stream::{Outcome, Partition, PartitionState, Seal, SealedPart};
 
 /// Engine sizing. Limits are in batches (a batch is one source block, about 1 MiB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,7 +30,7 @@ pub struct DuplicateRecord {
 }
 
 /// Outcome counts. `input = accepted + rejected + duplicates` always holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Messages read.
     pub input: u64,

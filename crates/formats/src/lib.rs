@@ -6,6 +6,7 @@
 //! before it is published: a bug in an encoder stops the run instead of reaching a bank.
 
 pub mod clearing;
+pub mod events;
 pub mod evidence;
 pub mod manifest;
 pub mod pain001;

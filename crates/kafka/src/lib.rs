@@ -128,11 +128,18 @@ impl TopicWriter {
         Ok(TopicWriter { producer, topic: topic.to_owned(), sent: 0 })
     }
 
-    /// Queues one message, waiting while the local queue is full (bounded by librdkafka's
-    /// `queue.buffering.max.messages`).
+    /// Queues a message to the writer's topic (waits while the local queue is full).
     pub fn send(&mut self, key: &[u8], payload: &[u8]) -> Result<(), ClientError> {
+        let topic = std::mem::take(&mut self.topic);
+        let result = self.send_to(&topic, key, payload);
+        self.topic = topic;
+        result
+    }
+
+    /// Queues a message to `topic`.
+    pub fn send_to(&mut self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(), ClientError> {
         loop {
-            match self.producer.send(BaseRecord::<[u8], [u8]>::to(&self.topic).key(key).payload(payload)) {
+            match self.producer.send(BaseRecord::<[u8], [u8]>::to(topic).key(key).payload(payload)) {
                 Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     self.producer.poll(Duration::from_millis(50));
@@ -145,19 +152,26 @@ impl TopicWriter {
         Ok(())
     }
 
-    /// Waits until every queued message is acknowledged; fails unless all were delivered.
-    pub fn finish(self, timeout: Duration) -> Result<u64, ClientError> {
+    /// Waits until every queued message is acknowledged; fails when any was not. Counters
+    /// start again from zero, so the writer can be reused.
+    pub fn flush(&mut self, timeout: Duration) -> Result<u64, ClientError> {
         let flushed = self.producer.flush(timeout);
         let context = self.producer.context();
-        let mut failed = context.failed.load(Ordering::Relaxed);
-        let mut first = context.first_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let mut failed = context.failed.swap(0, Ordering::Relaxed);
+        let mut first = context.first_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Err(error) = flushed {
             failed += self.producer.in_flight_count().max(0) as u64;
             first.get_or_insert_with(|| error.to_string());
         }
+        let sent = std::mem::take(&mut self.sent);
         match failed {
-            0 => Ok(self.sent),
-            _ => Err(ClientError::Delivery { sent: self.sent, failed, first: first.unwrap_or_default() }),
+            0 => Ok(sent),
+            _ => Err(ClientError::Delivery { sent, failed, first: first.unwrap_or_default() }),
         }
+    }
+
+    /// Flushes and closes the writer; fails unless every message was acknowledged.
+    pub fn finish(mut self, timeout: Duration) -> Result<u64, ClientError> {
+        self.flush(timeout)
     }
 }

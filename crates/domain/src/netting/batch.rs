@@ -1,13 +1,14 @@
 //! What an open window accumulates per merchant and currency.
 
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 
 use crate::calendar::WindowId;
 use crate::instruction::Instruction;
 
 /// What an accepted instruction did to its batch. Written into the clearing file so a reader
 /// can recompute every total from the detail records alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Effect {
     /// A capture: adds to `captures`.
     Captured,
@@ -42,7 +43,7 @@ impl Effect {
 }
 
 /// One accepted instruction as netted into a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Detail {
     /// Input order (file line or global sequence); details are kept in this order.
     pub seq: u64,
@@ -57,7 +58,7 @@ pub struct Detail {
 }
 
 /// Accepted instructions per type netted into a batch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Captures.
     pub captures: u64,
@@ -77,7 +78,7 @@ impl Counts {
 }
 
 /// Running totals of one open batch.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct BatchState {
     pub(crate) captures: Decimal,
     pub(crate) refunds: Decimal,

@@ -15,6 +15,7 @@ use compact_str::CompactString;
 use foldhash::fast::RandomState;
 use jiff::Timestamp;
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 
 use crate::calendar::WindowId;
 use crate::instruction::{Body, Instruction, RefundFields};
@@ -24,6 +25,7 @@ use crate::reject::{Reject, RejectReason};
 use batch::BatchState;
 
 pub use batch::{Counts, Detail, Effect};
+
 pub use settle::{end_to_end_id, Credit, CreditKind, SettledBatch, Totals};
 
 type Map<K, V> = HashMap<K, V, RandomState>;
@@ -39,7 +41,7 @@ pub struct Placement {
 }
 
 /// Refund state per (merchant, original transaction).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct OriginalState {
     original_amount: Decimal,
     currency: Currency,
@@ -47,7 +49,7 @@ struct OriginalState {
 }
 
 /// What a later reversal needs to know about an accepted refund.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct RefundRecord {
     merchant_id: CompactString,
     original_transaction_id: CompactString,
@@ -63,6 +65,12 @@ struct RefundRecord {
 #[derive(Debug)]
 pub struct Netter {
     policy: Arc<Policy>,
+    state: NetterState,
+}
+
+/// Everything a `Netter` remembers, apart from its policy: what a checkpoint saves.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NetterState {
     open: BTreeMap<WindowId, Map<BatchKey, BatchState>>,
     originals: Map<(CompactString, CompactString), OriginalState>,
     refunds: Map<CompactString, RefundRecord>,
@@ -74,32 +82,39 @@ pub struct Netter {
 impl Netter {
     /// An empty shard state under `policy`.
     pub fn new(policy: Arc<Policy>) -> Netter {
-        Netter {
-            policy,
-            open: BTreeMap::new(),
-            originals: Map::default(),
-            refunds: Map::default(),
-            captures: Map::default(),
-            carried: Map::default(),
-            last_closed: None,
-        }
+        Netter { policy, state: NetterState::default() }
+    }
+
+    /// A shard state restored from a checkpoint, under `policy`.
+    pub fn restore(policy: Arc<Policy>, state: NetterState) -> Netter {
+        Netter { policy, state }
+    }
+
+    /// The state to checkpoint.
+    pub fn state(&self) -> &NetterState {
+        &self.state
+    }
+
+    /// Instructions netted into open windows.
+    pub fn open_details(&self) -> usize {
+        self.state.open.values().flat_map(|w| w.values()).map(|b| b.details.len()).sum()
     }
 
     /// Ids of open windows, oldest first.
     pub fn open_windows(&self) -> impl Iterator<Item = WindowId> + '_ {
-        self.open.keys().copied()
+        self.state.open.keys().copied()
     }
 
     /// The newest window closed so far.
     pub fn last_closed(&self) -> Option<WindowId> {
-        self.last_closed
+        self.state.last_closed
     }
 
     /// Validates `instruction` against the shard's state and nets it into `place.window`.
     /// On rejection the state is unchanged.
     pub fn apply(&mut self, seq: u64, instruction: Instruction, place: Placement) -> Result<(), Reject> {
         assert!(
-            self.last_closed.is_none_or(|closed| place.window > closed),
+            self.state.last_closed.is_none_or(|closed| place.window > closed),
             "instruction {seq} placed into closed window {}",
             place.window
         );
@@ -138,12 +153,12 @@ impl Netter {
     }
 
     fn batch(&mut self, window: WindowId, instruction: &Instruction) -> &mut BatchState {
-        self.open.entry(window).or_default().entry((instruction.merchant_id.clone(), instruction.currency)).or_default()
+        self.state.open.entry(window).or_default().entry((instruction.merchant_id.clone(), instruction.currency)).or_default()
     }
 
     fn capture(&mut self, instruction: &Instruction) -> Result<Effect, Reject> {
         let key = (instruction.merchant_id.clone(), instruction.id.clone());
-        self.captures.insert(key, instruction.currency);
+        self.state.captures.insert(key, instruction.currency);
         Ok(Effect::Captured)
     }
 
@@ -164,24 +179,24 @@ impl Netter {
             return Err(Reject::field(RejectReason::RefundPeriodExpired, "event_time", message));
         }
         let original_key = (ins.merchant_id.clone(), refund.original_transaction_id.clone());
-        if let Some(&capture_currency) = self.captures.get(&original_key) {
+        if let Some(&capture_currency) = self.state.captures.get(&original_key) {
             if capture_currency != ins.currency {
                 let message = format!("refund in {} of a {capture_currency} capture", ins.currency);
                 return Err(Reject::field(RejectReason::CurrencyMismatch, "currency", message));
             }
         }
-        let refunded = match self.originals.get(&original_key) {
+        let refunded = match self.state.originals.get(&original_key) {
             Some(state) => check_against_original(ins, refund, state)?,
             None if ins.amount > refund.original_amount => {
                 return Err(exceeds(ins, Decimal::ZERO, refund.original_amount))
             }
             None => Decimal::ZERO,
         };
-        let batch = self.open.get(&place.window).and_then(|w| w.get(&(ins.merchant_id.clone(), ins.currency)));
+        let batch = self.state.open.get(&place.window).and_then(|w| w.get(&(ins.merchant_id.clone(), ins.currency)));
         let (count, total, detail_index) =
             batch.map_or((0, Decimal::ZERO, 0), |b| (b.counts.refunds, b.refunds, b.details.len()));
         self.check_limits(ins, place.window, count, total)?;
-        self.originals.insert(
+        self.state.originals.insert(
             original_key,
             OriginalState {
                 original_amount: refund.original_amount,
@@ -199,7 +214,7 @@ impl Netter {
             detail_index,
             reversed: false,
         };
-        let previous = self.refunds.insert(ins.id.clone(), record);
+        let previous = self.state.refunds.insert(ins.id.clone(), record);
         assert!(previous.is_none(), "refund id {} accepted twice (seq {seq})", ins.id);
         Ok(Effect::Refunded)
     }
@@ -226,7 +241,7 @@ impl Netter {
     }
 
     fn reversal(&mut self, ins: &Instruction, reverses: &str, place: Placement) -> Result<Effect, Reject> {
-        let record = match self.refunds.get_mut(reverses) {
+        let record = match self.state.refunds.get_mut(reverses) {
             Some(record) if record.merchant_id == ins.merchant_id => record,
             _ => {
                 let message = format!("merchant {} has no accepted refund {reverses}", ins.merchant_id);
@@ -260,7 +275,7 @@ impl Netter {
         record.reversed = true;
         let (refund_window, detail_index, amount) = (record.window, record.detail_index, record.amount);
         let original_key = (record.merchant_id.clone(), record.original_transaction_id.clone());
-        let original = self.originals.get_mut(&original_key).expect("a refund record has its original");
+        let original = self.state.originals.get_mut(&original_key).expect("a refund record has its original");
         original.refunded -= amount;
         assert!(original.refunded >= Decimal::ZERO, "refunded-so-far went negative for {}", original_key.1);
         if refund_window != place.window {

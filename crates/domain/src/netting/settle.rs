@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use compact_str::{format_compact, CompactString};
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::batch::{BatchState, Counts, Detail, Effect};
@@ -15,7 +16,7 @@ use crate::instruction::Payee;
 use crate::money::Currency;
 
 /// Batch amounts, as in the manifest.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
     /// Σ captures.
     pub captures: Decimal,
@@ -75,7 +76,7 @@ impl Totals {
 }
 
 /// Whether a credit returns a refund or pays out a merchant's positive net.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CreditKind {
     /// Refunds of one batch to one payee, combined.
     Refund,
@@ -84,7 +85,7 @@ pub enum CreditKind {
 }
 
 /// One bank credit transfer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credit {
     /// Deterministic id, stable on replay (≤ 35 characters).
     pub end_to_end_id: CompactString,
@@ -99,7 +100,7 @@ pub struct Credit {
 }
 
 /// A closed batch: one merchant, one currency, one window.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettledBatch {
     /// Window it was netted in.
     pub window: WindowId,
@@ -151,8 +152,8 @@ pub fn end_to_end_id(
 impl Netter {
     /// Closes the oldest open window and returns its batches sorted by merchant and currency.
     pub fn close_earliest(&mut self) -> Option<(WindowId, Vec<SettledBatch>)> {
-        let (window, batches) = self.open.pop_first()?;
-        self.last_closed = Some(window);
+        let (window, batches) = self.state.open.pop_first()?;
+        self.state.last_closed = Some(window);
         let mut batches: Vec<(BatchKey, BatchState)> = batches.into_iter().collect();
         batches.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let settled = batches.into_iter().map(|(key, state)| self.settle(window, key, state)).collect();
@@ -160,7 +161,7 @@ impl Netter {
     }
 
     fn settle(&mut self, window: WindowId, key: BatchKey, mut state: BatchState) -> SettledBatch {
-        let carried_in = self.carried.remove(&key).unwrap_or(Decimal::ZERO);
+        let carried_in = self.state.carried.remove(&key).unwrap_or(Decimal::ZERO);
         let (merchant_id, currency) = key;
         let mut credits = refund_credits(window, &merchant_id, currency, &mut state.details);
         let refund_credits: Decimal = credits.iter().map(|c| c.amount).sum();
@@ -182,7 +183,7 @@ impl Netter {
             }
         }
         if totals.carried_out < Decimal::ZERO {
-            self.carried.insert((merchant_id.clone(), currency), totals.carried_out);
+            self.state.carried.insert((merchant_id.clone(), currency), totals.carried_out);
         }
         SettledBatch { window, merchant_id, currency, totals, counts: state.counts, credits, details: state.details }
     }

@@ -1,0 +1,209 @@
+//! The window assembler: when every partition of the input topic has sealed a window, it merges
+//! their parts into the window's files and publishes its credits and its window-closed event.
+//!
+//! Any instance may assemble; an exclusive lock on `<state>/<topic>/assembler.lock` makes it one
+//! at a time. Each step is idempotent: the files are deterministic and the store refuses
+//! different content, and a publication records the credits topic's end offsets before its first
+//! message, so after a crash it reads back what already reached the topic and sends only the rest.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clearhouse_domain::{SettledBatch, WindowId};
+use clearhouse_engine::stream::fence_of;
+use clearhouse_formats::events::{credit_messages, window_message};
+use clearhouse_formats::{window_files, DirStore, Manifest, OutputStore, WindowMeta};
+use clearhouse_kafka::TopicWriter;
+use crossbeam_channel::Receiver;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use crate::state_dir::{write_atomic, StateDir};
+use crate::{telemetry, DaemonError, Settings};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) struct Assembler {
+    settings: Arc<Settings>,
+    state: StateDir,
+    store: DirStore,
+    client: BaseConsumer,
+    writer: TopicWriter,
+}
+
+impl Assembler {
+    pub(crate) fn new(settings: Arc<Settings>, state: StateDir) -> Result<Assembler, DaemonError> {
+        let store = DirStore::create(&settings.out_dir)?;
+        let mut config = settings.kafka.client_config();
+        config.set("group.id", format!("{}.assembler", settings.group_id)).set("enable.auto.commit", "false");
+        let client: BaseConsumer = config.create()?;
+        let writer = TopicWriter::new(&settings.kafka, &settings.credits_topic)?;
+        Ok(Assembler { settings, state, store, client, writer })
+    }
+
+    /// Assembles whenever woken (or every second) until `shutdown`, then once more.
+    pub(crate) fn run(mut self, wake: Receiver<()>, shutdown: &AtomicBool) {
+        loop {
+            let stopping = shutdown.load(Ordering::Relaxed);
+            if let Err(e) = self.pass() {
+                tracing::error!(error = crate::error_chain(&e), "window assembly failed; will retry");
+            }
+            if stopping {
+                return;
+            }
+            let _ = wake.recv_timeout(Duration::from_secs(1));
+        }
+    }
+
+    /// Emits every window that all partitions have sealed and that was not emitted yet.
+    fn pass(&mut self) -> Result<(), DaemonError> {
+        let lock_path = self.state.root().join("assembler.lock");
+        let lock = File::create(&lock_path).map_err(|source| DaemonError::Io { path: lock_path.clone(), source })?;
+        if lock.try_lock().is_err() {
+            return Ok(());
+        }
+        let topic = self.settings.input_topic.clone();
+        let metadata = self.client.fetch_metadata(Some(&topic), TIMEOUT)?;
+        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+        let mut progress = Vec::new();
+        for p in 0..partitions {
+            match self.state.progress(p)? {
+                Some(pr) => progress.push(pr),
+                None => return Ok(()),
+            }
+        }
+        for window in self.state.windows_with_parts()? {
+            if self.state.emitted_dir(window).join("window.done").exists() {
+                continue;
+            }
+            let fences: Option<Vec<u64>> = progress.iter().map(|pr| fence_of(&pr.seals, window)).collect();
+            let Some(fences) = fences else { continue };
+            let mut batches: Vec<SettledBatch> = Vec::new();
+            for (p, &fence) in fences.iter().enumerate() {
+                // A part with another fence was left by a run that crashed before its checkpoint.
+                if let Some(part) = self.state.part(window, p as i32)?.filter(|part| part.fence == fence) {
+                    batches.extend(part.batches);
+                }
+            }
+            batches.sort_by(|a, b| (&a.merchant_id, a.currency).cmp(&(&b.merchant_id, b.currency)));
+            let distinct =
+                batches.windows(2).all(|w| (&w[0].merchant_id, w[0].currency) != (&w[1].merchant_id, w[1].currency));
+            assert!(distinct, "a merchant's batch of {window} came from two partitions");
+            let fences = fences.iter().enumerate().map(|(p, f)| (format!("{topic}/{p}"), *f)).collect();
+            self.emit(window, &batches, fences)?;
+        }
+        drop(lock);
+        Ok(())
+    }
+
+    fn emit(&mut self, window: WindowId, batches: &[SettledBatch], fences: BTreeMap<String, u64>) -> Result<(), DaemonError> {
+        let settings = Arc::clone(&self.settings);
+        let meta = WindowMeta::new(&settings.calendar, &settings.calendar.window(window));
+        let files = window_files(&meta, batches, fences, &settings.debtor);
+        let manifest_bytes = &files.last().expect("a manifest").bytes;
+        let manifest: Manifest = serde_json::from_slice(manifest_bytes).expect("own manifest parses");
+        for file in &files {
+            self.store.put(&file.name, &file.bytes)?;
+        }
+        let credits = credit_messages(&meta, batches);
+        let published = self.publish_once(window, "credits", &settings.credits_topic, &credits)?;
+        let event = window_message(&manifest, credits.len());
+        self.publish_once(window, "window", &settings.windows_topic, std::slice::from_ref(&event))?;
+        let due = settings.calendar.window(window).end + settings.grace;
+        let latency = settings.clock.now().duration_since(due).try_into().unwrap_or(Duration::ZERO);
+        telemetry::window_emitted(&window.to_string(), batches.len(), credits.len(), published, latency);
+        Ok(())
+    }
+
+    /// Publishes `messages` to `topic` once: returns how many were sent by this call.
+    fn publish_once(
+        &mut self,
+        window: WindowId,
+        name: &str,
+        topic: &str,
+        messages: &[(String, Vec<u8>)],
+    ) -> Result<usize, DaemonError> {
+        let dir = self.state.emitted_dir(window);
+        let done = dir.join(format!("{name}.done"));
+        if done.exists() {
+            return Ok(0);
+        }
+        let start_path = dir.join(format!("{name}.start"));
+        let present = match fs::read(&start_path) {
+            Ok(bytes) => {
+                let start: BTreeMap<i32, i64> = serde_json::from_slice(&bytes)
+                    .map_err(|e| DaemonError::State(format!("{}: {e}", start_path.display())))?;
+                self.keys_since(topic, &start)?
+            }
+            Err(_) => {
+                let start = self.end_offsets(topic)?;
+                write_atomic(&start_path, &serde_json::to_vec(&start).expect("offsets"))?;
+                HashSet::new()
+            }
+        };
+        let mut sent = 0;
+        for (key, payload) in messages.iter().filter(|(key, _)| !present.contains(key)) {
+            self.writer.send_to(topic, key.as_bytes(), payload)?;
+            sent += 1;
+        }
+        self.writer.flush(TIMEOUT)?;
+        if !present.is_empty() {
+            tracing::warn!(%window, topic, already = present.len(), sent, "resumed an interrupted publication");
+        }
+        write_atomic(&done, b"")?;
+        Ok(sent)
+    }
+
+    fn end_offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, DaemonError> {
+        let metadata = self.client.fetch_metadata(Some(topic), TIMEOUT)?;
+        let mut ends = BTreeMap::new();
+        for p in metadata.topics().first().map(|t| t.partitions()).unwrap_or_default() {
+            let (_, high) = self.client.fetch_watermarks(topic, p.id(), TIMEOUT)?;
+            ends.insert(p.id(), high);
+        }
+        Ok(ends)
+    }
+
+    /// Keys of every message on `topic` from `start` to the current end.
+    fn keys_since(&self, topic: &str, start: &BTreeMap<i32, i64>) -> Result<HashSet<String>, DaemonError> {
+        let ends = self.end_offsets(topic)?;
+        let mut tpl = TopicPartitionList::new();
+        let mut pending: BTreeMap<i32, i64> = BTreeMap::new();
+        for (&p, &end) in &ends {
+            let from = start.get(&p).copied().unwrap_or(0);
+            if from < end {
+                tpl.add_partition_offset(topic, p, Offset::Offset(from))?;
+                pending.insert(p, end);
+            }
+        }
+        let mut keys = HashSet::new();
+        if pending.is_empty() {
+            return Ok(keys);
+        }
+        self.client.assign(&tpl)?;
+        let deadline = std::time::Instant::now() + TIMEOUT * 4;
+        while !pending.is_empty() {
+            if std::time::Instant::now() > deadline {
+                return Err(DaemonError::State(format!("reading back {topic} timed out")));
+            }
+            match self.client.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    if let Some(key) = m.key() {
+                        keys.insert(String::from_utf8_lossy(key).into_owned());
+                    }
+                    if pending.get(&m.partition()).is_some_and(|&end| m.offset() + 1 >= end) {
+                        pending.remove(&m.partition());
+                    }
+                }
+                Some(Err(e)) => telemetry::kafka_error(&e),
+                None => {}
+            }
+        }
+        self.client.unassign()?;
+        Ok(keys)
+    }
+}

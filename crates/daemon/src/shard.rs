@@ -1,0 +1,188 @@
+//! A netting shard: one thread owning the partitions assigned to it, fed in offset order
+//! through a bounded queue. Data and control (assign, revoke, idle ticks, checkpoints) share the
+//! queue, so a checkpoint or a revoke always reflects exactly the messages queued before it.
+//!
+//! The shard never waits on the consumer thread: its reports are `try_send`, and a dropped
+//! report only delays an offset commit (the checkpoint, not the commit, is what a new owner
+//! resumes from).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clearhouse_engine::stream::{Outcome, Partition};
+use clearhouse_engine::RejectRecord;
+use clearhouse_formats::events::reject_message;
+use clearhouse_kafka::TopicWriter;
+use crossbeam_channel::{Receiver, Sender};
+use jiff::Timestamp;
+
+use crate::state_dir::StateDir;
+use crate::{telemetry, Settings};
+
+/// One message of the instruction topic.
+#[derive(Debug)]
+pub(crate) struct Msg {
+    pub(crate) partition: i32,
+    pub(crate) offset: u64,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// Work for a shard.
+pub(crate) enum Command {
+    /// Messages in offset order per partition.
+    Records(Vec<Msg>),
+    /// The partition has no backlog at this wall-clock instant.
+    Idle { partition: i32, now: Timestamp },
+    /// Persist every partition that changed.
+    Checkpoint,
+    /// Take the partition from its checkpoint; replies with the offset to resume from.
+    Assign { partition: i32, reply: Sender<Result<Option<u64>, String>> },
+    /// Checkpoint and release the partition; replies with its next offset.
+    Revoke { partition: i32, reply: Sender<Option<u64>> },
+}
+
+/// A checkpoint became durable: offsets below `next_offset` may be committed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Durable {
+    pub(crate) partition: i32,
+    pub(crate) next_offset: u64,
+}
+
+struct Slot {
+    partition: Partition,
+    dirty: bool,
+    rejects: Vec<RejectRecord>,
+}
+
+pub(crate) struct Shard {
+    settings: Arc<Settings>,
+    state: StateDir,
+    slots: BTreeMap<i32, Slot>,
+    reports: Sender<Durable>,
+    wake_assembler: Sender<()>,
+    dlq: TopicWriter,
+}
+
+impl Shard {
+    pub(crate) fn new(
+        settings: Arc<Settings>,
+        state: StateDir,
+        reports: Sender<Durable>,
+        wake_assembler: Sender<()>,
+        dlq: TopicWriter,
+    ) -> Shard {
+        Shard { settings, state, slots: BTreeMap::new(), reports, wake_assembler, dlq }
+    }
+
+    /// Runs until the queue closes. A failure to persist state stops the process: continuing
+    /// would commit offsets the state does not reflect.
+    pub(crate) fn run(mut self, input: Receiver<Command>) {
+        for command in input {
+            match command {
+                Command::Records(messages) => self.apply(messages),
+                Command::Idle { partition, now } => {
+                    if let Some(slot) = self.slots.get_mut(&partition) {
+                        slot.partition.idle(now);
+                    }
+                }
+                Command::Checkpoint => {
+                    let dirty: Vec<i32> = self.slots.iter().filter(|(_, s)| s.dirty).map(|(p, _)| *p).collect();
+                    dirty.into_iter().for_each(|p| self.persist(p));
+                }
+                Command::Assign { partition, reply } => {
+                    let _ = reply.send(self.assign(partition));
+                }
+                Command::Revoke { partition, reply } => {
+                    let next = self.slots.contains_key(&partition).then(|| {
+                        self.persist(partition);
+                        self.slots.remove(&partition).map(|s| s.partition.next_offset()).unwrap_or(0)
+                    });
+                    let _ = reply.send(next);
+                }
+            }
+            let sealed: Vec<i32> =
+                self.slots.iter().filter(|(_, s)| s.partition.has_sealed()).map(|(p, _)| *p).collect();
+            sealed.into_iter().for_each(|p| self.persist(p));
+        }
+    }
+
+    fn assign(&mut self, partition: i32) -> Result<Option<u64>, String> {
+        let state = self.state.load(partition).map_err(|e| crate::error_chain(&e))?;
+        let resume = state.as_ref().map(|s| s.next_offset);
+        let settings = &self.settings;
+        let p = Partition::new(
+            Arc::clone(&settings.calendar),
+            Arc::clone(&settings.policy),
+            settings.grace,
+            state.unwrap_or_default(),
+        );
+        tracing::info!(partition, resume_offset = resume, open_instructions = p.open_instructions(), "partition assigned");
+        self.slots.insert(partition, Slot { partition: p, dirty: resume.is_none(), rejects: Vec::new() });
+        Ok(resume)
+    }
+
+    fn apply(&mut self, messages: Vec<Msg>) {
+        let (mut consumed, mut accepted, mut duplicates, mut late) = (0, 0, 0, 0);
+        for msg in messages {
+            let Some(slot) = self.slots.get_mut(&msg.partition) else { continue };
+            let Some(outcome) = slot.partition.apply(msg.offset, &msg.payload) else { continue };
+            slot.dirty = true;
+            consumed += 1;
+            match outcome {
+                Outcome::Accepted { late: is_late } => {
+                    accepted += 1;
+                    late += u64::from(is_late);
+                }
+                Outcome::Duplicate(_) => duplicates += 1,
+                Outcome::Rejected(record) => {
+                    telemetry::rejected(msg.partition, msg.offset, record.reject.reason);
+                    slot.rejects.push(record);
+                }
+            }
+        }
+        telemetry::netted(consumed, accepted, duplicates, late);
+    }
+
+    /// Writes sealed parts, then the checkpoint, then reports it and publishes its rejects.
+    fn persist(&mut self, partition: i32) {
+        let Some(slot) = self.slots.get_mut(&partition) else { return };
+        let started = Instant::now();
+        for part in slot.partition.take_sealed() {
+            if !part.batches.is_empty() {
+                self.state.save_part(partition, &part).unwrap_or_else(|e| fatal("cannot save a window part", &e));
+            }
+        }
+        let open = slot.partition.open_instructions() as u64;
+        let open_windows = slot.partition.open_windows();
+        let saved = self.state.save(partition, &slot.partition.checkpoint(), open);
+        saved.unwrap_or_else(|e| fatal("cannot save a checkpoint", &e));
+        slot.dirty = false;
+        let next_offset = slot.partition.next_offset();
+        telemetry::checkpointed(partition, next_offset, open_windows, open, started.elapsed());
+        let _ = self.reports.try_send(Durable { partition, next_offset });
+        let _ = self.wake_assembler.try_send(());
+        if slot.rejects.is_empty() {
+            return;
+        }
+        let topic = &self.settings.input_topic;
+        for record in &slot.rejects {
+            let (key, payload) = reject_message(topic, partition, record);
+            if let Err(e) = self.dlq.send_to(&self.settings.dlq_topic, key.as_bytes(), &payload) {
+                telemetry::kafka_error(&e);
+            }
+        }
+        match self.dlq.flush(Duration::from_secs(30)) {
+            Ok(_) => slot.rejects.clear(),
+            // Kept and sent again after the next checkpoint: the dead-letter topic is
+            // at-least-once, keyed by source position.
+            Err(e) => telemetry::kafka_error(&e),
+        }
+    }
+}
+
+/// State that cannot be persisted must stop the process before any offset moves past it.
+fn fatal(what: &str, error: &dyn std::error::Error) -> ! {
+    tracing::error!(error = crate::error_chain(error), "{what}; stopping");
+    std::process::exit(70);
+}

@@ -1,0 +1,147 @@
+//! Every metric the daemon exports, named in one place (`clearhouse_<name>_<unit>`), and the
+//! events that emit a log line together with the counter, so the two never disagree. Logs carry
+//! reason codes, ids and positions, never payloads or account numbers.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use clearhouse_domain::RejectReason;
+use metrics::{counter, gauge, histogram, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Messages read from the instruction topic.
+pub const CONSUMED: &str = "clearhouse_consumed_messages_total";
+/// Instructions netted into a batch.
+pub const ACCEPTED: &str = "clearhouse_accepted_instructions_total";
+/// Instructions rejected, label `reason`.
+pub const REJECTED: &str = "clearhouse_rejected_instructions_total";
+/// Identical re-deliveries.
+pub const DUPLICATES: &str = "clearhouse_duplicate_instructions_total";
+/// Instructions netted into a later window than their own.
+pub const LATE: &str = "clearhouse_late_instructions_total";
+/// Open windows per partition, label `partition`.
+pub const OPEN_WINDOWS: &str = "clearhouse_open_windows";
+/// Instructions held in open windows, label `partition`.
+pub const OPEN_INSTRUCTIONS: &str = "clearhouse_open_instructions";
+/// From `end + grace` of a window to its files and messages being published.
+pub const CLOSE_LATENCY: &str = "clearhouse_window_close_latency_seconds";
+/// Windows whose files and messages were published by this instance.
+pub const WINDOWS_EMITTED: &str = "clearhouse_windows_emitted_total";
+/// Credits published on the credits topic.
+pub const CREDITS_PUBLISHED: &str = "clearhouse_credits_published_total";
+/// Time to write one partition checkpoint.
+pub const CHECKPOINT_DURATION: &str = "clearhouse_checkpoint_duration_seconds";
+/// High watermark minus position, label `partition`.
+pub const CONSUMER_LAG: &str = "clearhouse_consumer_lag_messages";
+/// Batches waiting in a shard's queue, label `shard`.
+pub const QUEUE_DEPTH: &str = "clearhouse_queue_depth_batches";
+/// Errors reported by the Kafka client (broker down, timeouts).
+pub const KAFKA_ERRORS: &str = "clearhouse_kafka_errors_total";
+
+/// Installs the Prometheus recorder and describes every metric.
+pub fn install() -> PrometheusHandle {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets(&[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0])
+        .expect("static buckets")
+        .build_recorder();
+    let handle = recorder.handle();
+    // A second daemon in one process (tests) keeps the first recorder; its handle still renders.
+    if metrics::set_global_recorder(recorder).is_err() {
+        tracing::debug!("metrics recorder already installed");
+    }
+    metrics::describe_counter!(CONSUMED, Unit::Count, "Messages read from the instruction topic");
+    metrics::describe_counter!(ACCEPTED, Unit::Count, "Instructions netted into a batch");
+    metrics::describe_counter!(REJECTED, Unit::Count, "Instructions rejected, by reason code");
+    metrics::describe_counter!(DUPLICATES, Unit::Count, "Identical re-deliveries");
+    metrics::describe_counter!(LATE, Unit::Count, "Instructions netted into a later window than their own");
+    metrics::describe_gauge!(OPEN_WINDOWS, Unit::Count, "Open windows per owned partition");
+    metrics::describe_gauge!(OPEN_INSTRUCTIONS, Unit::Count, "Instructions held in open windows per partition");
+    metrics::describe_histogram!(CLOSE_LATENCY, Unit::Seconds, "Window end + grace to outputs published");
+    metrics::describe_counter!(WINDOWS_EMITTED, Unit::Count, "Windows published by this instance");
+    metrics::describe_counter!(CREDITS_PUBLISHED, Unit::Count, "Credits published on the credits topic");
+    metrics::describe_histogram!(CHECKPOINT_DURATION, Unit::Seconds, "Time to write one partition checkpoint");
+    metrics::describe_gauge!(CONSUMER_LAG, Unit::Count, "High watermark minus consumer position");
+    metrics::describe_gauge!(QUEUE_DEPTH, Unit::Count, "Batches waiting in a netting shard's queue");
+    metrics::describe_counter!(KAFKA_ERRORS, Unit::Count, "Errors reported by the Kafka client");
+    handle
+}
+
+/// Outcome counters for a batch of messages of one partition.
+pub fn netted(consumed: u64, accepted: u64, duplicates: u64, late: u64) {
+    counter!(CONSUMED).increment(consumed);
+    counter!(ACCEPTED).increment(accepted);
+    counter!(DUPLICATES).increment(duplicates);
+    counter!(LATE).increment(late);
+}
+
+/// A rejected instruction (id and position only: payloads never reach the log).
+pub fn rejected(partition: i32, offset: u64, reason: RejectReason) {
+    tracing::debug!(partition, offset, reason = reason.code(), "instruction rejected");
+    counter!(REJECTED, "reason" => reason.code()).increment(1);
+}
+
+/// A partition checkpoint became durable.
+pub fn checkpointed(partition: i32, next_offset: u64, open_windows: usize, open_instructions: u64, took: Duration) {
+    tracing::debug!(partition, next_offset, open_windows, open_instructions, ms = took.as_millis() as u64, "checkpoint");
+    let label = partition.to_string();
+    histogram!(CHECKPOINT_DURATION).record(took.as_secs_f64());
+    gauge!(OPEN_WINDOWS, "partition" => label.clone()).set(open_windows as f64);
+    gauge!(OPEN_INSTRUCTIONS, "partition" => label).set(open_instructions as f64);
+}
+
+/// A window's files and messages were published.
+pub fn window_emitted(window: &str, batches: usize, credits: usize, published: usize, latency: Duration) {
+    tracing::info!(window, batches, credits, published, latency_ms = latency.as_millis() as u64, "window emitted");
+    counter!(WINDOWS_EMITTED).increment(1);
+    counter!(CREDITS_PUBLISHED).increment(published as u64);
+    histogram!(CLOSE_LATENCY).record(latency.as_secs_f64());
+}
+
+/// The Kafka client reported an error; it retries on its own.
+pub fn kafka_error(error: &dyn std::fmt::Display) {
+    tracing::warn!(%error, "kafka client error (retrying)");
+    counter!(KAFKA_ERRORS).increment(1);
+}
+
+/// Consumer lag of one partition.
+pub fn lag(partition: i32, messages: i64) {
+    gauge!(CONSUMER_LAG, "partition" => partition.to_string()).set(messages.max(0) as f64);
+}
+
+/// Queue depth of one shard.
+pub fn queue_depth(shard: usize, batches: usize) {
+    gauge!(QUEUE_DEPTH, "shard" => shard.to_string()).set(batches as f64);
+}
+
+/// Serves `/metrics`, `/health/live` and `/health/ready` until `shutdown` resolves.
+pub async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    handle: PrometheusHandle,
+    ready: Arc<AtomicBool>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(move || std::future::ready(handle.render())))
+        .route("/health/live", get(|| std::future::ready("live\n")))
+        .route(
+            "/health/ready",
+            get(move || {
+                let ok = ready.load(Ordering::Relaxed);
+                std::future::ready(match ok {
+                    true => (StatusCode::OK, "ready\n"),
+                    false => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+                })
+            }),
+        );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// Binds the admin listener.
+pub async fn bind_admin(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}

@@ -1,0 +1,270 @@
+//! Streaming netting of one input partition: the state a daemon checkpoints and hands over.
+//!
+//! The partition is the unit of state because it is the unit Kafka moves between consumers:
+//! instructions are keyed by merchant, so every merchant (and with it all refund state and
+//! carried debt) lives in exactly one partition. Each partition keeps its own event-time
+//! watermark and seals windows on its own: a window is sealed on a partition once the
+//! partition's event time, or the wall clock while the partition is idle, has passed
+//! `end + grace`. A window is closed when every partition has sealed it; the fence of a
+//! partition is its next offset at the moment it sealed the window.
+//!
+//! Nothing here reads a clock or touches a file: the caller passes offsets, payloads and the
+//! wall-clock instant of an idle tick, and persists [`PartitionState`] as it likes. Replaying
+//! the same messages and the same idle ticks from a checkpoint gives the same seals and batches.
+
+use std::sync::Arc;
+
+use clearhouse_domain::{
+    parse, Calendar, Instruction, Netter, NetterState, Parsed, Placement, Policy, Reject, RejectReason,
+    SettledBatch, WindowId,
+};
+use compact_str::CompactString;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::dedupe::{IdIndex, Seen};
+use crate::records::{DuplicateRecord, RejectRecord, Stats};
+
+/// Seal history entries kept in a checkpoint (enough for any window still being assembled).
+const MAX_SEALS: usize = 4096;
+
+/// A point where the partition sealed every window ending at or before `closed_before`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seal {
+    /// Windows ending at or before this instant are sealed.
+    pub closed_before: Timestamp,
+    /// First offset not included in them.
+    pub fence: u64,
+}
+
+/// A window sealed on this partition, with the partition's batches of it (possibly none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedPart {
+    /// The window.
+    pub window: WindowId,
+    /// First offset of this partition not included.
+    pub fence: u64,
+    /// The partition's batches of the window, sorted by merchant and currency.
+    pub batches: Vec<SettledBatch>,
+}
+
+/// The durable state of one partition: what a checkpoint saves and a new owner restores.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// Next offset to apply; everything before it is reflected in this state.
+    pub next_offset: u64,
+    /// Highest event time of an accepted on-time instruction.
+    pub watermark: Option<Timestamp>,
+    /// Seal history, oldest first; the last entry is the current horizon.
+    pub seals: Vec<Seal>,
+    /// Cumulative outcome counts of this partition.
+    pub stats: Stats,
+    /// Accepted late instructions.
+    pub late: u64,
+    ids: IdIndex,
+    netter: NetterState,
+}
+
+impl PartitionState {
+    /// Windows ending at or before this are sealed here.
+    pub fn closed_before(&self) -> Option<Timestamp> {
+        self.seals.last().map(|s| s.closed_before)
+    }
+
+    /// The fence of `window` on this partition, once sealed.
+    pub fn fence_of(&self, window: WindowId) -> Option<u64> {
+        fence_of(&self.seals, window)
+    }
+}
+
+/// The fence of `window` in a seal history: the first seal that covers it.
+pub fn fence_of(seals: &[Seal], window: WindowId) -> Option<u64> {
+    seals.iter().find(|s| window.end() <= s.closed_before).map(|s| s.fence)
+}
+
+/// A borrowed [`PartitionState`]: same fields in the same order, so it serializes identically
+/// without copying the netting state.
+#[derive(Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct StateView<'a> {
+    pub next_offset: u64,
+    pub watermark: Option<Timestamp>,
+    pub seals: &'a [Seal],
+    pub stats: &'a Stats,
+    pub late: u64,
+    ids: &'a IdIndex,
+    netter: &'a NetterState,
+}
+
+/// What one message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Netted; `late` when into a later window than its own.
+    Accepted {
+        /// Netted into the earliest open window because its own was sealed.
+        late: bool,
+    },
+    /// Rejected with a reason.
+    Rejected(RejectRecord),
+    /// An identical re-delivery.
+    Duplicate(DuplicateRecord),
+}
+
+/// One partition's live netting state.
+#[derive(Debug)]
+pub struct Partition {
+    calendar: Arc<Calendar>,
+    grace: SignedDuration,
+    netter: Netter,
+    state: PartitionState,
+    sealed: Vec<SealedPart>,
+}
+
+impl Partition {
+    /// Restores a partition from `state` (or starts it from `PartitionState::default()`).
+    pub fn new(calendar: Arc<Calendar>, policy: Arc<Policy>, grace: SignedDuration, mut state: PartitionState) -> Self {
+        assert!(!grace.is_negative(), "grace must not be negative");
+        let netter = Netter::restore(policy, std::mem::take(&mut state.netter));
+        Partition { calendar, grace, netter, state, sealed: Vec::new() }
+    }
+
+    /// Next offset to apply.
+    pub fn next_offset(&self) -> u64 {
+        self.state.next_offset
+    }
+
+    /// Cumulative counts.
+    pub fn stats(&self) -> &Stats {
+        &self.state.stats
+    }
+
+    /// Seal history.
+    pub fn seals(&self) -> &[Seal] {
+        &self.state.seals
+    }
+
+    /// Open windows.
+    pub fn open_windows(&self) -> usize {
+        self.netter.open_windows().count()
+    }
+
+    /// Instructions in open windows.
+    pub fn open_instructions(&self) -> usize {
+        self.netter.open_details()
+    }
+
+    /// Applies the message at `offset`. Offsets may skip (compaction, transaction markers) but
+    /// never go back: an offset below `next_offset` is already reflected and is ignored (`None`).
+    pub fn apply(&mut self, offset: u64, payload: &[u8]) -> Option<Outcome> {
+        if offset < self.state.next_offset {
+            return None;
+        }
+        self.state.next_offset = offset + 1;
+        self.state.stats.input += 1;
+        let outcome = self.classify(offset, payload);
+        match &outcome {
+            Outcome::Accepted { late } => {
+                self.state.stats.accepted += 1;
+                self.state.late += u64::from(*late);
+            }
+            Outcome::Rejected(record) => self.state.stats.reject(record.reject.reason),
+            Outcome::Duplicate(_) => self.state.stats.duplicates += 1,
+        }
+        assert!(self.state.stats.balances(), "partition inputs not accounted for: {:?}", self.state.stats);
+        Some(outcome)
+    }
+
+    fn classify(&mut self, offset: u64, payload: &[u8]) -> Outcome {
+        let reject = |id, reject| Outcome::Rejected(RejectRecord { position: offset, id, reject, payload: payload.to_vec() });
+        let (id, fingerprint, parsed) = match parse(payload) {
+            Parsed::Valid { instruction, fingerprint } => (instruction.id.clone(), fingerprint, Ok(instruction)),
+            Parsed::Invalid { identity: Some(identity), reject: r } => (identity.id, identity.fingerprint, Err(r)),
+            Parsed::Invalid { identity: None, reject: r } => return reject(None, r),
+        };
+        match (self.state.ids.observe(&id, fingerprint, offset), parsed) {
+            (Seen::New, Ok(instruction)) => self.net(offset, id, instruction, payload),
+            (Seen::New, Err(r)) => reject(Some(id), r),
+            (Seen::Duplicate(first_position), _) => Outcome::Duplicate(DuplicateRecord { position: offset, id, first_position }),
+            (Seen::Conflict(first), _) => {
+                let message = format!("id {id} was first delivered at offset {first} with different content");
+                reject(Some(id), Reject::field(RejectReason::DuplicateConflict, "id", message))
+            }
+        }
+    }
+
+    fn net(&mut self, offset: u64, id: CompactString, instruction: Instruction, payload: &[u8]) -> Outcome {
+        let event_time = instruction.event_time;
+        let own = self.calendar.window_of(event_time);
+        let place = match self.state.closed_before() {
+            Some(closed) if own.end <= closed => {
+                Placement { window: self.calendar.window_of(closed).id, late_from: Some(own.id) }
+            }
+            _ => Placement { window: own.id, late_from: None },
+        };
+        match self.netter.apply(offset, instruction, place) {
+            Ok(()) => {
+                if place.late_from.is_none() && self.state.watermark.is_none_or(|w| event_time > w) {
+                    self.state.watermark = Some(event_time);
+                    self.advance(event_time - self.grace);
+                }
+                Outcome::Accepted { late: place.late_from.is_some() }
+            }
+            Err(r) => Outcome::Rejected(RejectRecord { position: offset, id: Some(id), reject: r, payload: payload.to_vec() }),
+        }
+    }
+
+    /// The partition has no backlog at wall-clock instant `now`: windows whose `end + grace`
+    /// has passed are sealed, so an idle partition never holds a window open.
+    pub fn idle(&mut self, now: Timestamp) {
+        self.advance(now - self.grace);
+    }
+
+    /// Seals every window ending at or before the start of the window containing `horizon`.
+    fn advance(&mut self, horizon: Timestamp) {
+        let closed_before = self.calendar.window_of(horizon).start;
+        if self.state.closed_before().is_some_and(|c| c >= closed_before) {
+            return;
+        }
+        let fence = self.state.next_offset;
+        self.state.seals.push(Seal { closed_before, fence });
+        if self.state.seals.len() > MAX_SEALS {
+            self.state.seals.remove(0);
+        }
+        loop {
+            let next = self.netter.open_windows().next();
+            let Some(window) = next.filter(|w| w.end() <= closed_before) else { break };
+            let (closed, batches) = self.netter.close_earliest().expect("an open window to close");
+            assert_eq!(closed, window, "windows close oldest first");
+            self.sealed.push(SealedPart { window, fence, batches });
+        }
+    }
+
+    /// Windows sealed since the last call, oldest first.
+    pub fn take_sealed(&mut self) -> Vec<SealedPart> {
+        std::mem::take(&mut self.sealed)
+    }
+
+    /// True when sealed windows wait for [`Partition::take_sealed`].
+    pub fn has_sealed(&self) -> bool {
+        !self.sealed.is_empty()
+    }
+
+    /// The durable state, for a checkpoint; serializes exactly like [`PartitionState`]. Sealed
+    /// parts must have been taken (and persisted) first: the checkpoint records their seals.
+    pub fn checkpoint(&self) -> StateView<'_> {
+        assert!(self.sealed.is_empty(), "checkpoint with sealed windows not yet persisted");
+        let s = &self.state;
+        StateView {
+            next_offset: s.next_offset,
+            watermark: s.watermark,
+            seals: &s.seals,
+            stats: &s.stats,
+            late: s.late,
+            ids: &s.ids,
+            netter: self.netter.state(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
