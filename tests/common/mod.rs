@@ -2,6 +2,7 @@
 #![allow(dead_code, missing_docs)]
 
 pub mod broker;
+pub mod daemon;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
