@@ -128,6 +128,10 @@ pub(crate) fn subscribe(
     ready: Arc<AtomicBool>,
 ) -> Result<BaseConsumer<GroupContext>, DaemonError> {
     let mut config = settings.kafka.client_config();
+    if !settings.kafka.properties.contains_key("session.timeout.ms") {
+        // librdkafka's 45 s default keeps a killed instance's partitions idle that long.
+        config.set("session.timeout.ms", "10000").set("heartbeat.interval.ms", "1000");
+    }
     config
         .set("group.id", &settings.group_id)
         .set("enable.auto.commit", "false")
