@@ -89,10 +89,7 @@ impl Assembler {
                     batches.extend(part.batches);
                 }
             }
-            batches.sort_by(|a, b| (&a.merchant_id, a.currency).cmp(&(&b.merchant_id, b.currency)));
-            let distinct =
-                batches.windows(2).all(|w| (&w[0].merchant_id, w[0].currency) != (&w[1].merchant_id, w[1].currency));
-            assert!(distinct, "a merchant's batch of {window} came from two partitions");
+            clearhouse_engine::sort_batches(&mut batches);
             let fences = fences.iter().enumerate().map(|(p, f)| (format!("{topic}/{p}"), *f)).collect();
             self.emit(window, &batches, fences)?;
         }

@@ -232,9 +232,13 @@ fn commit_reported(
     reports: &Receiver<Durable>,
     mode: CommitMode,
 ) {
+    let reported: Vec<Durable> = reports.try_iter().collect();
+    if reported.is_empty() {
+        return;
+    }
     let mut tpl = TopicPartitionList::new();
     let owned = consumer.context().owned().clone();
-    for report in reports.try_iter().filter(|r| owned.contains(&r.partition)) {
+    for report in reported.into_iter().filter(|r| owned.contains(&r.partition)) {
         let offset = Offset::Offset(report.next_offset as i64);
         let _ = tpl.add_partition_offset(&settings.input_topic, report.partition, offset);
     }

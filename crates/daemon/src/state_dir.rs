@@ -98,11 +98,7 @@ impl StateDir {
     /// Loads a partition's checkpoint; `None` when it never had one.
     pub fn load(&self, partition: i32) -> Result<Option<PartitionState>, StateError> {
         let path = self.partition_dir(partition).join("checkpoint.bin");
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&path)(e)),
-        };
+        let Some(bytes) = read_if_present(&path)? else { return Ok(None) };
         let corrupt = |problem: &str| StateError::Corrupt { path: path.clone(), problem: problem.to_owned() };
         if bytes.len() < 32 || &bytes[..8] != MAGIC {
             return Err(corrupt("not a clearhouse checkpoint (v1)"));
@@ -145,13 +141,8 @@ impl StateDir {
     /// The last progress record of `partition`.
     pub fn progress(&self, partition: i32) -> Result<Option<Progress>, StateError> {
         let path = self.partition_dir(partition).join("progress.json");
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StateError::Corrupt { path, problem: e.to_string() }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(&path)(e)),
-        }
+        let Some(bytes) = read_if_present(&path)? else { return Ok(None) };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| StateError::Corrupt { path, problem: e.to_string() })
     }
 
     fn part_path(&self, window: WindowId, partition: i32) -> PathBuf {
@@ -171,13 +162,8 @@ impl StateDir {
     /// Partition `partition`'s part of `window`, if it wrote one.
     pub fn part(&self, window: WindowId, partition: i32) -> Result<Option<SealedPart>, StateError> {
         let path = self.part_path(window, partition);
-        match fs::read(&path) {
-            Ok(bytes) => postcard::from_bytes(&bytes)
-                .map(Some)
-                .map_err(|e| StateError::Corrupt { path, problem: e.to_string() }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(&path)(e)),
-        }
+        let Some(bytes) = read_if_present(&path)? else { return Ok(None) };
+        postcard::from_bytes(&bytes).map(Some).map_err(|e| StateError::Corrupt { path, problem: e.to_string() })
     }
 
     /// Windows some partition wrote a part for, oldest first.
@@ -197,6 +183,15 @@ impl StateDir {
         }
         windows.sort();
         Ok(windows)
+    }
+}
+
+/// The content of `path`, or `None` when it does not exist.
+fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
     }
 }
 

@@ -77,11 +77,15 @@ fn merge_windows(
     for (id, batches) in parts.into_iter().flatten() {
         windows.entry(id).or_default().extend(batches);
     }
-    for batches in windows.values_mut() {
-        batches.sort_by(|a, b| (&a.merchant_id, a.currency).cmp(&(&b.merchant_id, b.currency)));
-        let distinct =
-            batches.windows(2).all(|p| (&p[0].merchant_id, p[0].currency) != (&p[1].merchant_id, p[1].currency));
-        assert!(distinct, "a merchant's batch came from two shards");
-    }
+    windows.values_mut().for_each(|batches| sort_batches(batches));
     windows
+}
+
+/// Puts one window's batches from several shards or partitions in file order (merchant, then
+/// currency), asserting that no merchant's batch came from two of them.
+pub fn sort_batches(batches: &mut [SettledBatch]) {
+    batches.sort_by(|a, b| (&a.merchant_id, a.currency).cmp(&(&b.merchant_id, b.currency)));
+    let distinct =
+        batches.windows(2).all(|p| (&p[0].merchant_id, p[0].currency) != (&p[1].merchant_id, p[1].currency));
+    assert!(distinct, "a merchant's batch came from two shards or partitions");
 }

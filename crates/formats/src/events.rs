@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
 use clearhouse_domain::{CreditKind, SettledBatch};
 use clearhouse_engine::RejectRecord;
 use serde::{Deserialize, Serialize};
@@ -156,10 +155,7 @@ pub struct RejectMessage {
 /// The dead-letter message for a reject at `topic`/`partition`, as (key, payload); the key is
 /// the source position, so a consumer can drop re-deliveries.
 pub fn reject_message(topic: &str, partition: i32, record: &RejectRecord) -> (String, Vec<u8>) {
-    let (payload, payload_encoding) = match std::str::from_utf8(&record.payload) {
-        Ok(text) => (text.to_owned(), "utf-8"),
-        Err(_) => (base64::engine::general_purpose::STANDARD.encode(&record.payload), "base64"),
-    };
+    let (payload, payload_encoding) = crate::evidence::encode_payload(&record.payload);
     let message = RejectMessage {
         format: REJECT_FORMAT.to_owned(),
         source: KafkaSource { topic: topic.to_owned(), partition, offset: record.position },

@@ -83,10 +83,7 @@ pub struct Summary {
 pub fn rejects_jsonl(file: &str, rejects: &[RejectRecord]) -> Vec<u8> {
     let mut out = Vec::with_capacity(rejects.len() * 400);
     for r in rejects {
-        let (payload, payload_encoding) = match std::str::from_utf8(&r.payload) {
-            Ok(text) => (text.to_owned(), "utf-8"),
-            Err(_) => (base64::engine::general_purpose::STANDARD.encode(&r.payload), "base64"),
-        };
+        let (payload, payload_encoding) = encode_payload(&r.payload);
         let line = RejectLine {
             source: Source { file: file.to_owned(), line: r.position },
             id: r.id.as_ref().map(ToString::to_string),
@@ -100,6 +97,14 @@ pub fn rejects_jsonl(file: &str, rejects: &[RejectRecord]) -> Vec<u8> {
         out.push(b'\n');
     }
     out
+}
+
+/// A raw message as text: itself when it is UTF-8 (`utf-8`), else base64 (`base64`).
+pub fn encode_payload(bytes: &[u8]) -> (String, &'static str) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (text.to_owned(), "utf-8"),
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(bytes), "base64"),
+    }
 }
 
 /// Encodes duplicates as JSON lines.
