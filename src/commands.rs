@@ -160,24 +160,29 @@ fn gen_to_topic(args: &GenArgs, options: &GenOptions, topic: &str) -> Result<cle
 
 /// `clearhouse run`: the daemon, until SIGTERM or SIGINT.
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
-    let config = Config::load(&args.config)?;
-    let settings = config.daemon_settings()?;
-    clearhouse_core::daemon::ensure_output_topics(&config, &settings).context("creating output topics")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(clearhouse_daemon::run(settings, shutdown_signal()))?;
+    // Handlers first: a SIGTERM during start-up must stop the daemon cleanly too.
+    let shutdown = runtime.block_on(shutdown_signal())?;
+    let config = Config::load(&args.config)?;
+    let settings = config.daemon_settings()?;
+    clearhouse_core::daemon::ensure_output_topics(&config, &settings).context("creating output topics")?;
+    runtime.block_on(clearhouse_daemon::run(settings, shutdown))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers; the future resolves on the first of them.
+async fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }

@@ -180,9 +180,13 @@ fn kill_nine_twenty_times_loses_nothing_and_pays_nobody_twice() {
     }
     eprintln!("seconds from restart to partitions assigned: {resume_secs:?}");
     let mut daemon = crashed.start("final");
+    // The last killed life may already have emitted every window: wait for this one to be up.
+    crashed.wait_for_log("final", "partitions assigned", Duration::from_secs(90));
     crashed.wait_for_windows(windows, Duration::from_secs(300));
     signal(&daemon, "-TERM");
-    assert!(wait_exit(&mut daemon, Duration::from_secs(60)).success());
+    let status = wait_exit(&mut daemon, Duration::from_secs(60));
+    let log = std::fs::read_to_string(dir.path().join("crashed-final.log")).unwrap_or_default();
+    assert!(status.success(), "final run exited {status}; its log:\n{log}");
     eprintln!("(instructions checkpointed, windows) after each kill: {progress:?}");
     assert!(progress.iter().any(|&(n, _)| n > 0 && n < COUNT), "some kills landed mid-stream: {progress:?}");
 
