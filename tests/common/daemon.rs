@@ -67,7 +67,9 @@ impl Deployment {
     /// Manifests written so far.
     pub fn manifests(&self) -> usize {
         std::fs::read_dir(self.out())
-            .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("manifest-")).count())
+            .map(|d| {
+                d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("manifest-")).count()
+            })
             .unwrap_or(0)
     }
 
@@ -102,7 +104,8 @@ impl Deployment {
             if let Ok(bytes) = std::fs::read(progress) {
                 let v: serde_json::Value = serde_json::from_slice(&bytes).expect("progress json");
                 let s = &v["stats"];
-                let rejected: u64 = s["rejected"].as_object().expect("map").values().map(|n| n.as_u64().unwrap_or(0)).sum();
+                let rejected: u64 =
+                    s["rejected"].as_object().expect("map").values().map(|n| n.as_u64().unwrap_or(0)).sum();
                 sum.0 += s["input"].as_u64().expect("input");
                 sum.1 += s["accepted"].as_u64().expect("accepted");
                 sum.2 += rejected;
@@ -148,7 +151,10 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<(String, Vec<u8>)> {
         assert!(Instant::now() < deadline, "reading {topic} took over 60 s");
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
             let m = message.expect("consume");
-            out.push((String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(), m.payload().unwrap_or_default().to_vec()));
+            out.push((
+                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
             if ends.get(&m.partition()).is_some_and(|&end| m.offset() + 1 >= end) {
                 ends.remove(&m.partition());
             }

@@ -78,15 +78,17 @@ impl Default for DaemonSection {
 impl Config {
     /// The daemon's settings; `[kafka] brokers` is required.
     pub fn daemon_settings(&self) -> Result<Settings, ConfigError> {
-        let kafka: KafkaOptions = self.kafka.clone().ok_or_else(|| {
-            ConfigError::Invalid("[kafka] brokers is required for `clearhouse run`".to_owned())
-        })?;
+        let kafka: KafkaOptions = self
+            .kafka
+            .clone()
+            .ok_or_else(|| ConfigError::Invalid("[kafka] brokers is required for `clearhouse run`".to_owned()))?;
         let d = &self.daemon;
         let admin_listen = match d.admin_listen.as_str() {
             "" => None,
-            text => Some(text.parse::<SocketAddr>().map_err(|e| {
-                ConfigError::Invalid(format!("[daemon] admin_listen {text:?}: {e}"))
-            })?),
+            text => Some(
+                text.parse::<SocketAddr>()
+                    .map_err(|e| ConfigError::Invalid(format!("[daemon] admin_listen {text:?}: {e}")))?,
+            ),
         };
         let clock = match d.clock.as_str() {
             "system" => Clock::System,
@@ -109,7 +111,10 @@ impl Config {
             out_dir: self.base_dir.join(&d.out_dir),
             state_dir: self.base_dir.join(&d.state_dir),
             grace: SignedDuration::from_secs(i64::from(d.grace_secs)),
-            checkpoint_interval: Duration::from_millis(positive("checkpoint_interval_ms", d.checkpoint_interval_ms as usize)? as u64),
+            checkpoint_interval: Duration::from_millis(positive(
+                "checkpoint_interval_ms",
+                d.checkpoint_interval_ms as usize,
+            )? as u64),
             idle_tick: Duration::from_millis(positive("idle_tick_ms", d.idle_tick_ms as usize)? as u64),
             shards: if d.shards == 0 { cores } else { d.shards },
             queue_batches: positive("queue_batches", d.queue_batches)?,

@@ -97,7 +97,12 @@ impl Assembler {
         Ok(())
     }
 
-    fn emit(&mut self, window: WindowId, batches: &[SettledBatch], fences: BTreeMap<String, u64>) -> Result<(), DaemonError> {
+    fn emit(
+        &mut self,
+        window: WindowId,
+        batches: &[SettledBatch],
+        fences: BTreeMap<String, u64>,
+    ) -> Result<(), DaemonError> {
         let settings = Arc::clone(&self.settings);
         let meta = WindowMeta::new(&settings.calendar, &settings.calendar.window(window));
         let files = window_files(&meta, batches, fences, &settings.debtor);

@@ -178,7 +178,8 @@ pub(crate) fn run(
                 at_eof.insert(partition);
                 idle(&shards, partition, settings);
             }
-            Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition))) | Some(Err(_))
+            Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)))
+            | Some(Err(_))
             | None => {}
         }
         flush(&shards, &mut buffers);

@@ -134,7 +134,10 @@ pub enum DaemonError {
 
 /// Runs the daemon until `shutdown` resolves, then checkpoints every owned partition, releases
 /// it, finishes any window that is complete and returns.
-pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<(), DaemonError> {
+pub async fn run(
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), DaemonError> {
     assert!(settings.shards > 0 && settings.queue_batches > 0 && settings.batch_messages > 0, "sizes must be positive");
     let settings = Arc::new(settings);
     let state = StateDir::open(&settings.state_dir, &settings.input_topic)?;

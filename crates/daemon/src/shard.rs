@@ -117,7 +117,12 @@ impl Shard {
             settings.grace,
             state.unwrap_or_default(),
         );
-        tracing::info!(partition, resume_offset = resume, open_instructions = p.open_instructions(), "partition assigned");
+        tracing::info!(
+            partition,
+            resume_offset = resume,
+            open_instructions = p.open_instructions(),
+            "partition assigned"
+        );
         self.slots.insert(partition, Slot { partition: p, dirty: resume.is_none(), rejects: Vec::new() });
         Ok(resume)
     }

@@ -152,10 +152,8 @@ impl StateDir {
     /// Saves a sealed part (replacing one left by a run that crashed before its checkpoint).
     pub fn save_part(&self, partition: i32, part: &SealedPart) -> Result<(), StateError> {
         let path = self.part_path(part.window, partition);
-        let bytes = postcard::to_stdvec(part).map_err(|e| StateError::Corrupt {
-            path: path.clone(),
-            problem: format!("cannot encode part: {e}"),
-        })?;
+        let bytes = postcard::to_stdvec(part)
+            .map_err(|e| StateError::Corrupt { path: path.clone(), problem: format!("cannot encode part: {e}") })?;
         write_atomic(&path, &bytes)
     }
 

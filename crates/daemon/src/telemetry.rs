@@ -87,7 +87,14 @@ pub fn rejected(partition: i32, offset: u64, reason: RejectReason) {
 
 /// A partition checkpoint became durable.
 pub fn checkpointed(partition: i32, next_offset: u64, open_windows: usize, open_instructions: u64, took: Duration) {
-    tracing::debug!(partition, next_offset, open_windows, open_instructions, ms = took.as_millis() as u64, "checkpoint");
+    tracing::debug!(
+        partition,
+        next_offset,
+        open_windows,
+        open_instructions,
+        ms = took.as_millis() as u64,
+        "checkpoint"
+    );
     let label = partition.to_string();
     histogram!(CHECKPOINT_DURATION).record(took.as_secs_f64());
     gauge!(OPEN_WINDOWS, "partition" => label.clone()).set(open_windows as f64);

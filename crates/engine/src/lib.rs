@@ -85,7 +85,6 @@ fn merge_windows(
 /// currency), asserting that no merchant's batch came from two of them.
 pub fn sort_batches(batches: &mut [SettledBatch]) {
     batches.sort_by(|a, b| (&a.merchant_id, a.currency).cmp(&(&b.merchant_id, b.currency)));
-    let distinct =
-        batches.windows(2).all(|p| (&p[0].merchant_id, p[0].currency) != (&p[1].merchant_id, p[1].currency));
+    let distinct = batches.windows(2).all(|p| (&p[0].merchant_id, p[0].currency) != (&p[1].merchant_id, p[1].currency));
     assert!(distinct, "a merchant's batch came from two shards or partitions");
 }

@@ -15,8 +15,8 @@
 use std::sync::Arc;
 
 use clearhouse_domain::{
-    parse, Calendar, Instruction, Netter, NetterState, Parsed, Placement, Policy, Reject, RejectReason,
-    SettledBatch, WindowId,
+    parse, Calendar, Instruction, Netter, NetterState, Parsed, Placement, Policy, Reject, RejectReason, SettledBatch,
+    WindowId,
 };
 use compact_str::CompactString;
 use jiff::{SignedDuration, Timestamp};
@@ -175,7 +175,8 @@ impl Partition {
     }
 
     fn classify(&mut self, offset: u64, payload: &[u8]) -> Outcome {
-        let reject = |id, reject| Outcome::Rejected(RejectRecord { position: offset, id, reject, payload: payload.to_vec() });
+        let reject =
+            |id, reject| Outcome::Rejected(RejectRecord { position: offset, id, reject, payload: payload.to_vec() });
         let (id, fingerprint, parsed) = match parse(payload) {
             Parsed::Valid { instruction, fingerprint } => (instruction.id.clone(), fingerprint, Ok(instruction)),
             Parsed::Invalid { identity: Some(identity), reject: r } => (identity.id, identity.fingerprint, Err(r)),
@@ -184,7 +185,9 @@ impl Partition {
         match (self.state.ids.observe(&id, fingerprint, offset), parsed) {
             (Seen::New, Ok(instruction)) => self.net(offset, id, instruction, payload),
             (Seen::New, Err(r)) => reject(Some(id), r),
-            (Seen::Duplicate(first_position), _) => Outcome::Duplicate(DuplicateRecord { position: offset, id, first_position }),
+            (Seen::Duplicate(first_position), _) => {
+                Outcome::Duplicate(DuplicateRecord { position: offset, id, first_position })
+            }
             (Seen::Conflict(first), _) => {
                 let message = format!("id {id} was first delivered at offset {first} with different content");
                 reject(Some(id), Reject::field(RejectReason::DuplicateConflict, "id", message))
@@ -209,7 +212,9 @@ impl Partition {
                 }
                 Outcome::Accepted { late: place.late_from.is_some() }
             }
-            Err(r) => Outcome::Rejected(RejectRecord { position: offset, id: Some(id), reject: r, payload: payload.to_vec() }),
+            Err(r) => {
+                Outcome::Rejected(RejectRecord { position: offset, id: Some(id), reject: r, payload: payload.to_vec() })
+            }
         }
     }
 

@@ -153,7 +153,12 @@ impl Netter {
     }
 
     fn batch(&mut self, window: WindowId, instruction: &Instruction) -> &mut BatchState {
-        self.state.open.entry(window).or_default().entry((instruction.merchant_id.clone(), instruction.currency)).or_default()
+        self.state
+            .open
+            .entry(window)
+            .or_default()
+            .entry((instruction.merchant_id.clone(), instruction.currency))
+            .or_default()
     }
 
     fn capture(&mut self, instruction: &Instruction) -> Result<Effect, Reject> {
