@@ -21,6 +21,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
 use crate::shard::{Command, Durable, Msg};
+use crate::stranded::StrandedCheck;
 use crate::{telemetry, DaemonError, Settings};
 
 /// Rebalance handling: talks to the shards synchronously from inside `poll`.
@@ -29,6 +30,8 @@ pub(crate) struct GroupContext {
     shards: Vec<Sender<Command>>,
     ready: Arc<AtomicBool>,
     owned: std::sync::Mutex<BTreeSet<i32>>,
+    /// Between an assignment and the next revocation (not while a rebalance is under way).
+    assigned: AtomicBool,
 }
 
 impl ClientContext for GroupContext {
@@ -103,8 +106,10 @@ impl ConsumerContext for GroupContext {
                     telemetry::kafka_error(&e);
                 }
                 self.ready.store(true, Ordering::Relaxed);
+                self.assigned.store(true, Ordering::Relaxed);
             }
             _ => {
+                self.assigned.store(false, Ordering::Relaxed);
                 let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 let commit = self.release(&revoked);
                 tracing::info!(partitions = ?revoked, "partitions revoked");
@@ -140,8 +145,13 @@ pub(crate) fn subscribe(
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "range")
         .set("statistics.interval.ms", "5000");
-    let context =
-        GroupContext { settings: Arc::clone(settings), shards, ready, owned: std::sync::Mutex::new(BTreeSet::new()) };
+    let context = GroupContext {
+        settings: Arc::clone(settings),
+        shards,
+        ready,
+        owned: std::sync::Mutex::new(BTreeSet::new()),
+        assigned: AtomicBool::new(false),
+    };
     let consumer: BaseConsumer<GroupContext> = config.create_with_context(context)?;
     consumer.subscribe(&[&settings.input_topic])?;
     Ok(consumer)
@@ -158,6 +168,7 @@ pub(crate) fn run(
     let mut buffers: Vec<Vec<Msg>> = shards.iter().map(|_| Vec::new()).collect();
     let mut at_eof: BTreeSet<i32> = BTreeSet::new();
     let (mut last_tick, mut last_checkpoint, mut last_flush) = (Instant::now(), Instant::now(), Instant::now());
+    let mut stranded = StrandedCheck::new(settings);
     while !shutdown.load(Ordering::Relaxed) {
         match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(message)) => {
@@ -196,6 +207,9 @@ pub(crate) fn run(
             shards.iter().for_each(|s| send(s, Command::Checkpoint));
         }
         commit_reported(&consumer, settings, &reports, CommitMode::Async);
+        let context = consumer.context();
+        let owns_none = context.assigned.load(Ordering::Relaxed) && context.owned().is_empty();
+        stranded.check(&consumer, settings, owns_none);
     }
     flush(&shards, &mut buffers);
     let owned: Vec<i32> = consumer.context().owned().iter().copied().collect();

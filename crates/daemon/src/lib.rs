@@ -17,6 +17,7 @@ mod assemble;
 mod consumer;
 mod shard;
 pub mod state_dir;
+mod stranded;
 pub mod telemetry;
 
 use std::net::SocketAddr;

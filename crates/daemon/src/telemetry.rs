@@ -42,6 +42,8 @@ pub const CONSUMER_LAG: &str = "clearhouse_consumer_lag_messages";
 pub const QUEUE_DEPTH: &str = "clearhouse_queue_depth_batches";
 /// Errors reported by the Kafka client (broker down, timeouts).
 pub const KAFKA_ERRORS: &str = "clearhouse_kafka_errors_total";
+/// Times this instance rejoined its group because it was stranded without partitions.
+pub const STRANDED_REJOINS: &str = "clearhouse_stranded_rejoins_total";
 
 /// Installs the Prometheus recorder and describes every metric.
 pub fn install() -> PrometheusHandle {
@@ -68,6 +70,11 @@ pub fn install() -> PrometheusHandle {
     metrics::describe_gauge!(CONSUMER_LAG, Unit::Count, "High watermark minus consumer position");
     metrics::describe_gauge!(QUEUE_DEPTH, Unit::Count, "Batches waiting in a netting shard's queue");
     metrics::describe_counter!(KAFKA_ERRORS, Unit::Count, "Errors reported by the Kafka client");
+    metrics::describe_counter!(
+        STRANDED_REJOINS,
+        Unit::Count,
+        "Group rejoins by an instance without partitions while partitions went unconsumed"
+    );
     handle
 }
 
@@ -99,6 +106,12 @@ pub fn checkpointed(partition: i32, next_offset: u64, open_windows: usize, open_
     histogram!(CHECKPOINT_DURATION).record(took.as_secs_f64());
     gauge!(OPEN_WINDOWS, "partition" => label.clone()).set(open_windows as f64);
     gauge!(OPEN_INSTRUCTIONS, "partition" => label).set(open_instructions as f64);
+}
+
+/// This instance owns no partition while `stuck` partitions go unconsumed: it rejoins the group.
+pub fn stranded_rejoin(stuck: &[i32]) {
+    tracing::warn!(?stuck, "no partitions assigned here while these go unconsumed: rejoining the group");
+    counter!(STRANDED_REJOINS).increment(1);
 }
 
 /// A window's files and messages were published.
