@@ -2,7 +2,7 @@
 //! by `scripts/install-tansu.sh`. A missing binary fails the test; it never skips.
 
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ pub struct Tansu {
     child: Child,
     /// `127.0.0.1:PORT`.
     pub addr: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn tansu_binary() -> PathBuf {
@@ -32,24 +32,44 @@ impl Tansu {
         std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
         let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
         let addr = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{addr}");
-        let log = std::fs::File::create(dir.path().join("broker.log")).expect("log");
-        let child = Command::new(tansu_binary())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://data/tansu.db"])
-            .current_dir(dir.path())
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start tansu");
-        let broker = Tansu { child, addr, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(&broker.addr).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {} within 30 s", broker.addr);
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = spawn(dir.path(), &addr);
+        let broker = Tansu { child, addr, dir };
+        broker.wait_listening();
         broker
     }
+
+    /// Kills the broker (SIGKILL: an outage, not a clean shutdown).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the broker again on the same port and storage, after [`Tansu::stop`].
+    pub fn restart(&mut self) {
+        self.child = spawn(self.dir.path(), &self.addr);
+        self.wait_listening();
+    }
+
+    fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(&self.addr).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {} within 30 s", self.addr);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn spawn(dir: &Path, addr: &str) -> Child {
+    let url = format!("tcp://{addr}");
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("broker.log")).expect("log");
+    Command::new(tansu_binary())
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args(["--storage-engine", "sqlite://data/tansu.db"])
+        .current_dir(dir)
+        .stdout(Stdio::from(log.try_clone().expect("log")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start tansu")
 }
 
 impl Drop for Tansu {

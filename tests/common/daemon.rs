@@ -87,7 +87,8 @@ impl Deployment {
         }
     }
 
-    fn windows_done(&self) -> usize {
+    /// Windows whose window-closed event was published.
+    pub fn windows_done(&self) -> usize {
         let emitted = self.dir.join(format!("{}-state", self.name)).join(&self.input).join("emitted");
         std::fs::read_dir(emitted)
             .map(|d| d.filter_map(Result::ok).filter(|e| e.path().join("window.done").exists()).count())
@@ -186,4 +187,33 @@ pub fn key_counts(messages: &[(String, Vec<u8>)]) -> HashMap<&str, usize> {
         *counts.entry(key.as_str()).or_default() += 1;
     }
     counts
+}
+
+/// Produces JSONL lines to `topic` (idempotent producer), keyed by merchant like `gen --topic`.
+pub fn produce_lines(brokers: &str, topic: &str, lines: &[&str]) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    for line in lines {
+        let key = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v["merchant_id"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "unkeyed".to_owned());
+        let mut record = BaseRecord::to(topic).key(&key).payload(*line);
+        while let Err((e, back)) = producer.send(record) {
+            assert!(matches!(e, rdkafka::error::KafkaError::MessageProduction(_)), "produce: {e}");
+            producer.poll(Duration::from_millis(20));
+            record = back;
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).expect("all produced");
+}
+
+/// Generated instructions as JSONL lines, from `gen --out` into `dir`.
+pub fn lines_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).expect("read").lines().map(str::to_owned).collect()
 }

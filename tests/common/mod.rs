@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod daemon;
+pub mod http;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

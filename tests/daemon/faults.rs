@@ -1,0 +1,89 @@
+//! Faults: the daemon killed with SIGKILL again and again, and the broker going away mid-stream.
+
+use std::time::{Duration, Instant};
+
+use super::common::broker::Tansu;
+use super::common::daemon::{lines_of, produce_lines, signal, Deployment};
+use super::{assert_same_outcome, gen, stop, wait_settled, wait_until, CLOCK, PAST};
+
+/// A small deterministic generator for kill points.
+fn next(seed: &mut u64) -> u64 {
+    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed >> 33
+}
+
+#[test]
+fn kill_nine_twenty_times_loses_nothing_and_pays_nobody_twice() {
+    const COUNT: u64 = 100_000;
+    let broker = Tansu::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let count = COUNT.to_string();
+    gen(&["--count", &count, "--seed", "23", "--topic", "crash", "--brokers", &broker.addr, "--partitions", "4"]);
+
+    let reference = Deployment::new(dir.path(), "ref", &broker.addr, "crash", CLOCK, "");
+    let daemon = reference.start("run");
+    wait_settled(&[&reference], COUNT);
+    stop(&reference, "run", daemon);
+    let windows = reference.manifests();
+
+    // The same topic, killed at 20 pseudo-random points after it got its partitions back (and
+    // so started consuming), including while windows were being emitted.
+    let crashed = Deployment::new(dir.path(), "crashed", &broker.addr, "crash", CLOCK, "");
+    let mut seed = 0x5eed_u64;
+    let mut progress = Vec::new();
+    let mut resume_secs = Vec::new();
+    for life in 0..20 {
+        let tag = format!("life{life}");
+        let started = Instant::now();
+        let mut daemon = crashed.start(&tag);
+        crashed.wait_for_log(&tag, "partitions assigned", Duration::from_secs(90));
+        resume_secs.push(started.elapsed().as_secs_f32());
+        std::thread::sleep(Duration::from_millis(next(&mut seed) % 1500));
+        signal(&daemon, "-KILL");
+        let _ = daemon.wait();
+        progress.push((crashed.accounting().0, crashed.manifests()));
+    }
+    eprintln!("seconds from restart to partitions assigned: {resume_secs:?}");
+    eprintln!("(instructions checkpointed, windows) after each kill: {progress:?}");
+    assert!(progress.iter().any(|&(n, _)| n > 0 && n < COUNT), "some kills landed mid-stream: {progress:?}");
+
+    let daemon = crashed.start("final");
+    // The last killed life may already have emitted every window: wait for this one to be up.
+    crashed.wait_for_log("final", "partitions assigned", Duration::from_secs(90));
+    crashed.wait_for_windows(windows, Duration::from_secs(300));
+    wait_settled(&[&crashed, &reference], COUNT);
+    stop(&crashed, "final", daemon);
+    assert_same_outcome(&broker.addr, &crashed, &reference);
+}
+
+#[test]
+fn a_broker_outage_mid_stream_is_waited_out_and_changes_nothing() {
+    let mut broker = Tansu::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("in.jsonl");
+    gen(&["--count", "30000", "--seed", "41", "--out", file.to_str().expect("utf-8")]);
+    let lines = lines_of(&file);
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let kafka = clearhouse_kafka::KafkaOptions { brokers: broker.addr.clone(), properties: Default::default() };
+    kafka.ensure_topic("outage", 4).expect("topic");
+
+    let outage = Deployment::new(dir.path(), "outage", &broker.addr, "outage", PAST, "");
+    produce_lines(&broker.addr, "outage", &lines[..15_000]);
+    let mut daemon = outage.start("run");
+    wait_until("first half netted", Duration::from_secs(120), || outage.accounting().0 >= 15_000);
+    let emitted_before = outage.windows_done();
+
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(daemon.try_wait().expect("wait").is_none(), "the daemon waits out a broker outage");
+    broker.restart();
+    produce_lines(&broker.addr, "outage", &lines[15_000..]);
+
+    let reference = Deployment::new(dir.path(), "outref", &broker.addr, "outage", PAST, "");
+    let undisturbed = reference.start("run");
+    wait_settled(&[&outage, &reference], lines.len() as u64);
+    assert!(outage.windows_done() > emitted_before, "windows closed after the outage");
+    stop(&outage, "run", daemon);
+    stop(&reference, "run", undisturbed);
+    assert_same_outcome(&broker.addr, &outage, &reference);
+}
