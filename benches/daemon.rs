@@ -1,0 +1,287 @@
+#![allow(clippy::float_arithmetic, clippy::cast_precision_loss)]
+//! The daemon through a real broker (tansu, SQLite storage, loopback), measured against a bare
+//! rdkafka consumer reading the same topic to nowhere in the same run, plus what one million
+//! instructions in open windows cost: memory, checkpoint size and time, and kill -9 to
+//! consuming again.
+//!
+//! `cargo bench --bench daemon -- [MESSAGES] [OPEN]` (defaults 500,000 and 1,000,000; 0 skips
+//! that part). Under
+//! `cargo test` (no `--bench` argument) it runs once on 2,000 messages, to keep the harness itself working.
+//! The daemon is timed from its first consumed message to its last netted one, read from its own
+//! `/metrics`, so process start and the group join are not counted against it (they are printed
+//! separately).
+
+#[path = "../tests/common/broker.rs"]
+#[allow(dead_code)]
+mod broker;
+#[path = "../tests/common/http.rs"]
+mod http;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+const BIN: &str = env!("CARGO_BIN_EXE_clearhouse");
+const START: &str = "2026-10-01T00:00:00+08:00";
+const LIMIT: Duration = Duration::from_secs(1800);
+
+fn gen(brokers: &str, topic: &str, count: u64, seed: u64, days: u32) {
+    let status = Command::new(BIN)
+        .args(["gen", "--topic", topic, "--brokers", brokers, "--partitions", "4", "--start", START])
+        .args(["--count", &count.to_string(), "--seed", &seed.to_string(), "--days", &days.to_string()])
+        .status()
+        .expect("gen");
+    assert!(status.success(), "gen --topic failed");
+}
+
+/// Reads every message of `topic` from the beginning with plain `assign` and no processing.
+fn bare_consume(brokers: &str, topic: &str) -> (u64, Duration) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "bare")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0i64;
+    for p in metadata.topics()[0].partitions() {
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).expect("watermarks");
+        remaining += high - low;
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning).expect("tpl");
+    }
+    let total = remaining as u64;
+    let started = Instant::now();
+    consumer.assign(&tpl).expect("assign");
+    while remaining > 0 {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            m.expect("consume");
+            remaining -= 1;
+        }
+    }
+    (total, started.elapsed())
+}
+
+/// One daemon deployment on `topic` with the default settings apart from the listed ones.
+struct Daemon {
+    dir: PathBuf,
+    admin: String,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    fn new(dir: &Path, brokers: &str, topic: &str, extra: &str) -> Daemon {
+        let port = TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let admin = format!("127.0.0.1:{port}");
+        let config = format!(
+            "[kafka]\nbrokers = \"{brokers}\"\n[daemon]\ninput_topic = \"{topic}\"\ngroup_id = \"{topic}\"\n\
+             credits_topic = \"{topic}.credits\"\nwindows_topic = \"{topic}.windows\"\ndlq_topic = \"{topic}.dlq\"\n\
+             admin_listen = \"{admin}\"\n{extra}"
+        );
+        std::fs::write(dir.join("clearhouse.toml"), config).expect("config");
+        Daemon { dir: dir.to_owned(), admin, child: None }
+    }
+
+    fn start(&mut self) -> Instant {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("run.log")).expect("log");
+        let started = Instant::now();
+        let child = Command::new(BIN)
+            .args(["run", "--config", "clearhouse.toml"])
+            .current_dir(&self.dir)
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("run");
+        self.child = Some(child);
+        started
+    }
+
+    /// A scrape of `/metrics`, or `None` while the listener is not up.
+    fn metrics(&self) -> Option<String> {
+        std::net::TcpStream::connect(&self.admin).ok()?;
+        Some(http::http_get(&self.admin, "/metrics").1)
+    }
+
+    /// Polls `/metrics` every 10 ms until `done` holds; returns the body and when it held.
+    fn wait(&self, what: &str, done: impl Fn(&str) -> bool) -> (String, Instant) {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if let Some(body) = self.metrics().filter(|b| done(b)) {
+                return (body, Instant::now());
+            }
+            assert!(Instant::now() < deadline, "{what}: not reached");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn rss_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).expect("VmRSS");
+        kib.trim().trim_end_matches("kB").trim().parse::<u64>().expect("rss") * 1024
+    }
+
+    fn signal(&mut self, sig: &str) {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill").args([sig, &child.id().to_string()]).status();
+        let _ = child.wait();
+    }
+}
+
+fn netted(body: &str) -> u64 {
+    [
+        "clearhouse_accepted_instructions_total",
+        "clearhouse_rejected_instructions_total",
+        "clearhouse_duplicate_instructions_total",
+    ]
+    .iter()
+    .map(|name| http::metric(body, name))
+    .sum::<f64>() as u64
+}
+
+fn consumed(body: &str) -> u64 {
+    http::metric(body, "clearhouse_consumed_messages_total") as u64
+}
+
+/// Instructions covered by the checkpoints in a topic's state directory.
+fn checkpointed(state: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(state) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join("progress.json")).ok())
+        .map(|b| {
+            serde_json::from_slice::<serde_json::Value>(&b).expect("progress")["stats"]["input"].as_u64().unwrap_or(0)
+        })
+        .sum()
+}
+
+/// The smallest histogram bucket bound holding all `count` observations.
+fn slowest_bucket(body: &str, name: &str, count: f64) -> String {
+    let prefix = format!("{name}_bucket{{le=\"");
+    body.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| rest.split_once("\"} "))
+        .find(|(_, n)| n.parse::<f64>().is_ok_and(|n| n >= count))
+        .map_or_else(|| "?".to_owned(), |(le, _)| le.to_owned())
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+/// Daemon against the bare consumer on one topic.
+fn throughput(brokers: &str, dir: &Path, count: u64) {
+    gen(brokers, "bench", count, 7, 3);
+    let (bare_messages, bare_time) = bare_consume(brokers, "bench");
+    assert_eq!(bare_messages, count);
+
+    let mut daemon = Daemon::new(dir, brokers, "bench", "clock = \"2030-01-01T00:00:00Z\"\n");
+    let started = daemon.start();
+    let (_, first) = daemon.wait("first message consumed", |b| consumed(b) > 0);
+    let (_, last) = daemon.wait("every message netted", |b| netted(b) >= count);
+    // Every window the partitions sealed (a `parts/` directory each) written and published.
+    let state = dir.join("state/bench");
+    let count_dirs = |sub: &str, done: bool| {
+        std::fs::read_dir(state.join(sub))
+            .map(|d| d.filter_map(Result::ok).filter(|e| !done || e.path().join("window.done").exists()).count())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + LIMIT;
+    while count_dirs("parts", false) == 0 || count_dirs("emitted", true) < count_dirs("parts", false) {
+        assert!(Instant::now() < deadline, "windows not emitted");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let emitted = Instant::now();
+    let windows = count_dirs("emitted", true);
+    daemon.signal("-TERM");
+    let netting = last - first;
+    let (bare, ours) = (rate(count, bare_time), rate(count, netting));
+    println!("throughput, {count} messages on 4 partitions:");
+    println!("  bare rdkafka consumer      {:>8.2} s {bare:>9.0} msg/s", bare_time.as_secs_f64());
+    println!(
+        "  daemon, consumed to netted {:>8.2} s {ours:>9.0} msg/s = {:.0}% of bare",
+        netting.as_secs_f64(),
+        100.0 * ours / bare
+    );
+    println!(
+        "  daemon start to first message {:.2} s; to every window written and published {:.2} s ({} windows)",
+        (first - started).as_secs_f64(),
+        (emitted - started).as_secs_f64(),
+        windows
+    );
+}
+
+/// `open` instructions that stay in open windows (a week of grace, a wall clock in the past):
+/// memory, checkpoint size and duration, then kill -9 and the time to consume again.
+fn open_windows(brokers: &str, dir: &Path, open: u64) {
+    gen(brokers, "open", open, 9, 1);
+    let extra = "clock = \"2000-01-01T00:00:00Z\"\ngrace_secs = 604800\n";
+    let mut daemon = Daemon::new(dir, brokers, "open", extra);
+    daemon.start();
+    daemon.wait("admin up", |_| true);
+    let rss_empty = daemon.rss_bytes();
+    daemon.wait("every message netted", |b| netted(b) >= open);
+    let rss_full = daemon.rss_bytes();
+    // Crash once a checkpoint covers everything (`progress.json` is written after it).
+    let deadline = Instant::now() + LIMIT;
+    while checkpointed(&dir.join("state/open")) < open {
+        assert!(Instant::now() < deadline, "no checkpoint covered every message");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let body = daemon.metrics().expect("metrics");
+    let instructions = http::metric(&body, "clearhouse_accepted_instructions_total");
+    let checkpoints = http::metric(&body, "clearhouse_checkpoint_duration_seconds_count");
+    let seconds = http::metric(&body, "clearhouse_checkpoint_duration_seconds_sum");
+    let slowest = slowest_bucket(&body, "clearhouse_checkpoint_duration_seconds", checkpoints);
+    let bytes: u64 = (0..4)
+        .filter_map(|p| std::fs::metadata(dir.join(format!("state/open/p{p}/checkpoint.bin"))).ok())
+        .map(|m| m.len())
+        .sum();
+    daemon.signal("-KILL");
+    gen(brokers, "open", 1_000, 10, 1);
+    let restarted = daemon.start();
+    let (_, resumed) = daemon.wait("consuming again", |b| consumed(b) > 0);
+    let rejoins = http::metric(&daemon.metrics().expect("metrics"), "clearhouse_stranded_rejoins_total");
+    daemon.signal("-TERM");
+
+    let per = |total: f64| total / instructions.max(1.0);
+    println!("open windows, {instructions} accepted instructions, all held in open windows, on 4 partitions:");
+    println!(
+        "  memory: {:.0} MiB resident, {:.0} MiB more than at start = {:.0} bytes per open instruction",
+        rss_full as f64 / 1048576.0,
+        (rss_full.saturating_sub(rss_empty)) as f64 / 1048576.0,
+        per(rss_full.saturating_sub(rss_empty) as f64)
+    );
+    println!("  checkpoints: {:.1} MiB on disk = {:.0} bytes per open instruction; {checkpoints} taken, mean {:.0} ms, all within {slowest} s",
+        bytes as f64 / 1048576.0, per(bytes as f64), 1000.0 * seconds / checkpoints.max(1.0));
+    println!(
+        "  kill -9, restart to consuming again: {:.2} s ({rejoins} stranded-group rejoins)",
+        (resumed - restarted).as_secs_f64()
+    );
+}
+
+fn main() {
+    let test_mode = !std::env::args().any(|a| a == "--bench");
+    let numbers: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let (count, open) = if test_mode {
+        (2_000, 2_000)
+    } else {
+        (numbers.first().copied().unwrap_or(500_000), numbers.get(1).copied().unwrap_or(1_000_000))
+    };
+    let broker = broker::Tansu::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (dir.path().join("throughput"), dir.path().join("open"));
+    std::fs::create_dir_all(&a).expect("dir");
+    std::fs::create_dir_all(&b).expect("dir");
+    // A count of 0 skips that part.
+    if count > 0 {
+        throughput(&broker.addr, &a, count);
+    }
+    if open > 0 {
+        open_windows(&broker.addr, &b, open);
+    }
+}
