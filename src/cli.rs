@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands;
+use crate::{commands, ops};
 
 /// Refund clearing and settlement engine.
 #[derive(Debug, Parser)]
@@ -33,13 +33,60 @@ enum LogFormat {
 enum Command {
     /// Net a JSONL file of instructions and write every window's files (no broker needed).
     Net(NetArgs),
-    /// Re-read an output directory and check hashes, control totals, manifests and conservation.
+    /// Re-read an output directory and check hashes, control totals, manifests and conservation;
+    /// with --against, compare it with an original directory, per window, file and batch.
     Verify(VerifyArgs),
     /// Write a deterministic synthetic workload (JSONL).
     Gen(GenArgs),
     /// The daemon: consume the instruction topic in a consumer group, close windows as they
     /// end, write files and publish credits; stops cleanly on SIGTERM or SIGINT.
     Run(RunArgs),
+    /// Re-drive the instruction topic and write its windows again into a separate directory,
+    /// sealing each window where the original manifests say it was sealed.
+    Replay(ReplayArgs),
+    /// Tell where an instruction went: its window, batch, clearing record and the EndToEndId that
+    /// paid it, or its reject reason, or that it was a duplicate.
+    Trace(TraceArgs),
+}
+
+/// Arguments of `clearhouse replay`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The daemon's TOML configuration (brokers, topic, calendar, policy).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Directory for the regenerated windows; must not be the live output or state directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Original output directory whose manifests give fences and seals [default: the
+    /// configuration's out_dir, only read].
+    #[arg(long, conflicts_with = "event_time_only")]
+    pub original: Option<PathBuf>,
+    /// Ignore any manifest: seal windows by event time only.
+    #[arg(long)]
+    pub event_time_only: bool,
+    /// Only windows with data at or after this offset (every partition).
+    #[arg(long, conflicts_with = "from_time")]
+    pub from_offset: Option<i64>,
+    /// Only windows with data at or after this instant (RFC 3339; broker timestamps).
+    #[arg(long)]
+    pub from_time: Option<jiff::Timestamp>,
+    /// Read every partition up to this offset, exclusive [default: its end].
+    #[arg(long, conflicts_with = "to_time")]
+    pub to_offset: Option<i64>,
+    /// Read every partition up to this instant, exclusive (RFC 3339; broker timestamps).
+    #[arg(long)]
+    pub to_time: Option<jiff::Timestamp>,
+}
+
+/// Arguments of `clearhouse trace`.
+#[derive(Debug, clap::Args)]
+pub struct TraceArgs {
+    /// Instruction id.
+    pub id: String,
+    /// Output directory to look in.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
 }
 
 /// Arguments of `clearhouse run`.
@@ -72,9 +119,16 @@ pub struct NetArgs {
 
 /// Arguments of `clearhouse verify`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "With --against, the exit code is the verdict: 0 every file identical, \
+3 some file differs, 4 files missing from or extra in DIR but none different \
+(1 is an error, 2 a usage error).")]
 pub struct VerifyArgs {
-    /// Output directory written by `net`.
+    /// Output directory written by `net`, `run` or `replay`.
     pub dir: PathBuf,
+    /// Compare DIR (a replay) with this original output directory instead: per window, per file
+    /// and per batch, identical, missing, extra or different, with the first differing record.
+    #[arg(long, value_name = "ORIGINAL_DIR")]
+    pub against: Option<PathBuf>,
 }
 
 /// Arguments of `clearhouse gen`.
@@ -143,6 +197,8 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => commands::verify(&args),
         Command::Gen(args) => commands::gen(&args),
         Command::Run(args) => commands::run(&args),
+        Command::Trace(args) => ops::trace(&args),
+        Command::Replay(args) => ops::replay(&args),
     };
     match result {
         Ok(code) => code,

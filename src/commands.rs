@@ -84,6 +84,9 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
     if !args.dir.is_dir() {
         anyhow::bail!("{} is not a directory", args.dir.display());
     }
+    if let Some(original) = &args.against {
+        return crate::ops::verify_against(original, &args.dir);
+    }
     let report =
         verify_dir(&DirStore::open(&args.dir)).with_context(|| format!("cannot read {}", args.dir.display()))?;
     if report.problems.is_empty() {

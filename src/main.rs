@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod ops;
 
 /// With `--features mimalloc`: instructions are allocated on parse threads and freed on netting
 /// threads, a pattern mimalloc serves faster than the system allocator, at a cost in peak memory

@@ -234,3 +234,75 @@ fn usage_errors_exit_2() {
         .code(1)
         .stderr("error: /definitely/not/here is not a directory\n");
 }
+
+#[test]
+fn verify_against_gives_the_verdict_per_window_file_and_batch_and_in_its_exit_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (original, replay) = (dir.path().join("original"), dir.path().join("replay"));
+    net_sample(&original).assert().success();
+    net_sample(&replay).assert().success();
+    let verify = || {
+        let mut cmd = clearhouse();
+        cmd.arg("verify").arg("--against").arg(&original).arg(&replay);
+        cmd
+    };
+    verify()
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("window 20261120T1500Z: files 5 identical; batches 2 identical"))
+        .stdout(predicate::str::ends_with("verify --against: IDENTICAL (2 windows; files 15 identical)\n"));
+
+    fs::remove_file(replay.join("pain001-20261121T1500Z-CNY.xml")).expect("remove");
+    verify()
+        .assert()
+        .code(4)
+        .stdout(predicate::str::contains("  missing   pain001-20261121T1500Z-CNY.xml\n"))
+        .stdout(predicate::str::contains("verify --against: INCOMPLETE"));
+
+    // One capture's amount changed in the first clearing file: a tampered file.
+    let clearing = replay.join("clearing-20261120T1500Z-CNY.txt");
+    let text = fs::read_to_string(&clearing).expect("clearing");
+    fs::write(
+        &clearing,
+        text.replacen("|capture|2026-11-20T01:00:00Z|500.00|", "|capture|2026-11-20T01:00:00Z|900.00|", 1),
+    )
+    .expect("tamper");
+    verify()
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("  different clearing-20261120T1500Z-CNY.txt\n"))
+        .stdout(predicate::str::contains("first difference at line 3 (batch M001/CNY)"))
+        .stdout(predicate::str::contains("original: D|C1001|capture|2026-11-20T01:00:00Z|500.00|"))
+        .stdout(predicate::str::contains("replay:   D|C1001|capture|2026-11-20T01:00:00Z|900.00|"))
+        .stdout(predicate::str::contains("verify --against: DIFFERENT"));
+}
+
+#[test]
+fn trace_tells_where_an_accepted_rejected_or_duplicate_instruction_went() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    net_sample(&out).assert().success();
+    let trace = |id: &str| {
+        let mut cmd = clearhouse();
+        cmd.args(["trace", id, "--out"]).arg(&out);
+        cmd
+    };
+    // R2001 was delivered twice: its clearing record and the credit that paid it, then the
+    // re-delivery.
+    let clearing = fs::read_to_string(out.join("clearing-20261120T1500Z-CNY.txt")).expect("clearing");
+    let (line, record) = clearing.lines().enumerate().find(|(_, l)| l.starts_with("D|R2001|")).expect("R2001 record");
+    let e2e = record.rsplit('|').next().expect("EndToEndId");
+    let pain = fs::read_to_string(out.join("pain001-20261120T1500Z-CNY.xml")).expect("pain.001");
+    assert!(pain.contains(&format!("<EndToEndId>{e2e}</EndToEndId>")), "the credit is in the bank file");
+    trace("R2001").assert().success().stdout(format!(
+        "R2001: accepted into window 20261120T1500Z, batch M001/CNY, effect REFUNDED, paid by EndToEndId {e2e}\n  \
+         clearing-20261120T1500Z-CNY.txt line {}: {record}\n\
+         R2001: identical re-delivery, ignored\n  instructions.jsonl line 7 repeats line 2\n",
+        line + 1
+    ));
+    trace("C1003").assert().success().stdout(
+        "C1003: rejected, reason amount_scale (field amount): amount 10.001 has more than 2 fraction digits for CNY\n  \
+         instructions.jsonl line 13\n",
+    );
+    trace("NOPE").assert().code(1).stderr(predicate::str::contains("NOPE is not in"));
+}

@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use super::common::broker::Tansu;
-use super::common::daemon::{lines_of, produce_lines, signal, Deployment};
-use super::{assert_same_outcome, gen, stop, wait_settled, wait_until, CLOCK, PAST};
+use super::common::daemon::{produce_lines, signal, Deployment};
+use super::{assert_same_outcome, gen, phased_workload, stop, wait_settled, wait_until, CLOCK, PAST};
 
 /// A small deterministic generator for kill points.
 fn next(seed: &mut u64) -> u64 {
@@ -60,12 +60,8 @@ fn kill_nine_twenty_times_loses_nothing_and_pays_nobody_twice() {
 fn a_broker_outage_mid_stream_is_waited_out_and_changes_nothing() {
     let mut broker = Tansu::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("in.jsonl");
-    gen(&["--count", "30000", "--seed", "41", "--out", file.to_str().expect("utf-8")]);
-    let lines = lines_of(&file);
+    let lines = phased_workload(&broker.addr, dir.path(), "outage", 30_000, 41);
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let kafka = clearhouse_kafka::KafkaOptions { brokers: broker.addr.clone(), properties: Default::default() };
-    kafka.ensure_topic("outage", 4).expect("topic");
 
     let outage = Deployment::new(dir.path(), "outage", &broker.addr, "outage", PAST, "");
     produce_lines(&broker.addr, "outage", &lines[..15_000]);

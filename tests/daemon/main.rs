@@ -1,6 +1,7 @@
 //! `clearhouse run` as a process against a real broker (tansu, SQLite storage, loopback):
 //! equivalence with `net`, metrics over HTTP and SIGTERM (`equivalence`), kill -9 recovery and a
-//! broker outage (`faults`), and a second instance joining and leaving (`rebalance`). Every
+//! broker outage (`faults`), a second instance joining and leaving (`rebalance`), and `replay`
+//! of a window closed on the wall clock (`replay`). Every
 //! fault test compares its deployment with an undisturbed one reading the same topic: same
 //! files byte for byte (fences included), same accounting, same EndToEndIds, none twice.
 
@@ -10,6 +11,7 @@ mod common;
 mod equivalence;
 mod faults;
 mod rebalance;
+mod replay;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::TcpListener;
@@ -30,6 +32,17 @@ const START: &str = "2026-10-01T00:00:00+08:00";
 
 fn gen(args: &[&str]) {
     clearhouse().args(["gen", "--start", START, "--merchants", "300"]).args(args).assert().success();
+}
+
+/// Generates `count` instructions into `dir/in.jsonl` (to be produced in phases) and creates
+/// `topic` with 4 partitions; returns the lines.
+fn phased_workload(brokers: &str, dir: &Path, topic: &str, count: u32, seed: u32) -> Vec<String> {
+    let file = dir.join("in.jsonl");
+    let (count, seed) = (count.to_string(), seed.to_string());
+    gen(&["--count", &count, "--seed", &seed, "--out", file.to_str().expect("utf-8")]);
+    let kafka = clearhouse_kafka::KafkaOptions { brokers: brokers.to_owned(), properties: Default::default() };
+    kafka.ensure_topic(topic, 4).expect("topic");
+    common::daemon::lines_of(&file)
 }
 
 fn free_port() -> u16 {

@@ -4,19 +4,15 @@
 use std::time::Duration;
 
 use super::common::broker::Tansu;
-use super::common::daemon::{lines_of, produce_lines, Deployment};
-use super::{assert_same_outcome, gen, stop, wait_settled, wait_until, PAST};
+use super::common::daemon::{produce_lines, Deployment};
+use super::{assert_same_outcome, phased_workload, stop, wait_settled, wait_until, PAST};
 
 #[test]
 fn a_second_instance_joining_and_leaving_mid_stream_changes_nothing() {
     let broker = Tansu::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("in.jsonl");
-    gen(&["--count", "30000", "--seed", "31", "--out", file.to_str().expect("utf-8")]);
-    let lines = lines_of(&file);
+    let lines = phased_workload(&broker.addr, dir.path(), "rb", 30_000, 31);
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let kafka = clearhouse_kafka::KafkaOptions { brokers: broker.addr.clone(), properties: Default::default() };
-    kafka.ensure_topic("rb", 4).expect("topic");
 
     let shared = Deployment::new(dir.path(), "rb", &broker.addr, "rb", PAST, "");
     produce_lines(&broker.addr, "rb", &lines[..10_000]);

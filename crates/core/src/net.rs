@@ -132,7 +132,7 @@ pub fn net_reader<R: Read + Send>(
     for closed in &result.windows {
         let meta = WindowMeta::new(&calendar, &closed.window);
         let encode_start = Instant::now();
-        let files = window_files(&meta, &closed.batches, fences.clone(), &debtor);
+        let files = window_files(&meta, &closed.batches, fences.clone().into(), &debtor);
         encode_time += encode_start.elapsed();
         let publish_start = Instant::now();
         for file in files {

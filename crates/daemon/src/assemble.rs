@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clearhouse_domain::{SettledBatch, WindowId};
-use clearhouse_engine::stream::fence_of;
+use clearhouse_engine::stream::{seal_of, Seal};
 use clearhouse_formats::events::{credit_messages, window_message};
-use clearhouse_formats::{window_files, DirStore, Manifest, OutputStore, WindowMeta};
+use clearhouse_formats::{window_files, DirStore, Fences, Manifest, OutputStore, WindowMeta};
 use clearhouse_kafka::TopicWriter;
 use crossbeam_channel::Receiver;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -80,29 +80,28 @@ impl Assembler {
             if self.state.emitted_dir(window).join("window.done").exists() {
                 continue;
             }
-            let fences: Option<Vec<u64>> = progress.iter().map(|pr| fence_of(&pr.seals, window)).collect();
-            let Some(fences) = fences else { continue };
+            let seals: Option<Vec<Seal>> = progress.iter().map(|pr| seal_of(&pr.seals, window)).collect();
+            let Some(seals) = seals else { continue };
             let mut batches: Vec<SettledBatch> = Vec::new();
-            for (p, &fence) in fences.iter().enumerate() {
+            for (p, seal) in seals.iter().enumerate() {
                 // A part with another fence was left by a run that crashed before its checkpoint.
-                if let Some(part) = self.state.part(window, p as i32)?.filter(|part| part.fence == fence) {
+                if let Some(part) = self.state.part(window, p as i32)?.filter(|part| part.fence == seal.fence) {
                     batches.extend(part.batches);
                 }
             }
             clearhouse_engine::sort_batches(&mut batches);
-            let fences = fences.iter().enumerate().map(|(p, f)| (format!("{topic}/{p}"), *f)).collect();
+            let input = |p: usize| format!("{topic}/{p}");
+            let fences = Fences {
+                positions: seals.iter().enumerate().map(|(p, s)| (input(p), s.fence)).collect(),
+                sealed_before: seals.iter().enumerate().map(|(p, s)| (input(p), s.closed_before.to_string())).collect(),
+            };
             self.emit(window, &batches, fences)?;
         }
         drop(lock);
         Ok(())
     }
 
-    fn emit(
-        &mut self,
-        window: WindowId,
-        batches: &[SettledBatch],
-        fences: BTreeMap<String, u64>,
-    ) -> Result<(), DaemonError> {
+    fn emit(&mut self, window: WindowId, batches: &[SettledBatch], fences: Fences) -> Result<(), DaemonError> {
         let settings = Arc::clone(&self.settings);
         let meta = WindowMeta::new(&settings.calendar, &settings.calendar.window(window));
         let files = window_files(&meta, batches, fences, &settings.debtor);

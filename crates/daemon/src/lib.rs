@@ -15,6 +15,7 @@
 
 mod assemble;
 mod consumer;
+pub mod replay;
 mod shard;
 pub mod state_dir;
 mod stranded;

@@ -73,13 +73,13 @@ impl PartitionState {
 
     /// The fence of `window` on this partition, once sealed.
     pub fn fence_of(&self, window: WindowId) -> Option<u64> {
-        fence_of(&self.seals, window)
+        seal_of(&self.seals, window).map(|s| s.fence)
     }
 }
 
-/// The fence of `window` in a seal history: the first seal that covers it.
-pub fn fence_of(seals: &[Seal], window: WindowId) -> Option<u64> {
-    seals.iter().find(|s| window.end() <= s.closed_before).map(|s| s.fence)
+/// The seal of `window` in a seal history: the first one that covers it.
+pub fn seal_of(seals: &[Seal], window: WindowId) -> Option<Seal> {
+    seals.iter().find(|s| window.end() <= s.closed_before).copied()
 }
 
 /// A borrowed [`PartitionState`]: same fields in the same order, so it serializes identically

@@ -98,6 +98,9 @@ pub struct WindowMessage {
     pub settlement_date: String,
     /// Per input partition: first offset not included.
     pub fences: BTreeMap<String, u64>,
+    /// Per input partition: where the seal at the fence closed windows up to (as the manifest).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sealed_before: BTreeMap<String, String>,
     /// Batches in the window.
     pub batches: usize,
     /// Credits published for the window.
@@ -113,6 +116,7 @@ pub fn window_message(manifest: &Manifest, credits: usize) -> (String, Vec<u8>) 
         window_id: manifest.window_id.clone(),
         settlement_date: manifest.settlement_date.clone(),
         fences: manifest.fences.clone(),
+        sealed_before: manifest.sealed_before.clone(),
         batches: manifest.batches.len(),
         credits,
         files: manifest.files.clone(),

@@ -6,11 +6,13 @@
 //! before it is published: a bug in an encoder stops the run instead of reaching a bank.
 
 pub mod clearing;
+pub mod compare;
 pub mod events;
 pub mod evidence;
 pub mod manifest;
 pub mod pain001;
 pub mod store;
+pub mod trace;
 pub mod verify;
 
 use std::collections::BTreeMap;
@@ -19,7 +21,7 @@ use clearhouse_domain::{Calendar, Currency, Payee, SettledBatch, Window, WindowI
 use jiff::civil::Date;
 use sha2::{Digest, Sha256};
 
-pub use manifest::{Manifest, ManifestFile};
+pub use manifest::{Fences, Manifest, ManifestFile};
 pub use store::{DirStore, MemStore, OutputStore, PutOutcome, StoreError};
 
 /// What the headers of a window's files say about the window.
@@ -103,12 +105,7 @@ fn encode_pain001(
 
 /// Every file of a closed window, manifest last. `batches` must be sorted by merchant and
 /// currency. Each file is read back and checked before it is returned.
-pub fn window_files(
-    meta: &WindowMeta,
-    batches: &[SettledBatch],
-    fences: BTreeMap<String, u64>,
-    debtor: &Payee,
-) -> Vec<OutputFile> {
+pub fn window_files(meta: &WindowMeta, batches: &[SettledBatch], fences: Fences, debtor: &Payee) -> Vec<OutputFile> {
     let mut by_currency: BTreeMap<Currency, Vec<&SettledBatch>> = BTreeMap::new();
     for batch in batches {
         assert_eq!(batch.window, meta.id, "batch of another window");

@@ -29,10 +29,30 @@ pub struct Manifest {
     pub settlement_date: String,
     /// Per input (file, or topic/partition): first position not included.
     pub fences: BTreeMap<String, u64>,
+    /// `run` only: per topic/partition, the instant (RFC 3339, UTC) before which the seal at
+    /// that fence closed every window of the partition. A seal made by the wall clock can reach
+    /// past this window; `replay` needs it to seal exactly where the original run did.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sealed_before: BTreeMap<String, String>,
     /// Batches sorted by merchant, then currency.
     pub batches: Vec<ManifestBatch>,
     /// Output files of the window.
     pub files: Vec<ManifestFile>,
+}
+
+/// Where a window's inputs stop (see [`Manifest::fences`] and [`Manifest::sealed_before`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fences {
+    /// Per input, the first position not included.
+    pub positions: BTreeMap<String, u64>,
+    /// Per input (`run` only), where the seal at that position closed windows up to.
+    pub sealed_before: BTreeMap<String, String>,
+}
+
+impl From<BTreeMap<String, u64>> for Fences {
+    fn from(positions: BTreeMap<String, u64>) -> Fences {
+        Fences { positions, sealed_before: BTreeMap::new() }
+    }
 }
 
 /// One batch's figures, amounts with the currency's minor units.
@@ -108,12 +128,7 @@ impl ManifestBatch {
 
 impl Manifest {
     /// Builds the manifest for a window.
-    pub fn new(
-        meta: &WindowMeta,
-        fences: BTreeMap<String, u64>,
-        batches: &[SettledBatch],
-        files: Vec<ManifestFile>,
-    ) -> Manifest {
+    pub fn new(meta: &WindowMeta, fences: Fences, batches: &[SettledBatch], files: Vec<ManifestFile>) -> Manifest {
         Manifest {
             format: FORMAT.to_owned(),
             window_id: meta.id.to_string(),
@@ -121,7 +136,8 @@ impl Manifest {
             end: meta.end_local.clone(),
             timezone: meta.timezone.clone(),
             settlement_date: meta.settlement_date.to_string(),
-            fences,
+            fences: fences.positions,
+            sealed_before: fences.sealed_before,
             batches: batches.iter().map(ManifestBatch::of).collect(),
             files,
         }

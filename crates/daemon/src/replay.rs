@@ -1,0 +1,265 @@
+//! `clearhouse replay`: re-drives the instruction topic through the same per-partition engine
+//! as `run` and writes the windows again, into a directory of their own.
+//!
+//! A window's content depends on where each partition sealed it, and `run` may seal on the wall
+//! clock, which a replay cannot see. So the replay reads the original manifests: for every
+//! partition, each window's fence (the first offset not in it) and where that seal closed
+//! windows up to (`sealed_before`), and applies those seals at the same offsets; seals made by
+//! event time happen again by themselves. Each partition is read from its beginning, because
+//! the netting state a window starts from (refund history, carried debt, de-duplication) is
+//! built from everything before it. Windows the original never closed are sealed by event time
+//! only, and said to be. Nothing is committed, nothing is published, and the live output and
+//! state are only read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clearhouse_domain::{SettledBatch, WindowId};
+use clearhouse_engine::stream::{seal_of, Partition, PartitionState, Seal, SealedPart};
+use clearhouse_formats::{window_files, DirStore, Fences, Manifest, OutputStore, WindowMeta};
+use jiff::Timestamp;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::{DaemonError, Settings};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a replay range starts or ends on each partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// An offset, the same on every partition.
+    Offset(i64),
+    /// The first offset at or after this instant (the broker's message timestamps).
+    Time(Timestamp),
+}
+
+/// What to replay.
+#[derive(Debug, Clone)]
+pub struct ReplayRequest {
+    /// The original output directory, whose manifests give the fences and seals.
+    pub original: Option<PathBuf>,
+    /// Where the regenerated windows go.
+    pub out: PathBuf,
+    /// Only windows holding data at or after this bound on some partition.
+    pub from: Option<Bound>,
+    /// Read each partition up to this bound (exclusive); the high watermark without it.
+    pub to: Option<Bound>,
+}
+
+/// One regenerated window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayedWindow {
+    /// Window id.
+    pub window: WindowId,
+    /// Batches in it.
+    pub batches: usize,
+    /// True when its seals came from an original manifest, false for event time only.
+    pub from_manifest: bool,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Messages read, over all partitions.
+    pub messages: u64,
+    /// Windows written, oldest first.
+    pub windows: Vec<ReplayedWindow>,
+    /// Windows with data that did not close within the range, on some partition.
+    pub open: Vec<WindowId>,
+}
+
+/// Seals of the original run for one partition: (fence, closed_before), in order.
+type OriginalSeals = BTreeSet<(u64, Timestamp)>;
+
+fn original_seals(
+    settings: &Settings,
+    manifests: &BTreeMap<WindowId, Manifest>,
+    partitions: i32,
+) -> Vec<OriginalSeals> {
+    let mut seals = vec![OriginalSeals::new(); partitions as usize];
+    for (window, manifest) in manifests {
+        for (p, seals) in seals.iter_mut().enumerate() {
+            let input = format!("{}/{p}", settings.input_topic);
+            let Some(&fence) = manifest.fences.get(&input) else { continue };
+            // Older manifests have no seal instants: the seal closed at least this window.
+            let closed = manifest.sealed_before.get(&input).and_then(|t| t.parse().ok()).unwrap_or(window.end());
+            seals.insert((fence, closed));
+        }
+    }
+    seals
+}
+
+fn read_manifests(original: Option<&PathBuf>) -> Result<BTreeMap<WindowId, Manifest>, DaemonError> {
+    let Some(dir) = original else { return Ok(BTreeMap::new()) };
+    let store = DirStore::open(dir);
+    let mut manifests = BTreeMap::new();
+    for name in store.list()?.into_iter().filter(|n| n.starts_with("manifest-") && n.ends_with(".json")) {
+        let bytes = store.get(&name)?.unwrap_or_default();
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| DaemonError::State(format!("{name}: not a manifest: {e}")))?;
+        let window = manifest.window_id.parse().map_err(|_| DaemonError::State(format!("{name}: bad window id")))?;
+        manifests.insert(window, manifest);
+    }
+    Ok(manifests)
+}
+
+/// Resolves `bound` on every partition to an offset.
+fn offsets(consumer: &BaseConsumer, topic: &str, partitions: i32, bound: Bound) -> Result<Vec<i64>, DaemonError> {
+    match bound {
+        Bound::Offset(o) => Ok(vec![o; partitions as usize]),
+        Bound::Time(t) => {
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..partitions {
+                tpl.add_partition_offset(topic, p, Offset::Offset(t.as_millisecond()))?;
+            }
+            let found = consumer.offsets_for_times(tpl, TIMEOUT)?;
+            (0..partitions)
+                .map(|p| match found.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => Ok(o),
+                    // No message at or after the instant: the partition's end.
+                    _ => Ok(consumer.fetch_watermarks(topic, p, TIMEOUT)?.1),
+                })
+                .collect()
+        }
+    }
+}
+
+/// Replays the topic of `settings` as `request` says; see the module docs.
+pub fn replay(settings: &Settings, request: &ReplayRequest) -> Result<ReplayReport, DaemonError> {
+    let manifests = read_manifests(request.original.as_ref())?;
+    let consumer: BaseConsumer = settings
+        .kafka
+        .client_config()
+        .set("group.id", format!("{}-replay", settings.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let topic = &settings.input_topic;
+    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
+    let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+    if partitions == 0 {
+        return Err(DaemonError::State(format!("topic {topic} has no partitions")));
+    }
+    let ends = match request.to {
+        Some(bound) => offsets(&consumer, topic, partitions, bound)?,
+        None => (0..partitions)
+            .map(|p| Ok(consumer.fetch_watermarks(topic, p, TIMEOUT)?.1))
+            .collect::<Result<_, DaemonError>>()?,
+    };
+    let starts = request.from.map(|b| offsets(&consumer, topic, partitions, b)).transpose()?;
+    let seals = original_seals(settings, &manifests, partitions);
+    let mut report = ReplayReport::default();
+    let mut parts: Vec<Vec<SealedPart>> = Vec::new();
+    let mut histories: Vec<Vec<Seal>> = Vec::new();
+    for p in 0..partitions {
+        let (read, sealed, history) = replay_partition(&consumer, settings, p, ends[p as usize], &seals[p as usize])?;
+        report.messages += read;
+        parts.push(sealed);
+        histories.push(history);
+    }
+    let windows: BTreeSet<WindowId> = parts.iter().flatten().map(|part| part.window).collect();
+    let store = DirStore::create(&request.out)?;
+    for window in windows {
+        let Some(window_seals) = histories.iter().map(|h| seal_of(h, window)).collect::<Option<Vec<Seal>>>() else {
+            report.open.push(window);
+            continue;
+        };
+        let wanted =
+            starts.as_ref().is_none_or(|s| window_seals.iter().zip(s).any(|(seal, &from)| seal.fence as i64 > from));
+        if !wanted {
+            continue;
+        }
+        let mut batches: Vec<SettledBatch> = Vec::new();
+        for partition_parts in &parts {
+            batches.extend(
+                partition_parts.iter().filter(|part| part.window == window).flat_map(|part| part.batches.clone()),
+            );
+        }
+        clearhouse_engine::sort_batches(&mut batches);
+        let input = |p: usize| format!("{topic}/{p}");
+        let fences = Fences {
+            positions: window_seals.iter().enumerate().map(|(p, s)| (input(p), s.fence)).collect(),
+            sealed_before: window_seals
+                .iter()
+                .enumerate()
+                .map(|(p, s)| (input(p), s.closed_before.to_string()))
+                .collect(),
+        };
+        let meta = WindowMeta::new(&settings.calendar, &settings.calendar.window(window));
+        for file in window_files(&meta, &batches, fences, &settings.debtor) {
+            // Refuses (an error) to replace a file of the output directory with other bytes.
+            store.put(&file.name, &file.bytes)?;
+        }
+        let from_manifest = manifests.contains_key(&window);
+        report.windows.push(ReplayedWindow { window, batches: batches.len(), from_manifest });
+    }
+    Ok(report)
+}
+
+/// Reads partition `p` from its beginning to `end`, sealing at the original seals.
+fn replay_partition(
+    consumer: &BaseConsumer,
+    settings: &Settings,
+    p: i32,
+    end: i64,
+    seals: &OriginalSeals,
+) -> Result<(u64, Vec<SealedPart>, Vec<Seal>), DaemonError> {
+    let topic = &settings.input_topic;
+    let (low, _) = consumer.fetch_watermarks(topic, p, TIMEOUT)?;
+    let calendar = Arc::clone(&settings.calendar);
+    let mut partition =
+        Partition::new(calendar, Arc::clone(&settings.policy), settings.grace, PartitionState::default());
+    let mut pending = seals.iter().peekable();
+    let mut history: Vec<Seal> = Vec::new();
+    let mut sealed = Vec::new();
+    let mut read = 0u64;
+    let mut step = |partition: &mut Partition, upto: u64, message: Option<(u64, &[u8])>| {
+        while let Some(&&(fence, closed)) = pending.peek() {
+            if fence > upto {
+                break;
+            }
+            partition.idle(closed + settings.grace);
+            pending.next();
+            record(partition, &mut history, &mut sealed);
+        }
+        if let Some((offset, payload)) = message {
+            partition.apply(offset, payload);
+            record(partition, &mut history, &mut sealed);
+        }
+    };
+    if low < end {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, p, Offset::Offset(low))?;
+        consumer.assign(&tpl)?;
+        let mut next = low;
+        while next < end {
+            let Some(message) = consumer.poll(TIMEOUT) else {
+                return Err(DaemonError::State(format!("{topic}/{p}: no message at offset {next} within {TIMEOUT:?}")));
+            };
+            let message = message?;
+            let offset = message.offset();
+            if offset >= end {
+                break;
+            }
+            step(&mut partition, offset as u64, Some((offset as u64, message.payload().unwrap_or_default())));
+            read += 1;
+            next = offset + 1;
+        }
+    }
+    step(&mut partition, end.max(0) as u64, None);
+    Ok((read, sealed, history))
+}
+
+/// Takes newly sealed parts and the newest seal, if it is new.
+fn record(partition: &mut Partition, history: &mut Vec<Seal>, sealed: &mut Vec<SealedPart>) {
+    sealed.extend(partition.take_sealed());
+    if let Some(&last) = partition.seals().last() {
+        if history.last() != Some(&last) {
+            history.push(last);
+        }
+    }
+}
