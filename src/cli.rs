@@ -62,9 +62,18 @@ pub struct ReplayArgs {
     /// configuration's out_dir, only read].
     #[arg(long, conflicts_with = "event_time_only")]
     pub original: Option<PathBuf>,
+    /// Take fences and seals from the window-closed events on the windows topic instead of
+    /// manifests (when the output directory is lost).
+    #[arg(long, conflicts_with_all = ["original", "event_time_only"])]
+    pub from_windows_topic: bool,
     /// Ignore any manifest: seal windows by event time only.
     #[arg(long)]
     pub event_time_only: bool,
+    /// Then restore the live output of windows the original closed: write missing files and
+    /// publish missing credits and window events; a window whose published bytes differ from the
+    /// regenerated ones is refused (exit 3), so nobody is paid twice.
+    #[arg(long, conflicts_with = "event_time_only")]
+    pub emit: bool,
     /// Only windows with data at or after this offset (every partition).
     #[arg(long, conflicts_with = "from_time")]
     pub from_offset: Option<i64>,

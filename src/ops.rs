@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clearhouse_core::Config;
-use clearhouse_daemon::replay::{replay as replay_topic, Bound, ReplayRequest};
+use clearhouse_daemon::emit::{emit_missing, Emitted};
+use clearhouse_daemon::replay::{replay as replay_topic, Bound, Original, ReplayRequest, ReplayedWindow};
+use clearhouse_daemon::Settings;
 use clearhouse_formats::compare::{compare, Verdict};
 use clearhouse_formats::trace::{describe, trace as trace_id};
 use clearhouse_formats::DirStore;
@@ -31,16 +33,17 @@ pub fn replay(args: &ReplayArgs) -> Result<ExitCode> {
     let settings = config.daemon_settings()?;
     separate(&args.out, &settings.out_dir, "live output directory")?;
     separate(&args.out, &settings.state_dir, "state directory")?;
-    let original = match (&args.original, args.event_time_only) {
-        (_, true) => None,
-        (Some(dir), false) => Some(dir.clone()),
-        (None, false) => Some(settings.out_dir.clone()),
+    let original = match (&args.original, args.event_time_only, args.from_windows_topic) {
+        (_, true, _) => Original::None,
+        (_, _, true) => Original::WindowsTopic,
+        (Some(dir), ..) => Original::Dir(dir.clone()),
+        (None, ..) => Original::Dir(settings.out_dir.clone()),
     };
-    if let Some(dir) = &original {
+    if let Original::Dir(dir) = &original {
         separate(&args.out, dir, "original directory")?;
         if !dir.is_dir() {
             anyhow::bail!(
-                "original directory {} does not exist (--event-time-only replays without one)",
+                "original directory {} does not exist (--from-windows-topic takes the fences from the windows topic)",
                 dir.display()
             );
         }
@@ -52,18 +55,16 @@ pub fn replay(args: &ReplayArgs) -> Result<ExitCode> {
         out: args.out.clone(),
         from: bound(args.from_offset, args.from_time),
         to: bound(args.to_offset, args.to_time),
+        keep_credits: args.emit,
     };
     let report =
         replay_topic(&settings, &request).with_context(|| format!("replaying topic {}", settings.input_topic))?;
-    println!(
-        "clearhouse replay: {} messages of topic {} into {}",
-        report.messages,
-        settings.input_topic,
-        args.out.display()
-    );
+    let topic = &settings.input_topic;
+    println!("clearhouse replay: {} messages of topic {topic} into {}", report.messages, args.out.display());
     match &original {
-        Some(dir) => println!("  fences and seals from the manifests in {}", dir.display()),
-        None => println!("  no manifests: every window sealed by event time only"),
+        Original::Dir(dir) => println!("  fences and seals from the manifests in {}", dir.display()),
+        Original::WindowsTopic => println!("  fences and seals from the events on {}", settings.windows_topic),
+        Original::None => println!("  no manifests: every window sealed by event time only"),
     }
     for w in &report.windows {
         let how = if w.from_manifest {
@@ -77,7 +78,34 @@ pub fn replay(args: &ReplayArgs) -> Result<ExitCode> {
         let open: Vec<String> = report.open.iter().map(ToString::to_string).collect();
         println!("  not closed within the range, not written: {}", open.join(", "));
     }
+    if args.emit {
+        return emit(&settings, &args.out, &report.windows);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `replay --emit`: exit 0 when every window was restored or already complete, 3 if any refused.
+fn emit(settings: &Settings, staged: &Path, windows: &[ReplayedWindow]) -> Result<ExitCode> {
+    let outcomes = emit_missing(settings, staged, windows).context("restoring the live output")?;
+    let mut refused = 0;
+    for (window, outcome) in &outcomes {
+        match outcome {
+            Emitted::Restored { files, credits, event_sent } => {
+                let event = if *event_sent { "sent" } else { "already there" };
+                println!(
+                    "  emit {window}: files {} written, {} already there; credits {} sent, {} already on the topic; \
+                     window event {event}",
+                    files.0, files.1, credits.0, credits.1
+                );
+            }
+            Emitted::Refused(conflicts) => {
+                refused += 1;
+                println!("  emit {window}: REFUSED, nothing written or sent: {}", conflicts.join("; "));
+            }
+            Emitted::NotClosed => println!("  emit {window}: not closed by the original run, left to the daemon"),
+        }
+    }
+    Ok(if refused == 0 { ExitCode::SUCCESS } else { ExitCode::from(3) })
 }
 
 /// `verify --against ORIGINAL REPLAY`: exit 0 identical, 3 different, 4 incomplete.

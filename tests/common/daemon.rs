@@ -173,10 +173,13 @@ pub fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-/// A manifest without its fences (file mode and Kafka mode record different inputs).
+/// A manifest without its fences and seal instants (file mode and Kafka mode record different
+/// inputs, and only Kafka mode records seals).
 pub fn without_fences(bytes: &[u8]) -> serde_json::Value {
     let mut v: serde_json::Value = serde_json::from_slice(bytes).expect("manifest json");
-    v.as_object_mut().expect("object").remove("fences");
+    let object = v.as_object_mut().expect("object");
+    object.remove("fences");
+    object.remove("sealed_before");
     v
 }
 

@@ -52,8 +52,10 @@ fn daemon_output_equals_net_with_metrics_and_a_clean_sigterm() {
         if name.starts_with("manifest-") {
             assert_eq!(without_fences(bytes), without_fences(want), "{name}");
             let fences: serde_json::Value = serde_json::from_slice(bytes).expect("manifest");
-            let keys: Vec<&String> = fences["fences"].as_object().expect("fences").keys().collect();
-            assert_eq!(keys, ["eq/0", "eq/1", "eq/2", "eq/3"], "one fence per partition");
+            for field in ["fences", "sealed_before"] {
+                let keys: Vec<&String> = fences[field].as_object().expect(field).keys().collect();
+                assert_eq!(keys, ["eq/0", "eq/1", "eq/2", "eq/3"], "one {field} entry per partition");
+            }
         } else {
             assert!(bytes == want, "{name} differs from net's");
         }

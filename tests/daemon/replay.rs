@@ -2,12 +2,14 @@
 //! quiet, the rest of that window's instructions arrive afterwards (netted late into the next
 //! one), and `replay` must reproduce the original files byte for byte from the topic and the
 //! manifests. Without the manifests (event time only) it cannot, and `verify --against` says so.
+//! Then lost output: `replay --emit` restores it without publishing any credit twice, refuses a
+//! window whose published bytes differ, and a daemon that lost its state too re-emits nothing.
 
 use std::time::Duration;
 
 use super::common::clearhouse;
-use super::common::daemon::{files, produce_lines, Deployment};
-use super::{phased_workload, stop, wait_settled, wait_until};
+use super::common::daemon::{files, key_counts, produce_lines, read_topic, Deployment};
+use super::{gen, phased_workload, stop, wait_settled, wait_until, CLOCK};
 use predicates::prelude::*;
 
 /// Just after the second window's end plus grace: a quiet partition seals it on the wall clock.
@@ -80,4 +82,60 @@ fn replay_reproduces_a_wall_clock_close_byte_for_byte_and_trace_finds_the_late_o
         .success()
         .stdout(predicate::str::contains("accepted into window 20261003T1500Z"))
         .stdout(predicate::str::contains("late (its own window 20261002T1500Z)"));
+}
+
+#[test]
+fn lost_output_is_restored_by_replay_emit_and_nobody_is_paid_twice() {
+    let broker = super::common::broker::Tansu::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    gen(&["--count", "10000", "--seed", "61", "--topic", "re", "--brokers", &broker.addr, "--partitions", "4"]);
+    let live = Deployment::new(dir.path(), "re", &broker.addr, "re", CLOCK, "");
+    let daemon = live.start("run");
+    wait_settled(&[&live], 10_000);
+    stop(&live, "run", daemon);
+    let original = files(&live.out());
+    let credits = read_topic(&broker.addr, "re.credits");
+    let windows = original.keys().filter(|n| n.starts_with("manifest-")).count();
+    let replay = |args: &[&str]| {
+        let mut cmd = clearhouse();
+        cmd.current_dir(dir.path()).args(["replay", "--config", "re.toml"]).args(args);
+        cmd
+    };
+    let unchanged_credits = || {
+        let now = read_topic(&broker.addr, "re.credits");
+        assert_eq!(now.len(), credits.len(), "no credit published again");
+        assert!(key_counts(&now).values().all(|&n| n == 1));
+    };
+
+    // The output directory is lost: the fences come from the windows topic.
+    std::fs::remove_dir_all(live.out()).expect("lose the output");
+    replay(&["--out", "staged", "--from-windows-topic", "--emit"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("fences and seals from the events on re.windows"))
+        .stdout(predicate::str::contains("already on the topic; window event already there").count(windows));
+    assert!(files(&live.out()) == original, "every file restored byte for byte");
+    unchanged_credits();
+
+    // A file that differs from what the topic replays is never replaced, and nothing is sent.
+    let manifest = original.keys().find(|n| n.starts_with("manifest-")).expect("a manifest");
+    let window = manifest.trim_start_matches("manifest-").trim_end_matches(".json").to_owned();
+    let clearing = original.keys().find(|n| n.starts_with(&format!("clearing-{window}-"))).expect("a clearing file");
+    std::fs::write(live.out().join(clearing), b"tampered\n").expect("tamper");
+    replay(&["--out", "staged-again", "--emit"]).assert().code(3).stdout(predicate::str::contains(format!(
+        "emit {window}: REFUSED, nothing written or sent: file {clearing} differs"
+    )));
+    assert_eq!(std::fs::read(live.out().join(clearing)).expect("read"), b"tampered\n");
+    std::fs::write(live.out().join(clearing), &original[clearing]).expect("put back");
+
+    // State and output both lost: the daemon re-nets the topic and rewrites the same files, and
+    // the window events already on the windows topic stop it from paying anybody again.
+    std::fs::remove_dir_all(live.out()).expect("lose the output");
+    std::fs::remove_dir_all(dir.path().join("re-state")).expect("lose the state");
+    let daemon = live.start("after-loss");
+    wait_settled(&[&live], 10_000);
+    stop(&live, "after-loss", daemon);
+    assert!(files(&live.out()) == original, "the same files again");
+    unchanged_credits();
+    assert_eq!(read_topic(&broker.addr, "re.windows").len(), windows, "no window event twice");
 }

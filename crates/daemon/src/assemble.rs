@@ -19,9 +19,8 @@ use clearhouse_formats::{window_files, DirStore, Fences, Manifest, OutputStore, 
 use clearhouse_kafka::TopicWriter;
 use crossbeam_channel::Receiver;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+use crate::readback::{end_offsets, messages_since};
 use crate::state_dir::{write_atomic, StateDir};
 use crate::{telemetry, DaemonError, Settings};
 
@@ -111,6 +110,9 @@ impl Assembler {
             self.store.put(&file.name, &file.bytes)?;
         }
         let credits = credit_messages(&meta, batches);
+        if self.published_before_this_state(window)? {
+            return Ok(());
+        }
         let published = self.publish_once(window, "credits", &settings.credits_topic, &credits)?;
         let event = window_message(&manifest, credits.len());
         self.publish_once(window, "window", &settings.windows_topic, std::slice::from_ref(&event))?;
@@ -118,6 +120,27 @@ impl Assembler {
         let latency = settings.clock.now().duration_since(due).try_into().unwrap_or(Duration::ZERO);
         telemetry::window_emitted(&window.to_string(), batches.len(), credits.len(), published, latency);
         Ok(())
+    }
+
+    /// A window never started here whose window-closed event is already on the windows topic was
+    /// published by an earlier state directory (lost, or replaced by a restore): publishing it
+    /// again would pay its payees twice, so it is marked done instead. The windows topic holds
+    /// one message per window, so reading it is cheap.
+    fn published_before_this_state(&mut self, window: WindowId) -> Result<bool, DaemonError> {
+        let dir = self.state.emitted_dir(window);
+        if dir.join("credits.start").exists() || dir.join("window.done").exists() {
+            return Ok(false);
+        }
+        let topic = &self.settings.windows_topic;
+        let id = window.to_string();
+        let events = messages_since(&self.client, topic, &BTreeMap::new(), TIMEOUT)?;
+        if !events.iter().any(|(key, _)| *key == id) {
+            return Ok(false);
+        }
+        tracing::warn!(%window, "already on the windows topic, published before this state directory: not publishing again");
+        write_atomic(&dir.join("credits.done"), b"")?;
+        write_atomic(&dir.join("window.done"), b"")?;
+        Ok(true)
     }
 
     /// Publishes `messages` to `topic` once: returns how many were sent by this call.
@@ -138,10 +161,10 @@ impl Assembler {
             Ok(bytes) => {
                 let start: BTreeMap<i32, i64> = serde_json::from_slice(&bytes)
                     .map_err(|e| DaemonError::State(format!("{}: {e}", start_path.display())))?;
-                self.keys_since(topic, &start)?
+                messages_since(&self.client, topic, &start, TIMEOUT)?.into_iter().map(|(key, _)| key).collect()
             }
             Err(_) => {
-                let start = self.end_offsets(topic)?;
+                let start = end_offsets(&self.client, topic, TIMEOUT)?;
                 write_atomic(&start_path, &serde_json::to_vec(&start).expect("offsets"))?;
                 HashSet::new()
             }
@@ -157,54 +180,5 @@ impl Assembler {
         }
         write_atomic(&done, b"")?;
         Ok(sent)
-    }
-
-    fn end_offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, DaemonError> {
-        let metadata = self.client.fetch_metadata(Some(topic), TIMEOUT)?;
-        let mut ends = BTreeMap::new();
-        for p in metadata.topics().first().map(|t| t.partitions()).unwrap_or_default() {
-            let (_, high) = self.client.fetch_watermarks(topic, p.id(), TIMEOUT)?;
-            ends.insert(p.id(), high);
-        }
-        Ok(ends)
-    }
-
-    /// Keys of every message on `topic` from `start` to the current end.
-    fn keys_since(&self, topic: &str, start: &BTreeMap<i32, i64>) -> Result<HashSet<String>, DaemonError> {
-        let ends = self.end_offsets(topic)?;
-        let mut tpl = TopicPartitionList::new();
-        let mut pending: BTreeMap<i32, i64> = BTreeMap::new();
-        for (&p, &end) in &ends {
-            let from = start.get(&p).copied().unwrap_or(0);
-            if from < end {
-                tpl.add_partition_offset(topic, p, Offset::Offset(from))?;
-                pending.insert(p, end);
-            }
-        }
-        let mut keys = HashSet::new();
-        if pending.is_empty() {
-            return Ok(keys);
-        }
-        self.client.assign(&tpl)?;
-        let deadline = std::time::Instant::now() + TIMEOUT * 4;
-        while !pending.is_empty() {
-            if std::time::Instant::now() > deadline {
-                return Err(DaemonError::State(format!("reading back {topic} timed out")));
-            }
-            match self.client.poll(Duration::from_millis(200)) {
-                Some(Ok(m)) => {
-                    if let Some(key) = m.key() {
-                        keys.insert(String::from_utf8_lossy(key).into_owned());
-                    }
-                    if pending.get(&m.partition()).is_some_and(|&end| m.offset() + 1 >= end) {
-                        pending.remove(&m.partition());
-                    }
-                }
-                Some(Err(e)) => telemetry::kafka_error(&e),
-                None => {}
-            }
-        }
-        self.client.unassign()?;
-        Ok(keys)
     }
 }

@@ -15,6 +15,8 @@
 
 mod assemble;
 mod consumer;
+pub mod emit;
+mod readback;
 pub mod replay;
 mod shard;
 pub mod state_dir;

@@ -18,12 +18,14 @@ use std::time::Duration;
 
 use clearhouse_domain::{SettledBatch, WindowId};
 use clearhouse_engine::stream::{seal_of, Partition, PartitionState, Seal, SealedPart};
+use clearhouse_formats::events::{credit_messages, WindowMessage};
 use clearhouse_formats::{window_files, DirStore, Fences, Manifest, OutputStore, WindowMeta};
 use jiff::Timestamp;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::readback::messages_since;
 use crate::{DaemonError, Settings};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,17 +39,30 @@ pub enum Bound {
     Time(Timestamp),
 }
 
+/// Where the original fences and seals come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Original {
+    /// The manifests of an output directory.
+    Dir(PathBuf),
+    /// The window-closed events on the windows topic (when the output directory is lost).
+    WindowsTopic,
+    /// None: every window is sealed by event time only.
+    None,
+}
+
 /// What to replay.
 #[derive(Debug, Clone)]
 pub struct ReplayRequest {
-    /// The original output directory, whose manifests give the fences and seals.
-    pub original: Option<PathBuf>,
+    /// Where the fences and seals of the original run come from.
+    pub original: Original,
     /// Where the regenerated windows go.
     pub out: PathBuf,
     /// Only windows holding data at or after this bound on some partition.
     pub from: Option<Bound>,
     /// Read each partition up to this bound (exclusive); the high watermark without it.
     pub to: Option<Bound>,
+    /// Keep each window's credit messages, for `replay --emit`.
+    pub keep_credits: bool,
 }
 
 /// One regenerated window.
@@ -59,6 +74,8 @@ pub struct ReplayedWindow {
     pub batches: usize,
     /// True when its seals came from an original manifest, false for event time only.
     pub from_manifest: bool,
+    /// Its credit messages (key, payload), when the request keeps them.
+    pub credits: Vec<(String, Vec<u8>)>,
 }
 
 /// What a replay did.
@@ -75,36 +92,50 @@ pub struct ReplayReport {
 /// Seals of the original run for one partition: (fence, closed_before), in order.
 type OriginalSeals = BTreeSet<(u64, Timestamp)>;
 
-fn original_seals(
-    settings: &Settings,
-    manifests: &BTreeMap<WindowId, Manifest>,
-    partitions: i32,
-) -> Vec<OriginalSeals> {
+/// What the original run recorded for one window: fences and seal instants per input.
+type Recorded = BTreeMap<WindowId, (BTreeMap<String, u64>, BTreeMap<String, String>)>;
+
+fn original_seals(settings: &Settings, recorded: &Recorded, partitions: i32) -> Vec<OriginalSeals> {
     let mut seals = vec![OriginalSeals::new(); partitions as usize];
-    for (window, manifest) in manifests {
+    for (window, (fences, sealed_before)) in recorded {
         for (p, seals) in seals.iter_mut().enumerate() {
             let input = format!("{}/{p}", settings.input_topic);
-            let Some(&fence) = manifest.fences.get(&input) else { continue };
+            let Some(&fence) = fences.get(&input) else { continue };
             // Older manifests have no seal instants: the seal closed at least this window.
-            let closed = manifest.sealed_before.get(&input).and_then(|t| t.parse().ok()).unwrap_or(window.end());
+            let closed = sealed_before.get(&input).and_then(|t| t.parse().ok()).unwrap_or(window.end());
             seals.insert((fence, closed));
         }
     }
     seals
 }
 
-fn read_manifests(original: Option<&PathBuf>) -> Result<BTreeMap<WindowId, Manifest>, DaemonError> {
-    let Some(dir) = original else { return Ok(BTreeMap::new()) };
-    let store = DirStore::open(dir);
-    let mut manifests = BTreeMap::new();
-    for name in store.list()?.into_iter().filter(|n| n.starts_with("manifest-") && n.ends_with(".json")) {
-        let bytes = store.get(&name)?.unwrap_or_default();
-        let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|e| DaemonError::State(format!("{name}: not a manifest: {e}")))?;
-        let window = manifest.window_id.parse().map_err(|_| DaemonError::State(format!("{name}: bad window id")))?;
-        manifests.insert(window, manifest);
+fn window_id(name: &str, id: &str) -> Result<WindowId, DaemonError> {
+    id.parse().map_err(|_| DaemonError::State(format!("{name}: bad window id {id:?}")))
+}
+
+fn recorded(settings: &Settings, original: &Original, client: &BaseConsumer) -> Result<Recorded, DaemonError> {
+    let mut recorded = Recorded::new();
+    match original {
+        Original::None => {}
+        Original::Dir(dir) => {
+            let store = DirStore::open(dir);
+            for name in store.list()?.into_iter().filter(|n| n.starts_with("manifest-") && n.ends_with(".json")) {
+                let bytes = store.get(&name)?.unwrap_or_default();
+                let m: Manifest = serde_json::from_slice(&bytes)
+                    .map_err(|e| DaemonError::State(format!("{name}: not a manifest: {e}")))?;
+                recorded.insert(window_id(&name, &m.window_id)?, (m.fences, m.sealed_before));
+            }
+        }
+        Original::WindowsTopic => {
+            let topic = &settings.windows_topic;
+            for (_, payload) in messages_since(client, topic, &BTreeMap::new(), TIMEOUT)? {
+                let m: WindowMessage = serde_json::from_slice(&payload)
+                    .map_err(|e| DaemonError::State(format!("{topic}: not a window event: {e}")))?;
+                recorded.insert(window_id(topic, &m.window_id)?, (m.fences, m.sealed_before));
+            }
+        }
     }
-    Ok(manifests)
+    Ok(recorded)
 }
 
 /// Resolves `bound` on every partition to an offset.
@@ -130,7 +161,6 @@ fn offsets(consumer: &BaseConsumer, topic: &str, partitions: i32, bound: Bound) 
 
 /// Replays the topic of `settings` as `request` says; see the module docs.
 pub fn replay(settings: &Settings, request: &ReplayRequest) -> Result<ReplayReport, DaemonError> {
-    let manifests = read_manifests(request.original.as_ref())?;
     let consumer: BaseConsumer = settings
         .kafka
         .client_config()
@@ -151,6 +181,7 @@ pub fn replay(settings: &Settings, request: &ReplayRequest) -> Result<ReplayRepo
             .collect::<Result<_, DaemonError>>()?,
     };
     let starts = request.from.map(|b| offsets(&consumer, topic, partitions, b)).transpose()?;
+    let manifests = recorded(settings, &request.original, &consumer)?;
     let seals = original_seals(settings, &manifests, partitions);
     let mut report = ReplayReport::default();
     let mut parts: Vec<Vec<SealedPart>> = Vec::new();
@@ -190,12 +221,13 @@ pub fn replay(settings: &Settings, request: &ReplayRequest) -> Result<ReplayRepo
                 .collect(),
         };
         let meta = WindowMeta::new(&settings.calendar, &settings.calendar.window(window));
+        let credits = if request.keep_credits { credit_messages(&meta, &batches) } else { Vec::new() };
         for file in window_files(&meta, &batches, fences, &settings.debtor) {
             // Refuses (an error) to replace a file of the output directory with other bytes.
             store.put(&file.name, &file.bytes)?;
         }
         let from_manifest = manifests.contains_key(&window);
-        report.windows.push(ReplayedWindow { window, batches: batches.len(), from_manifest });
+        report.windows.push(ReplayedWindow { window, batches: batches.len(), from_manifest, credits });
     }
     Ok(report)
 }

@@ -1,0 +1,70 @@
+//! Reading an output topic back: what was already published, so that nothing is published twice
+//! (the assembler after a crash, `replay --emit` after lost output).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use crate::{telemetry, DaemonError};
+
+/// The end offset of every partition of `topic`.
+pub(crate) fn end_offsets(
+    client: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<i32, i64>, DaemonError> {
+    let metadata = client.fetch_metadata(Some(topic), timeout)?;
+    let mut ends = BTreeMap::new();
+    for p in metadata.topics().first().map(|t| t.partitions()).unwrap_or_default() {
+        let (_, high) = client.fetch_watermarks(topic, p.id(), timeout)?;
+        ends.insert(p.id(), high);
+    }
+    Ok(ends)
+}
+
+/// Every message of `topic` from `start` (per partition; the beginning where absent) to the
+/// current end, as (key, payload).
+pub(crate) fn messages_since(
+    client: &BaseConsumer,
+    topic: &str,
+    start: &BTreeMap<i32, i64>,
+    timeout: Duration,
+) -> Result<Vec<(String, Vec<u8>)>, DaemonError> {
+    let ends = end_offsets(client, topic, timeout)?;
+    let mut tpl = TopicPartitionList::new();
+    let mut pending: BTreeMap<i32, i64> = BTreeMap::new();
+    for (&p, &end) in &ends {
+        let from = start.get(&p).copied().unwrap_or(0);
+        if from < end {
+            tpl.add_partition_offset(topic, p, Offset::Offset(from))?;
+            pending.insert(p, end);
+        }
+    }
+    let mut messages = Vec::new();
+    if pending.is_empty() {
+        return Ok(messages);
+    }
+    client.assign(&tpl)?;
+    let deadline = Instant::now() + timeout * 4;
+    while !pending.is_empty() {
+        if Instant::now() > deadline {
+            return Err(DaemonError::State(format!("reading back {topic} timed out")));
+        }
+        match client.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                messages.push((key, m.payload().unwrap_or_default().to_vec()));
+                if pending.get(&m.partition()).is_some_and(|&end| m.offset() + 1 >= end) {
+                    pending.remove(&m.partition());
+                }
+            }
+            Some(Err(e)) => telemetry::kafka_error(&e),
+            None => {}
+        }
+    }
+    client.unassign()?;
+    Ok(messages)
+}
