@@ -4,6 +4,9 @@
 //! instructions in open windows cost: memory, checkpoint size and time, and kill -9 to
 //! consuming again.
 //!
+//! After the throughput run it replays the topic with `clearhouse replay` and checks the result
+//! with `verify --against` against the daemon's files, timed against the same bare consumer.
+//!
 //! `cargo bench --bench daemon -- [MESSAGES] [OPEN]` (defaults 500,000 and 1,000,000; 0 skips
 //! that part). Under
 //! `cargo test` (no `--bench` argument) it runs once on 2,000 messages, to keep the harness itself working.
@@ -212,6 +215,36 @@ fn throughput(brokers: &str, dir: &Path, count: u64) {
         (first - started).as_secs_f64(),
         (emitted - started).as_secs_f64(),
         windows
+    );
+    replay_and_verify(dir, bare_time);
+}
+
+/// `clearhouse replay` of the whole topic with the daemon's manifests, then `verify --against`
+/// the daemon's output (issue #4's target: under twice the bare consumer's time).
+fn replay_and_verify(dir: &Path, bare_time: Duration) {
+    let started = Instant::now();
+    let replay = Command::new(BIN)
+        .args(["replay", "--config", "clearhouse.toml", "--out", "replayed"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .status()
+        .expect("replay");
+    assert!(replay.success(), "replay failed");
+    let replayed = started.elapsed();
+    let verify = Command::new(BIN)
+        .args(["verify", "--against", "out", "replayed"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .status()
+        .expect("verify");
+    assert!(verify.success(), "the replay differs from the daemon's output");
+    let total = started.elapsed();
+    println!(
+        "  replay of the topic {:.2} s + verify --against {:.2} s = {:.2} s = {:.2}x the bare consumer (identical)",
+        replayed.as_secs_f64(),
+        (total - replayed).as_secs_f64(),
+        total.as_secs_f64(),
+        total.as_secs_f64() / bare_time.as_secs_f64()
     );
 }
 

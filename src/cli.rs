@@ -1,10 +1,13 @@
 //! Command-line definitions and the top-level error handling (error chains on stderr, exit
-//! codes: 0 success, 1 failure or verification problems, 2 usage error).
+//! codes: 0 success, 1 failure or verification problems, 2 usage error; `verify --against` and
+//! `replay --emit` give their verdict as 3 and 4).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use clearhouse_daemon::replay::Bound;
 
 use crate::{commands, ops};
 
@@ -52,9 +55,14 @@ enum Command {
 /// Arguments of `clearhouse replay`.
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
-    /// The daemon's TOML configuration (brokers, topic, calendar, policy).
-    #[arg(long)]
-    pub config: PathBuf,
+    /// The daemon's TOML configuration (brokers, topic, calendar, policy); with --input, the
+    /// configuration `net` used.
+    #[arg(long, required_unless_present = "input")]
+    pub config: Option<PathBuf>,
+    /// Replay a JSONL file instead of the topic: exactly `net` into --out (file mode seals every
+    /// window at the end of its input, so its manifests' fences are the file's end).
+    #[arg(long, conflicts_with_all = ["from_windows_topic", "event_time_only", "emit", "original", "from_offset", "from_time", "to_offset", "to_time"])]
+    pub input: Option<PathBuf>,
     /// Directory for the regenerated windows; must not be the live output or state directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -74,15 +82,17 @@ pub struct ReplayArgs {
     /// regenerated ones is refused (exit 3), so nobody is paid twice.
     #[arg(long, conflicts_with = "event_time_only")]
     pub emit: bool,
-    /// Only windows with data at or after this offset (every partition).
-    #[arg(long, conflicts_with = "from_time")]
-    pub from_offset: Option<i64>,
+    /// Only windows with data at or after this offset: N on every partition, or P:N[,P:N...]
+    /// for some partitions.
+    #[arg(long, conflicts_with = "from_time", value_parser = parse_offsets)]
+    pub from_offset: Option<Bound>,
     /// Only windows with data at or after this instant (RFC 3339; broker timestamps).
     #[arg(long)]
     pub from_time: Option<jiff::Timestamp>,
-    /// Read every partition up to this offset, exclusive [default: its end].
-    #[arg(long, conflicts_with = "to_time")]
-    pub to_offset: Option<i64>,
+    /// Read up to this offset, exclusive: N on every partition, or P:N[,P:N...] for some
+    /// (the others to their end) [default: the end of every partition].
+    #[arg(long, conflicts_with = "to_time", value_parser = parse_offsets)]
+    pub to_offset: Option<Bound>,
     /// Read every partition up to this instant, exclusive (RFC 3339; broker timestamps).
     #[arg(long)]
     pub to_time: Option<jiff::Timestamp>,
@@ -189,6 +199,19 @@ pub struct GenArgs {
     /// Re-delivered lines per mille.
     #[arg(long, default_value_t = 10)]
     pub duplicate_permille: u32,
+}
+
+fn parse_offsets(text: &str) -> Result<Bound, String> {
+    if let Ok(offset) = text.parse::<i64>() {
+        return Ok(Bound::Offset(offset));
+    }
+    let mut offsets = std::collections::BTreeMap::new();
+    for item in text.split(',') {
+        let parsed = item.split_once(':').and_then(|(p, o)| Some((p.trim().parse().ok()?, o.trim().parse().ok()?)));
+        let (partition, offset) = parsed.ok_or_else(|| format!("{item:?} is not PARTITION:OFFSET"))?;
+        offsets.insert(partition, offset);
+    }
+    Ok(Bound::Offsets(offsets))
 }
 
 fn parse_property(text: &str) -> Result<(String, String), String> {

@@ -12,7 +12,7 @@ use clearhouse_formats::compare::{compare, Verdict};
 use clearhouse_formats::trace::{describe, trace as trace_id};
 use clearhouse_formats::DirStore;
 
-use crate::cli::{ReplayArgs, TraceArgs};
+use crate::cli::{NetArgs, ReplayArgs, TraceArgs};
 
 /// Refuses an output directory that is, holds or sits in a directory it must not touch.
 fn separate(out: &Path, other: &Path, what: &str) -> Result<()> {
@@ -29,7 +29,17 @@ fn separate(out: &Path, other: &Path, what: &str) -> Result<()> {
 }
 
 pub fn replay(args: &ReplayArgs) -> Result<ExitCode> {
-    let config = Config::load(&args.config)?;
+    if let Some(input) = &args.input {
+        let net = NetArgs {
+            input: input.clone(),
+            out: args.out.clone(),
+            config: args.config.clone(),
+            shards: None,
+            no_progress: true,
+        };
+        return crate::commands::net(&net);
+    }
+    let config = Config::load(args.config.as_deref().context("--config is required to replay a topic")?)?;
     let settings = config.daemon_settings()?;
     separate(&args.out, &settings.out_dir, "live output directory")?;
     separate(&args.out, &settings.state_dir, "state directory")?;
@@ -48,13 +58,12 @@ pub fn replay(args: &ReplayArgs) -> Result<ExitCode> {
             );
         }
     }
-    let bound =
-        |offset: Option<i64>, time: Option<jiff::Timestamp>| offset.map(Bound::Offset).or(time.map(Bound::Time));
+    let bound = |offset: &Option<Bound>, time: Option<jiff::Timestamp>| offset.clone().or(time.map(Bound::Time));
     let request = ReplayRequest {
         original: original.clone(),
         out: args.out.clone(),
-        from: bound(args.from_offset, args.from_time),
-        to: bound(args.to_offset, args.to_time),
+        from: bound(&args.from_offset, args.from_time),
+        to: bound(&args.to_offset, args.to_time),
         keep_credits: args.emit,
     };
     let report =

@@ -306,3 +306,27 @@ fn trace_tells_where_an_accepted_rejected_or_duplicate_instruction_went() {
     );
     trace("NOPE").assert().code(1).stderr(predicate::str::contains("NOPE is not in"));
 }
+
+#[test]
+fn replay_of_a_jsonl_file_reproduces_net_byte_for_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (original, replayed) = (dir.path().join("original"), dir.path().join("replayed"));
+    net_sample(&original).assert().success();
+    let r = root();
+    clearhouse()
+        .args(["replay", "--config"])
+        .arg(r.join("examples/clearhouse.toml"))
+        .arg("--input")
+        .arg(r.join("examples/instructions.jsonl"))
+        .arg("--out")
+        .arg(&replayed)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("accepted 12, rejected 6, duplicates 1"));
+    clearhouse().arg("verify").arg("--against").arg(&original).arg(&replayed).assert().code(0);
+    clearhouse()
+        .args(["replay", "--config", "x.toml", "--out", "o", "--to-offset", "1:2,x"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("\"x\" is not PARTITION:OFFSET"));
+}

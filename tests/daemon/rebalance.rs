@@ -22,7 +22,7 @@ fn a_second_instance_joining_and_leaving_mid_stream_changes_nothing() {
     let second = shared.start("b");
     let owns_some = |tag: &str| {
         let log = std::fs::read_to_string(dir.path().join(format!("rb-{tag}.log"))).unwrap_or_default();
-        log.lines().filter(|l| l.contains("partitions assigned")).last().is_some_and(|l| !l.contains("partitions={}"))
+        log.lines().rev().find(|l| l.contains("partitions assigned")).is_some_and(|l| !l.contains("partitions={}"))
     };
     wait_until("the second instance owns partitions", Duration::from_secs(60), || owns_some("b"));
     produce_lines(&broker.addr, "rb", &lines[10_000..20_000]);

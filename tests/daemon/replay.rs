@@ -69,6 +69,33 @@ fn replay_reproduces_a_wall_clock_close_byte_for_byte_and_trace_finds_the_late_o
         .code(3)
         .stdout(predicate::str::contains("different clearing-20261002T1500Z-CNY.txt"));
 
+    // A range: up to the second window's fences, then from them on (per-partition offsets).
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest-20261002T1500Z.json")).expect("manifest"))
+            .expect("json");
+    let fences = manifest["fences"].as_object().expect("fences");
+    let fences: Vec<String> =
+        fences.iter().map(|(input, f)| format!("{}:{f}", input.trim_start_matches("rp/"))).collect();
+    let fences = fences.join(",");
+    replay(&["--out", "first-two", "--to-offset", &fences]).assert().success();
+    verify("rp-out", "first-two")
+        .assert()
+        .code(4)
+        .stdout(
+            predicate::str::contains("window 20261001T1500Z: files ").and(predicate::str::contains("different").not()),
+        )
+        .stdout(
+            predicate::str::is_match("window 20261002T1500Z: files [0-9]+ identical; batches [0-9]+ identical\n")
+                .expect("re"),
+        );
+    replay(&["--out", "after-two", "--from-offset", &fences]).assert().success().stdout(
+        predicate::str::contains("window 20261003T1500Z").and(predicate::str::contains("window 20261002T1500Z").not()),
+    );
+    verify("rp-out", "after-two").assert().code(4).stdout(
+        predicate::str::is_match("window 20261003T1500Z: files [0-9]+ identical; batches [0-9]+ identical\n")
+            .expect("re"),
+    );
+
     replay(&["--out", "rp-out/x"])
         .assert()
         .code(1)

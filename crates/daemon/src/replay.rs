@@ -31,10 +31,13 @@ use crate::{DaemonError, Settings};
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a replay range starts or ends on each partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bound {
     /// An offset, the same on every partition.
     Offset(i64),
+    /// Offsets of some partitions; the others are not bounded (a `from` bound selects no window
+    /// through them, a `to` bound reads them to their end).
+    Offsets(BTreeMap<i32, i64>),
     /// The first offset at or after this instant (the broker's message timestamps).
     Time(Timestamp),
 }
@@ -138,10 +141,16 @@ fn recorded(settings: &Settings, original: &Original, client: &BaseConsumer) -> 
     Ok(recorded)
 }
 
-/// Resolves `bound` on every partition to an offset.
-fn offsets(consumer: &BaseConsumer, topic: &str, partitions: i32, bound: Bound) -> Result<Vec<i64>, DaemonError> {
+/// Resolves `bound` on every partition to an offset, `None` where it does not bound it.
+fn offsets(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+    bound: &Bound,
+) -> Result<Vec<Option<i64>>, DaemonError> {
     match bound {
-        Bound::Offset(o) => Ok(vec![o; partitions as usize]),
+        Bound::Offset(o) => Ok(vec![Some(*o); partitions as usize]),
+        Bound::Offsets(map) => Ok((0..partitions).map(|p| map.get(&p).copied()).collect()),
         Bound::Time(t) => {
             let mut tpl = TopicPartitionList::new();
             for p in 0..partitions {
@@ -150,9 +159,9 @@ fn offsets(consumer: &BaseConsumer, topic: &str, partitions: i32, bound: Bound) 
             let found = consumer.offsets_for_times(tpl, TIMEOUT)?;
             (0..partitions)
                 .map(|p| match found.find_partition(topic, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => Ok(o),
+                    Some(Offset::Offset(o)) => Ok(Some(o)),
                     // No message at or after the instant: the partition's end.
-                    _ => Ok(consumer.fetch_watermarks(topic, p, TIMEOUT)?.1),
+                    _ => Ok(Some(consumer.fetch_watermarks(topic, p, TIMEOUT)?.1)),
                 })
                 .collect()
         }
@@ -174,13 +183,22 @@ pub fn replay(settings: &Settings, request: &ReplayRequest) -> Result<ReplayRepo
     if partitions == 0 {
         return Err(DaemonError::State(format!("topic {topic} has no partitions")));
     }
-    let ends = match request.to {
+    let to = match &request.to {
         Some(bound) => offsets(&consumer, topic, partitions, bound)?,
-        None => (0..partitions)
-            .map(|p| Ok(consumer.fetch_watermarks(topic, p, TIMEOUT)?.1))
-            .collect::<Result<_, DaemonError>>()?,
+        None => vec![None; partitions as usize],
     };
-    let starts = request.from.map(|b| offsets(&consumer, topic, partitions, b)).transpose()?;
+    let ends = (0..partitions)
+        .map(|p| match to[p as usize] {
+            Some(end) => Ok(end),
+            None => Ok(consumer.fetch_watermarks(topic, p, TIMEOUT)?.1),
+        })
+        .collect::<Result<Vec<i64>, DaemonError>>()?;
+    let starts: Option<Vec<i64>> = match &request.from {
+        Some(bound) => {
+            Some(offsets(&consumer, topic, partitions, bound)?.into_iter().map(|o| o.unwrap_or(i64::MAX)).collect())
+        }
+        None => None,
+    };
     let manifests = recorded(settings, &request.original, &consumer)?;
     let seals = original_seals(settings, &manifests, partitions);
     let mut report = ReplayReport::default();
