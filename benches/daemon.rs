@@ -239,6 +239,27 @@ fn replay_and_verify(dir: &Path, bare_time: Duration) {
         .expect("verify");
     assert!(verify.success(), "the replay differs from the daemon's output");
     let total = started.elapsed();
+    // `trace` of the last instruction of the last clearing file: a full scan of the output.
+    let out = dir.join("out");
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .expect("out")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("clearing-"))
+        .collect();
+    names.sort();
+    let last = std::fs::read_to_string(out.join(names.last().expect("a clearing file"))).expect("read");
+    let id = last.lines().rev().find_map(|l| l.strip_prefix("D|")).and_then(|l| l.split('|').next()).expect("an id");
+    let bytes: u64 = names.iter().filter_map(|n| std::fs::metadata(out.join(n)).ok()).map(|m| m.len()).sum();
+    let traced = Instant::now();
+    let trace = Command::new(BIN).args(["trace", id, "--out", "out"]).current_dir(dir).stdout(Stdio::null()).status();
+    assert!(trace.expect("trace").success(), "trace found it");
+    println!(
+        "  trace of one id over {} clearing files ({:.0} MiB): {:.2} s",
+        names.len(),
+        bytes as f64 / 1048576.0,
+        traced.elapsed().as_secs_f64()
+    );
     println!(
         "  replay of the topic {:.2} s + verify --against {:.2} s = {:.2} s = {:.2}x the bare consumer (identical)",
         replayed.as_secs_f64(),
