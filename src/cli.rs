@@ -106,6 +106,10 @@ pub struct TraceArgs {
     /// Output directory to look in.
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
+    /// The daemon's configuration: also look for the instruction on its dead-letter topic
+    /// (in `run` mode rejects are messages, not files).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// Arguments of `clearhouse run`.

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clearhouse_core::Config;
 use clearhouse_daemon::emit::{emit_missing, Emitted};
 use clearhouse_daemon::replay::{replay as replay_topic, Bound, Original, ReplayRequest, ReplayedWindow};
-use clearhouse_daemon::Settings;
+use clearhouse_daemon::{dead_letters_for, Settings};
 use clearhouse_formats::compare::{compare, Verdict};
 use clearhouse_formats::trace::{describe, trace as trace_id};
 use clearhouse_formats::DirStore;
@@ -138,11 +138,25 @@ pub fn trace(args: &TraceArgs) -> Result<ExitCode> {
     }
     let sightings = trace_id(&DirStore::open(&args.out), &args.id)
         .with_context(|| format!("cannot read {}", args.out.display()))?;
-    if sightings.is_empty() {
+    let mut lines: Vec<String> = sightings.iter().map(|s| describe(&args.id, s)).collect();
+    if let Some(path) = &args.config {
+        let settings = Config::load(path)?.daemon_settings()?;
+        let letters = dead_letters_for(&settings, &args.id)
+            .with_context(|| format!("reading the dead-letter topic {}", settings.dlq_topic))?;
+        for r in letters {
+            let field = r.field.as_ref().map(|f| format!(" (field {f})")).unwrap_or_default();
+            let at = format!("{}/{}/{}", r.source.topic, r.source.partition, r.source.offset);
+            lines.push(format!(
+                "{}: rejected, reason {}{field}: {}\n  {at}, on the dead-letter topic {}",
+                args.id, r.reason, r.message, settings.dlq_topic
+            ));
+        }
+    }
+    if lines.is_empty() {
         anyhow::bail!("{} is not in {} (no clearing record, reject or duplicate)", args.id, args.out.display());
     }
-    for sighting in &sightings {
-        println!("{}", describe(&args.id, sighting));
+    for line in &lines {
+        println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }

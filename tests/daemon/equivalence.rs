@@ -74,6 +74,22 @@ fn daemon_output_equals_net_with_metrics_and_a_clean_sigterm() {
     assert_eq!(first["source"]["topic"], "eq");
     assert!(first["reason"].is_string() && first["payload"].is_string());
 
+    // `trace` in run mode finds a reject on the dead-letter topic, with its source position.
+    let with_id = dlq.iter().map(|(_, p)| serde_json::from_slice::<serde_json::Value>(p).expect("json"));
+    let reject = with_id.rev().find(|v| v["id"].is_string()).expect("a reject with an id");
+    let id = reject["id"].as_str().expect("id");
+    let at = format!("eq/{}/{}", reject["source"]["partition"], reject["source"]["offset"]);
+    clearhouse()
+        .current_dir(dir.path())
+        .args(["trace", id, "--out", "eq-out", "--config", "eq.toml"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(format!(
+            "{id}: rejected, reason {}",
+            reject["reason"].as_str().expect("reason")
+        )))
+        .stdout(predicates::str::contains(format!("{at}, on the dead-letter topic eq.dlq")));
+
     let (input, accepted, rejected, duplicates) = deployment.accounting();
     assert_eq!(input, 20_000);
     assert_eq!(input, accepted + rejected + duplicates);

@@ -26,6 +26,15 @@ use crate::{telemetry, DaemonError, Settings};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The manifest fences of a window from each partition's seal of it, in partition order.
+pub(crate) fn fences(topic: &str, seals: &[Seal]) -> Fences {
+    let input = |p: usize| format!("{topic}/{p}");
+    Fences {
+        positions: seals.iter().enumerate().map(|(p, s)| (input(p), s.fence)).collect(),
+        sealed_before: seals.iter().enumerate().map(|(p, s)| (input(p), s.closed_before.to_string())).collect(),
+    }
+}
+
 pub(crate) struct Assembler {
     settings: Arc<Settings>,
     state: StateDir,
@@ -89,11 +98,7 @@ impl Assembler {
                 }
             }
             clearhouse_engine::sort_batches(&mut batches);
-            let input = |p: usize| format!("{topic}/{p}");
-            let fences = Fences {
-                positions: seals.iter().enumerate().map(|(p, s)| (input(p), s.fence)).collect(),
-                sealed_before: seals.iter().enumerate().map(|(p, s)| (input(p), s.closed_before.to_string())).collect(),
-            };
+            let fences = fences(&topic, &seals);
             self.emit(window, &batches, fences)?;
         }
         drop(lock);

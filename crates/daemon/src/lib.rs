@@ -34,6 +34,7 @@ use clearhouse_kafka::{KafkaOptions, TopicWriter};
 use crossbeam_channel::bounded;
 use jiff::{SignedDuration, Timestamp};
 
+pub use readback::dead_letters_for;
 pub use state_dir::{Progress, StateDir, StateError};
 
 /// Where wall-clock time comes from (window closing on idle partitions, close latency).

@@ -1,9 +1,11 @@
 //! Reading an output topic back: what was already published, so that nothing is published twice
-//! (the assembler after a crash, `replay --emit` after lost output).
+//! (the assembler after a crash, `replay --emit` after lost output), and the dead letters of one
+//! instruction (`trace`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use clearhouse_formats::events::RejectMessage;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -67,4 +69,27 @@ pub(crate) fn messages_since(
     }
     client.unassign()?;
     Ok(messages)
+}
+
+/// The dead letters of instruction `id` on the daemon's dead-letter topic (`trace` in `run`
+/// mode, where rejects are not files). A reject whose id could not be read is matched by its
+/// payload.
+pub fn dead_letters_for(settings: &crate::Settings, id: &str) -> Result<Vec<RejectMessage>, DaemonError> {
+    let client: BaseConsumer = settings
+        .kafka
+        .client_config()
+        .set("group.id", format!("{}.trace", settings.group_id))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let quoted = serde_json::to_string(id).unwrap_or_default();
+    let timeout = Duration::from_secs(30);
+    let mut found = Vec::new();
+    for (_, payload) in messages_since(&client, &settings.dlq_topic, &BTreeMap::new(), timeout)? {
+        let Ok(message) = serde_json::from_slice::<RejectMessage>(&payload) else { continue };
+        let ours = message.id.as_deref() == Some(id) || (message.id.is_none() && message.payload.contains(&quoted));
+        if ours {
+            found.push(message);
+        }
+    }
+    Ok(found)
 }

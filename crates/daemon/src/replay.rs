@@ -19,12 +19,13 @@ use std::time::Duration;
 use clearhouse_domain::{SettledBatch, WindowId};
 use clearhouse_engine::stream::{seal_of, Partition, PartitionState, Seal, SealedPart};
 use clearhouse_formats::events::{credit_messages, WindowMessage};
-use clearhouse_formats::{window_files, DirStore, Fences, Manifest, OutputStore, WindowMeta};
+use clearhouse_formats::{window_files, DirStore, Manifest, OutputStore, WindowMeta};
 use jiff::Timestamp;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::assemble::fences;
 use crate::readback::messages_since;
 use crate::{DaemonError, Settings};
 
@@ -222,32 +223,41 @@ pub fn replay(settings: &Settings, request: &ReplayRequest) -> Result<ReplayRepo
         if !wanted {
             continue;
         }
-        let mut batches: Vec<SettledBatch> = Vec::new();
-        for partition_parts in &parts {
-            batches.extend(
-                partition_parts.iter().filter(|part| part.window == window).flat_map(|part| part.batches.clone()),
-            );
-        }
-        clearhouse_engine::sort_batches(&mut batches);
-        let input = |p: usize| format!("{topic}/{p}");
-        let fences = Fences {
-            positions: window_seals.iter().enumerate().map(|(p, s)| (input(p), s.fence)).collect(),
-            sealed_before: window_seals
-                .iter()
-                .enumerate()
-                .map(|(p, s)| (input(p), s.closed_before.to_string()))
-                .collect(),
-        };
-        let meta = WindowMeta::new(&settings.calendar, &settings.calendar.window(window));
-        let credits = if request.keep_credits { credit_messages(&meta, &batches) } else { Vec::new() };
-        for file in window_files(&meta, &batches, fences, &settings.debtor) {
-            // Refuses (an error) to replace a file of the output directory with other bytes.
-            store.put(&file.name, &file.bytes)?;
-        }
+        let batches = window_batches(&parts, window);
+        let credits = write_window(settings, &store, window, &batches, &window_seals, request.keep_credits)?;
         let from_manifest = manifests.contains_key(&window);
         report.windows.push(ReplayedWindow { window, batches: batches.len(), from_manifest, credits });
     }
     Ok(report)
+}
+
+/// Every partition's batches of `window`, in file order.
+fn window_batches(parts: &[Vec<SealedPart>], window: WindowId) -> Vec<SettledBatch> {
+    let mut batches: Vec<SettledBatch> = Vec::new();
+    for partition_parts in parts {
+        let of_window = partition_parts.iter().filter(|part| part.window == window);
+        batches.extend(of_window.flat_map(|part| part.batches.clone()));
+    }
+    clearhouse_engine::sort_batches(&mut batches);
+    batches
+}
+
+/// Writes a window's files into `store` (refusing, as an error, to replace a file with other
+/// bytes); returns its credit messages when `keep_credits`.
+fn write_window(
+    settings: &Settings,
+    store: &DirStore,
+    window: WindowId,
+    batches: &[SettledBatch],
+    seals: &[Seal],
+    keep_credits: bool,
+) -> Result<Vec<(String, Vec<u8>)>, DaemonError> {
+    let meta = WindowMeta::new(&settings.calendar, &settings.calendar.window(window));
+    let fences = fences(&settings.input_topic, seals);
+    for file in window_files(&meta, batches, fences, &settings.debtor) {
+        store.put(&file.name, &file.bytes)?;
+    }
+    Ok(if keep_credits { credit_messages(&meta, batches) } else { Vec::new() })
 }
 
 /// Reads partition `p` from its beginning to `end`, sealing at the original seals.
