@@ -18,16 +18,20 @@ use std::time::Duration;
 
 use clearhouse_domain::{SettledBatch, WindowId};
 use clearhouse_engine::stream::{seal_of, Partition, PartitionState, Seal, SealedPart};
-use clearhouse_formats::events::{credit_messages, WindowMessage};
-use clearhouse_formats::{window_files, DirStore, Manifest, OutputStore, WindowMeta};
+use clearhouse_formats::events::credit_messages;
+use clearhouse_formats::{window_files, DirStore, OutputStore, WindowMeta};
 use jiff::Timestamp;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::assemble::fences;
-use crate::readback::messages_since;
 use crate::{DaemonError, Settings};
+
+mod original;
+
+pub use original::Original;
+use original::{original_seals, recorded, OriginalSeals};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -41,17 +45,6 @@ pub enum Bound {
     Offsets(BTreeMap<i32, i64>),
     /// The first offset at or after this instant (the broker's message timestamps).
     Time(Timestamp),
-}
-
-/// Where the original fences and seals come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Original {
-    /// The manifests of an output directory.
-    Dir(PathBuf),
-    /// The window-closed events on the windows topic (when the output directory is lost).
-    WindowsTopic,
-    /// None: every window is sealed by event time only.
-    None,
 }
 
 /// What to replay.
@@ -91,55 +84,6 @@ pub struct ReplayReport {
     pub windows: Vec<ReplayedWindow>,
     /// Windows with data that did not close within the range, on some partition.
     pub open: Vec<WindowId>,
-}
-
-/// Seals of the original run for one partition: (fence, closed_before), in order.
-type OriginalSeals = BTreeSet<(u64, Timestamp)>;
-
-/// What the original run recorded for one window: fences and seal instants per input.
-type Recorded = BTreeMap<WindowId, (BTreeMap<String, u64>, BTreeMap<String, String>)>;
-
-fn original_seals(settings: &Settings, recorded: &Recorded, partitions: i32) -> Vec<OriginalSeals> {
-    let mut seals = vec![OriginalSeals::new(); partitions as usize];
-    for (window, (fences, sealed_before)) in recorded {
-        for (p, seals) in seals.iter_mut().enumerate() {
-            let input = format!("{}/{p}", settings.input_topic);
-            let Some(&fence) = fences.get(&input) else { continue };
-            // Older manifests have no seal instants: the seal closed at least this window.
-            let closed = sealed_before.get(&input).and_then(|t| t.parse().ok()).unwrap_or(window.end());
-            seals.insert((fence, closed));
-        }
-    }
-    seals
-}
-
-fn window_id(name: &str, id: &str) -> Result<WindowId, DaemonError> {
-    id.parse().map_err(|_| DaemonError::State(format!("{name}: bad window id {id:?}")))
-}
-
-fn recorded(settings: &Settings, original: &Original, client: &BaseConsumer) -> Result<Recorded, DaemonError> {
-    let mut recorded = Recorded::new();
-    match original {
-        Original::None => {}
-        Original::Dir(dir) => {
-            let store = DirStore::open(dir);
-            for name in store.list()?.into_iter().filter(|n| n.starts_with("manifest-") && n.ends_with(".json")) {
-                let bytes = store.get(&name)?.unwrap_or_default();
-                let m: Manifest = serde_json::from_slice(&bytes)
-                    .map_err(|e| DaemonError::State(format!("{name}: not a manifest: {e}")))?;
-                recorded.insert(window_id(&name, &m.window_id)?, (m.fences, m.sealed_before));
-            }
-        }
-        Original::WindowsTopic => {
-            let topic = &settings.windows_topic;
-            for (_, payload) in messages_since(client, topic, &BTreeMap::new(), TIMEOUT)? {
-                let m: WindowMessage = serde_json::from_slice(&payload)
-                    .map_err(|e| DaemonError::State(format!("{topic}: not a window event: {e}")))?;
-                recorded.insert(window_id(topic, &m.window_id)?, (m.fences, m.sealed_before));
-            }
-        }
-    }
-    Ok(recorded)
 }
 
 /// Resolves `bound` on every partition to an offset, `None` where it does not bound it.
