@@ -20,7 +20,7 @@ use clearhouse_kafka::TopicWriter;
 use crossbeam_channel::Receiver;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::readback::{end_offsets, messages_since};
+use crate::readback::{end_offsets, messages_since, reader};
 use crate::state_dir::{write_atomic, StateDir};
 use crate::{telemetry, DaemonError, Settings};
 
@@ -46,9 +46,7 @@ pub(crate) struct Assembler {
 impl Assembler {
     pub(crate) fn new(settings: Arc<Settings>, state: StateDir) -> Result<Assembler, DaemonError> {
         let store = DirStore::create(&settings.out_dir)?;
-        let mut config = settings.kafka.client_config();
-        config.set("group.id", format!("{}.assembler", settings.group_id)).set("enable.auto.commit", "false");
-        let client: BaseConsumer = config.create()?;
+        let client = reader(&settings, "assembler")?;
         let writer = TopicWriter::new(&settings.kafka, &settings.credits_topic)?;
         Ok(Assembler { settings, state, store, client, writer })
     }

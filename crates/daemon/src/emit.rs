@@ -18,9 +18,8 @@ use clearhouse_domain::WindowId;
 use clearhouse_formats::events::window_message;
 use clearhouse_formats::{DirStore, Manifest, OutputStore};
 use clearhouse_kafka::TopicWriter;
-use rdkafka::consumer::BaseConsumer;
 
-use crate::readback::messages_since;
+use crate::readback::{messages_since, reader};
 use crate::replay::ReplayedWindow;
 use crate::state_dir::{write_atomic, StateDir};
 use crate::{DaemonError, Settings};
@@ -55,12 +54,7 @@ pub fn emit_missing(
     let lock_path = state.root().join("assembler.lock");
     let lock = File::create(&lock_path).map_err(|source| DaemonError::Io { path: lock_path.clone(), source })?;
     lock.lock().map_err(|source| DaemonError::Io { path: lock_path, source })?;
-    let client: BaseConsumer = settings
-        .kafka
-        .client_config()
-        .set("group.id", format!("{}.emit", settings.group_id))
-        .set("enable.auto.commit", "false")
-        .create()?;
+    let client = reader(settings, "emit")?;
     let on_topic = |topic: &str| -> Result<HashMap<String, Vec<u8>>, DaemonError> {
         Ok(messages_since(&client, topic, &BTreeMap::new(), TIMEOUT)?.into_iter().collect())
     };
@@ -82,9 +76,12 @@ pub fn emit_missing(
         }
         let event = window_message(&manifest, w.credits.len());
         let mut conflicts = Vec::new();
+        let mut missing_files = 0;
         for (name, bytes) in &files {
-            if live.get(name)?.is_some_and(|b| b != *bytes) {
-                conflicts.push(format!("file {name} differs"));
+            match live.get(name)? {
+                None => missing_files += 1,
+                Some(b) if b != *bytes => conflicts.push(format!("file {name} differs")),
+                Some(_) => {}
             }
         }
         for (key, payload) in &w.credits {
@@ -99,7 +96,6 @@ pub fn emit_missing(
             outcomes.push((w.window, Emitted::Refused(conflicts)));
             continue;
         }
-        let missing_files = files.iter().filter(|(name, _)| matches!(live.get(name), Ok(None))).count();
         for (name, bytes) in &files {
             live.put(name, bytes)?;
         }

@@ -6,11 +6,20 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use clearhouse_formats::events::RejectMessage;
+use clearhouse_formats::trace::reject_is_of;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::{telemetry, DaemonError};
+
+/// A plain reader for the daemon's tools (assembler, replay, emit, trace): its own group id
+/// `<group_id>.<role>`, offsets assigned explicitly and never committed.
+pub(crate) fn reader(settings: &crate::Settings, role: &str) -> Result<BaseConsumer, DaemonError> {
+    let mut config = settings.kafka.client_config();
+    config.set("group.id", format!("{}.{role}", settings.group_id)).set("enable.auto.commit", "false");
+    Ok(config.create()?)
+}
 
 /// The end offset of every partition of `topic`.
 pub(crate) fn end_offsets(
@@ -75,19 +84,12 @@ pub(crate) fn messages_since(
 /// mode, where rejects are not files). A reject whose id could not be read is matched by its
 /// payload.
 pub fn dead_letters_for(settings: &crate::Settings, id: &str) -> Result<Vec<RejectMessage>, DaemonError> {
-    let client: BaseConsumer = settings
-        .kafka
-        .client_config()
-        .set("group.id", format!("{}.trace", settings.group_id))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let quoted = serde_json::to_string(id).unwrap_or_default();
+    let client = reader(settings, "trace")?;
     let timeout = Duration::from_secs(30);
     let mut found = Vec::new();
     for (_, payload) in messages_since(&client, &settings.dlq_topic, &BTreeMap::new(), timeout)? {
         let Ok(message) = serde_json::from_slice::<RejectMessage>(&payload) else { continue };
-        let ours = message.id.as_deref() == Some(id) || (message.id.is_none() && message.payload.contains(&quoted));
-        if ours {
+        if reject_is_of(message.id.as_deref(), &message.payload, id) {
             found.push(message);
         }
     }

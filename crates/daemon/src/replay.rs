@@ -26,6 +26,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::assemble::fences;
+use crate::readback::reader;
 use crate::{DaemonError, Settings};
 
 mod original;
@@ -115,13 +116,7 @@ fn offsets(
 
 /// Replays the topic of `settings` as `request` says; see the module docs.
 pub fn replay(settings: &Settings, request: &ReplayRequest) -> Result<ReplayReport, DaemonError> {
-    let consumer: BaseConsumer = settings
-        .kafka
-        .client_config()
-        .set("group.id", format!("{}-replay", settings.group_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()?;
+    let consumer = reader(settings, "replay")?;
     let topic = &settings.input_topic;
     let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
     let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;

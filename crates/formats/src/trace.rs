@@ -81,8 +81,7 @@ pub fn trace(store: &dyn OutputStore, id: &str) -> Result<Vec<Sighting>, StoreEr
         for line in String::from_utf8_lossy(&bytes).lines().filter(|l| l.contains(&quoted) || l.contains(escaped)) {
             let sighting = if wrap {
                 // A reject whose id could not be read (malformed JSON) is matched in its payload.
-                let ours =
-                    |r: &RejectLine| r.id.as_deref() == Some(id) || (r.id.is_none() && r.payload.contains(&quoted));
+                let ours = |r: &RejectLine| reject_is_of(r.id.as_deref(), &r.payload, id);
                 serde_json::from_str::<RejectLine>(line).ok().filter(ours).map(Sighting::Rejected)
             } else {
                 serde_json::from_str::<DuplicateLine>(line).ok().filter(|d| d.id == id).map(Sighting::Duplicate)
@@ -91,6 +90,15 @@ pub fn trace(store: &dyn OutputStore, id: &str) -> Result<Vec<Sighting>, StoreEr
         }
     }
     Ok(found)
+}
+
+/// Whether a reject (with the id it could read, and its raw payload) is one of instruction
+/// `wanted`: by id, or, when the id could not be read (malformed JSON), by its payload.
+pub fn reject_is_of(id: Option<&str>, payload: &str, wanted: &str) -> bool {
+    match id {
+        Some(id) => id == wanted,
+        None => payload.contains(&serde_json::to_string(wanted).unwrap_or_default()),
+    }
 }
 
 /// One line of text per sighting, for the CLI.
