@@ -21,7 +21,8 @@ use clearhouse_engine::stream::{PartitionState, Seal, SealedPart, StateView};
 use clearhouse_engine::Stats;
 use serde::{Deserialize, Serialize};
 
-const MAGIC: &[u8; 8] = b"CHCKPT01";
+/// v2: captures remember their amount and event time (refunds are held to them).
+const MAGIC: &[u8; 8] = b"CHCKPT02";
 
 /// A state file is unreadable or cannot be written.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +102,7 @@ impl StateDir {
         let Some(bytes) = read_if_present(&path)? else { return Ok(None) };
         let corrupt = |problem: &str| StateError::Corrupt { path: path.clone(), problem: problem.to_owned() };
         if bytes.len() < 32 || &bytes[..8] != MAGIC {
-            return Err(corrupt("not a clearhouse checkpoint (v1)"));
+            return Err(corrupt("not a clearhouse checkpoint (v2)"));
         }
         let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
         let sum = u128::from_le_bytes(bytes[16..32].try_into().expect("16 bytes"));

@@ -48,6 +48,15 @@ struct OriginalState {
     refunded: Decimal,
 }
 
+/// What a later refund of an accepted capture is held to: the spec's rule that a refund never
+/// exceeds a capture the engine has seen, whatever the refund declares about its original.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct CaptureRecord {
+    currency: Currency,
+    amount: Decimal,
+    event_time: Timestamp,
+}
+
 /// What a later reversal needs to know about an accepted refund.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RefundRecord {
@@ -74,7 +83,7 @@ pub struct NetterState {
     open: BTreeMap<WindowId, Map<BatchKey, BatchState>>,
     originals: Map<(CompactString, CompactString), OriginalState>,
     refunds: Map<CompactString, RefundRecord>,
-    captures: Map<(CompactString, CompactString), Currency>,
+    captures: Map<(CompactString, CompactString), CaptureRecord>,
     carried: Map<BatchKey, Decimal>,
     last_closed: Option<WindowId>,
 }
@@ -163,7 +172,12 @@ impl Netter {
 
     fn capture(&mut self, instruction: &Instruction) -> Result<Effect, Reject> {
         let key = (instruction.merchant_id.clone(), instruction.id.clone());
-        self.state.captures.insert(key, instruction.currency);
+        let record = CaptureRecord {
+            currency: instruction.currency,
+            amount: instruction.amount,
+            event_time: instruction.event_time,
+        };
+        self.state.captures.insert(key, record);
         Ok(Effect::Captured)
     }
 
@@ -174,21 +188,20 @@ impl Netter {
         place: Placement,
         seq: u64,
     ) -> Result<Effect, Reject> {
-        if ins.event_time < refund.original_time {
-            let message = format!("refund at {} is before its original at {}", ins.event_time, refund.original_time);
+        let original_key = (ins.merchant_id.clone(), refund.original_transaction_id.clone());
+        let capture = self.state.captures.get(&original_key).copied();
+        let original_time = capture.map_or(refund.original_time, |c| c.event_time);
+        if let Some(capture) = capture {
+            check_against_capture(ins, refund, &capture)?;
+        }
+        if ins.event_time < original_time {
+            let message = format!("refund at {} is before its original at {original_time}", ins.event_time);
             return Err(Reject::field(RejectReason::RefundBeforeOriginal, "event_time", message));
         }
-        if ins.event_time.duration_since(refund.original_time) > self.policy.refund_period {
+        if ins.event_time.duration_since(original_time) > self.policy.refund_period {
             let days = self.policy.refund_period.as_hours() / 24;
             let message = format!("refund at {} is more than {days} days after its original", ins.event_time);
             return Err(Reject::field(RejectReason::RefundPeriodExpired, "event_time", message));
-        }
-        let original_key = (ins.merchant_id.clone(), refund.original_transaction_id.clone());
-        if let Some(&capture_currency) = self.state.captures.get(&original_key) {
-            if capture_currency != ins.currency {
-                let message = format!("refund in {} of a {capture_currency} capture", ins.currency);
-                return Err(Reject::field(RejectReason::CurrencyMismatch, "currency", message));
-            }
         }
         let refunded = match self.state.originals.get(&original_key) {
             Some(state) => check_against_original(ins, refund, state)?,
@@ -296,6 +309,25 @@ impl Netter {
         batch.refunds -= amount;
         Ok(Effect::NettedReversal)
     }
+}
+
+/// A refund of a capture the engine accepted: same currency, and the original amount it states
+/// is the capture's (so the cap below is the capture's amount, not a number the refund chose).
+fn check_against_capture(ins: &Instruction, refund: &RefundFields, capture: &CaptureRecord) -> Result<(), Reject> {
+    if capture.currency != ins.currency {
+        let message = format!("refund in {} of a {} capture", ins.currency, capture.currency);
+        return Err(Reject::field(RejectReason::CurrencyMismatch, "currency", message));
+    }
+    if refund.original_amount != capture.amount {
+        let message = format!(
+            "original_amount {} differs from the amount {} of capture {}",
+            ins.currency.format(refund.original_amount),
+            ins.currency.format(capture.amount),
+            refund.original_transaction_id
+        );
+        return Err(Reject::field(RejectReason::OriginalAmountMismatch, "original_amount", message));
+    }
+    Ok(())
 }
 
 fn check_against_original(ins: &Instruction, refund: &RefundFields, state: &OriginalState) -> Result<Decimal, Reject> {

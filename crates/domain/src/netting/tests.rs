@@ -158,6 +158,33 @@ fn refund_time_rules_and_capture_currency() {
     assert_eq!(reason(n.apply(5, cny_of_jpy, at(W1))), RejectReason::CurrencyMismatch);
 }
 
+/// The reproduction of issue 9: a capture of 10.00 at 09:00+08:00, then refunds that lie about it.
+#[test]
+fn a_refund_of_a_known_capture_is_held_to_that_capture() {
+    let refund_of = |id: &str, amount: &str, stated: &str, event: &str, stated_time: &str| {
+        instr(&format!(
+            r#"{{"id":"{id}","type":"refund","merchant_id":"M1","amount":"{amount}","currency":"CNY","event_time":"{event}","original_transaction_id":"C1","original_amount":"{stated}","original_time":"{stated_time}","payee":{{"name":"P","account":"A1","bank":"BKCHCNBJ"}}}}"#
+        ))
+    };
+    let (ok_time, day_before) = ("2026-11-21T10:00:00+08:00", "2026-11-20T09:00:00+08:00");
+    let mut n = netter();
+    n.apply(1, capture("C1", "M1", "10.00", "CNY"), at(W1)).expect("capture");
+    let inflated = refund_of("R1", "1000000.00", "1000000.00", ok_time, day_before);
+    assert_eq!(reason(n.apply(2, inflated, at(W1))), RejectReason::OriginalAmountMismatch);
+    let over = refund_of("R2", "10.01", "10.00", ok_time, day_before);
+    assert_eq!(reason(n.apply(3, over, at(W1))), RejectReason::RefundExceedsOriginal);
+    let before_capture = refund_of("R3", "1.00", "10.00", "2026-11-21T08:00:00+08:00", day_before);
+    assert_eq!(reason(n.apply(4, before_capture, at(W1))), RejectReason::RefundBeforeOriginal);
+    let a_year_after = refund_of("R4", "1.00", "10.00", "2027-11-22T09:00:00+08:00", "2027-11-01T09:00:00+08:00");
+    assert_eq!(reason(n.apply(5, a_year_after, at(W2))), RejectReason::RefundPeriodExpired);
+    let usd = instr(&format!(
+        r#"{{"id":"R5","type":"refund","merchant_id":"M1","amount":"1.00","currency":"USD","event_time":"{ok_time}","original_transaction_id":"C1","original_amount":"10.00","original_time":"{day_before}","payee":{{"name":"P","account":"A1","bank":"BKCHCNBJ"}}}}"#
+    ));
+    assert_eq!(reason(n.apply(6, usd, at(W1))), RejectReason::CurrencyMismatch);
+    n.apply(7, refund_of("R6", "10.00", "10.00", ok_time, day_before), at(W1))
+        .expect("the whole capture, stated right");
+}
+
 fn refund_json_with_times(event: &str, original: &str) -> String {
     format!(
         r#"{{"id":"RX","type":"refund","merchant_id":"M1","amount":"1.00","currency":"CNY","event_time":"{event}","original_transaction_id":"TX","original_amount":"5.00","original_time":"{original}","payee":{{"name":"P","account":"A1","bank":"BKCHCNBJ"}}}}"#
