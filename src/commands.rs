@@ -87,8 +87,9 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
     if let Some(original) = &args.against {
         return crate::ops::verify_against(original, &args.dir);
     }
-    let report =
-        verify_dir(&DirStore::open(&args.dir)).with_context(|| format!("cannot read {}", args.dir.display()))?;
+    let report = DirStore::open(&args.dir)
+        .and_then(|store| verify_dir(&store))
+        .with_context(|| format!("cannot read {}", args.dir.display()))?;
     if report.problems.is_empty() {
         println!(
             "verify OK: {} windows, {} files, {} batches, {} accepted instructions in {}",

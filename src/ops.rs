@@ -122,7 +122,8 @@ pub fn verify_against(original: &Path, replay: &Path) -> Result<ExitCode> {
     if !original.is_dir() {
         anyhow::bail!("{} is not a directory", original.display());
     }
-    let comparison = compare(&DirStore::open(original), &DirStore::open(replay))
+    let comparison = DirStore::open(original)
+        .and_then(|original| compare(&original, &DirStore::open(replay)?))
         .with_context(|| format!("cannot compare {} with {}", replay.display(), original.display()))?;
     print!("{}", comparison.render());
     Ok(match comparison.verdict() {
@@ -136,7 +137,8 @@ pub fn trace(args: &TraceArgs) -> Result<ExitCode> {
     if !args.out.is_dir() {
         anyhow::bail!("{} is not a directory", args.out.display());
     }
-    let sightings = trace_id(&DirStore::open(&args.out), &args.id)
+    let sightings = DirStore::open(&args.out)
+        .and_then(|store| trace_id(&store, &args.id))
         .with_context(|| format!("cannot read {}", args.out.display()))?;
     let mut lines: Vec<String> = sightings.iter().map(|s| describe(&args.id, s)).collect();
     if let Some(path) = &args.config {

@@ -57,3 +57,60 @@ fn a_refund_cannot_exceed_or_predate_the_capture_it_names() {
     );
     clearhouse().arg("verify").arg(dir.path().join("out")).assert().success();
 }
+
+/// The sample's first output file name, where an attacker with write access plants things.
+const FIRST_OUTPUT: &str = "clearing-20261120T1500Z-CNY.txt";
+
+#[test]
+fn a_symlink_planted_under_an_output_name_is_refused_and_never_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, victim) = (dir.path().join("out"), dir.path().join("victim.txt"));
+    fs::create_dir(&out).expect("out");
+    fs::write(&victim, "precious\n").expect("victim");
+    std::os::unix::fs::symlink(&victim, out.join(FIRST_OUTPUT)).expect("symlink");
+    common::net_sample(&out).assert().code(1).stderr(format!(
+        "error: {} is a symbolic link, not a regular file: refusing to use it\n",
+        out.join(FIRST_OUTPUT).display()
+    ));
+    assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious\n", "the file outside was not written");
+    let leftovers: Vec<_> = fs::read_dir(&out).expect("out").map(|e| e.expect("entry").file_name()).collect();
+    assert_eq!(leftovers, [std::ffi::OsString::from(FIRST_OUTPUT)], "no temporary file left behind");
+}
+
+#[test]
+fn a_fifo_under_an_output_name_is_an_error_for_net_verify_and_trace_never_a_hang() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    common::net_sample(&out).assert().success();
+    fs::remove_file(out.join(FIRST_OUTPUT)).expect("remove");
+    let status = std::process::Command::new("mkfifo").arg(out.join(FIRST_OUTPUT)).status().expect("mkfifo");
+    assert!(status.success());
+    let fifo_error = format!("{} is a FIFO, not a regular file: refusing to use it", out.join(FIRST_OUTPUT).display());
+    let timeout = std::time::Duration::from_secs(20);
+    common::net_sample(&out).timeout(timeout).assert().code(1).stderr(format!("error: {fifo_error}\n"));
+    clearhouse()
+        .arg("verify")
+        .arg(&out)
+        .timeout(timeout)
+        .assert()
+        .code(1)
+        .stderr(format!("error: cannot read {}: {fifo_error}\n", out.display()));
+    clearhouse()
+        .args(["trace", "R1001", "--out"])
+        .arg(&out)
+        .timeout(timeout)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::ends_with(format!("{fifo_error}\n")));
+}
+
+#[test]
+fn temporary_files_of_a_killed_run_are_removed_by_the_next_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    fs::create_dir(&out).expect("out");
+    fs::write(out.join(".clearhouse-AbCdEfGhIjKlMnOp.tmp"), "half a file").expect("leftover");
+    common::net_sample(&out).assert().success();
+    assert!(!out.join(".clearhouse-AbCdEfGhIjKlMnOp.tmp").exists());
+    clearhouse().arg("verify").arg(&out).assert().success();
+}

@@ -7,7 +7,6 @@
 //! message, so after a crash it reads back what already reached the topic and sends only the rest.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{self, File};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +20,7 @@ use crossbeam_channel::Receiver;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::readback::{end_offsets, messages_since, reader};
-use crate::state_dir::{write_atomic, StateDir};
+use crate::state_dir::StateDir;
 use crate::{telemetry, DaemonError, Settings};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -67,8 +66,7 @@ impl Assembler {
 
     /// Emits every window that all partitions have sealed and that was not emitted yet.
     fn pass(&mut self) -> Result<(), DaemonError> {
-        let lock_path = self.state.root().join("assembler.lock");
-        let lock = File::create(&lock_path).map_err(|source| DaemonError::Io { path: lock_path.clone(), source })?;
+        let lock = self.state.assembler_lock()?;
         if lock.try_lock().is_err() {
             return Ok(());
         }
@@ -83,7 +81,7 @@ impl Assembler {
             }
         }
         for window in self.state.windows_with_parts()? {
-            if self.state.emitted_dir(window).join("window.done").exists() {
+            if self.state.emitted(window)?.read("window.done")?.is_some() {
                 continue;
             }
             let seals: Option<Vec<Seal>> = progress.iter().map(|pr| seal_of(&pr.seals, window)).collect();
@@ -130,8 +128,8 @@ impl Assembler {
     /// again would pay its payees twice, so it is marked done instead. The windows topic holds
     /// one message per window, so reading it is cheap.
     fn published_before_this_state(&mut self, window: WindowId) -> Result<bool, DaemonError> {
-        let dir = self.state.emitted_dir(window);
-        if dir.join("credits.start").exists() || dir.join("window.done").exists() {
+        let dir = self.state.emitted(window)?;
+        if dir.read("credits.start")?.is_some() || dir.read("window.done")?.is_some() {
             return Ok(false);
         }
         let topic = &self.settings.windows_topic;
@@ -141,8 +139,8 @@ impl Assembler {
             return Ok(false);
         }
         tracing::warn!(%window, "already on the windows topic, published before this state directory: not publishing again");
-        write_atomic(&dir.join("credits.done"), b"")?;
-        write_atomic(&dir.join("window.done"), b"")?;
+        dir.replace("credits.done", b"")?;
+        dir.replace("window.done", b"")?;
         Ok(true)
     }
 
@@ -154,21 +152,20 @@ impl Assembler {
         topic: &str,
         messages: &[(String, Vec<u8>)],
     ) -> Result<usize, DaemonError> {
-        let dir = self.state.emitted_dir(window);
-        let done = dir.join(format!("{name}.done"));
-        if done.exists() {
+        let dir = self.state.emitted(window)?;
+        let (done, start_name) = (format!("{name}.done"), format!("{name}.start"));
+        if dir.read(&done)?.is_some() {
             return Ok(0);
         }
-        let start_path = dir.join(format!("{name}.start"));
-        let present = match fs::read(&start_path) {
-            Ok(bytes) => {
+        let present = match dir.read(&start_name)? {
+            Some(bytes) => {
                 let start: BTreeMap<i32, i64> = serde_json::from_slice(&bytes)
-                    .map_err(|e| DaemonError::State(format!("{}: {e}", start_path.display())))?;
+                    .map_err(|e| DaemonError::State(format!("{}: {e}", dir.path().join(&start_name).display())))?;
                 messages_since(&self.client, topic, &start, TIMEOUT)?.into_iter().map(|(key, _)| key).collect()
             }
-            Err(_) => {
+            None => {
                 let start = end_offsets(&self.client, topic, TIMEOUT)?;
-                write_atomic(&start_path, &serde_json::to_vec(&start).expect("offsets"))?;
+                dir.replace(&start_name, &serde_json::to_vec(&start).expect("offsets"))?;
                 HashSet::new()
             }
         };
@@ -181,7 +178,7 @@ impl Assembler {
         if !present.is_empty() {
             tracing::warn!(%window, topic, already = present.len(), sent, "resumed an interrupted publication");
         }
-        write_atomic(&done, b"")?;
+        dir.replace(&done, b"")?;
         Ok(sent)
     }
 }

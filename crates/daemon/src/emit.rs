@@ -10,7 +10,6 @@
 //! window published in the state directory.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use clearhouse_kafka::TopicWriter;
 
 use crate::readback::{messages_since, reader};
 use crate::replay::ReplayedWindow;
-use crate::state_dir::{write_atomic, StateDir};
+use crate::state_dir::StateDir;
 use crate::{DaemonError, Settings};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,15 +50,14 @@ pub fn emit_missing(
     windows: &[ReplayedWindow],
 ) -> Result<Vec<(WindowId, Emitted)>, DaemonError> {
     let state = StateDir::open(&settings.state_dir, &settings.input_topic)?;
-    let lock_path = state.root().join("assembler.lock");
-    let lock = File::create(&lock_path).map_err(|source| DaemonError::Io { path: lock_path.clone(), source })?;
-    lock.lock().map_err(|source| DaemonError::Io { path: lock_path, source })?;
+    let lock = state.assembler_lock()?;
+    lock.lock().map_err(|source| DaemonError::Io { path: state.root().join("assembler.lock"), source })?;
     let client = reader(settings, "emit")?;
     let on_topic = |topic: &str| -> Result<HashMap<String, Vec<u8>>, DaemonError> {
         Ok(messages_since(&client, topic, &BTreeMap::new(), TIMEOUT)?.into_iter().collect())
     };
     let (credits_present, events_present) = (on_topic(&settings.credits_topic)?, on_topic(&settings.windows_topic)?);
-    let (live, staged) = (DirStore::create(&settings.out_dir)?, DirStore::open(staged));
+    let (live, staged) = (DirStore::create(&settings.out_dir)?, DirStore::open(staged)?);
     let mut writer = TopicWriter::new(&settings.kafka, &settings.credits_topic)?;
     let mut outcomes = Vec::new();
     for w in windows {
@@ -110,9 +108,9 @@ pub fn emit_missing(
             writer.send_to(&settings.windows_topic, event.0.as_bytes(), &event.1)?;
         }
         writer.flush(TIMEOUT)?;
-        let emitted = state.emitted_dir(w.window);
-        write_atomic(&emitted.join("credits.done"), b"")?;
-        write_atomic(&emitted.join("window.done"), b"")?;
+        let emitted = state.emitted(w.window)?;
+        emitted.replace("credits.done", b"")?;
+        emitted.replace("window.done", b"")?;
         let restored = Emitted::Restored {
             files: (missing_files, files.len() - missing_files),
             credits: (sent, w.credits.len() - sent),

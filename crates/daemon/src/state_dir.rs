@@ -8,13 +8,16 @@
 //! <state_dir>/<topic>/emitted/<W>/*          what was already published for window W
 //! ```
 //!
-//! Every file is written to a temporary name, fsynced, renamed and its directory fsynced, so a
-//! crash leaves either the old or the new content. A checkpoint carries a length and an xxh3
-//! checksum: a torn or foreign file is an error, never silently an empty state.
+//! Every file goes through [`clearhouse_storage::Dir`]: written to an exclusive random temporary
+//! name, fsynced, renamed and its directory fsynced, so a crash leaves either the old or the new
+//! content, and a link planted anywhere in the tree is refused rather than followed. A checkpoint
+//! carries a length and an xxh3 checksum: a torn or foreign file is an error, never silently an
+//! empty state.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clearhouse_storage::{Dir, StorageError};
 
 use clearhouse_domain::WindowId;
 use clearhouse_engine::stream::{PartitionState, Seal, SealedPart, StateView};
@@ -27,15 +30,9 @@ const MAGIC: &[u8; 8] = b"CHCKPT02";
 /// A state file is unreadable or cannot be written.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// I/O failed.
-    #[error("state file {path}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Cause.
-        #[source]
-        source: io::Error,
-    },
+    /// I/O failed, or something other than a state file holds its name.
+    #[error("state directory")]
+    Storage(#[from] StorageError),
     /// The content is damaged or of another version.
     #[error("state file {path} is damaged: {problem}")]
     Corrupt {
@@ -67,39 +64,45 @@ pub struct Progress {
 /// The state directory of one input topic.
 #[derive(Debug, Clone)]
 pub struct StateDir {
-    root: PathBuf,
+    root: Dir,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
-    move |source| StateError::Io { path: path.to_owned(), source }
-}
+/// Temporary files younger than this may belong to another live instance sharing the directory.
+const STALE_TEMP: Duration = Duration::from_secs(600);
 
 impl StateDir {
     /// Opens (creating) `<base>/<topic>`.
     pub fn open(base: &Path, topic: &str) -> Result<StateDir, StateError> {
-        let root = base.join(topic);
-        fs::create_dir_all(&root).map_err(io_err(&root))?;
+        let root = Dir::create(base)?.sub(topic)?;
         Ok(StateDir { root })
     }
 
     /// The topic's directory.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.root.path()
     }
 
-    fn partition_dir(&self, partition: i32) -> PathBuf {
-        self.root.join(format!("p{partition}"))
+    /// The file whose exclusive lock makes one instance the assembler (and `replay --emit`).
+    pub fn assembler_lock(&self) -> Result<std::fs::File, StateError> {
+        Ok(self.root.lock_file("assembler.lock")?)
     }
 
-    /// The directory of markers for `window`.
-    pub fn emitted_dir(&self, window: WindowId) -> PathBuf {
-        self.root.join("emitted").join(window.to_string())
+    fn partition_dir(&self, partition: i32) -> Result<Dir, StateError> {
+        Ok(self.root.sub(&format!("p{partition}"))?)
     }
 
-    /// Loads a partition's checkpoint; `None` when it never had one.
+    /// The directory of markers for `window`: what was already published.
+    pub fn emitted(&self, window: WindowId) -> Result<Dir, StateError> {
+        Ok(self.root.sub("emitted")?.sub(&window.to_string())?)
+    }
+
+    /// Loads a partition's checkpoint; `None` when it never had one. Clears stale temporary
+    /// files a killed owner of the partition left.
     pub fn load(&self, partition: i32) -> Result<Option<PartitionState>, StateError> {
-        let path = self.partition_dir(partition).join("checkpoint.bin");
-        let Some(bytes) = read_if_present(&path)? else { return Ok(None) };
+        let dir = self.partition_dir(partition)?;
+        dir.remove_temps(STALE_TEMP)?;
+        let path = dir.path().join("checkpoint.bin");
+        let Some(bytes) = dir.read("checkpoint.bin")? else { return Ok(None) };
         let corrupt = |problem: &str| StateError::Corrupt { path: path.clone(), problem: problem.to_owned() };
         if bytes.len() < 32 || &bytes[..8] != MAGIC {
             return Err(corrupt("not a clearhouse checkpoint (v2)"));
@@ -115,10 +118,9 @@ impl StateDir {
 
     /// Saves a checkpoint, then the progress record that announces it.
     pub fn save(&self, partition: i32, view: &StateView<'_>, open_instructions: u64) -> Result<(), StateError> {
-        let dir = self.partition_dir(partition);
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let dir = self.partition_dir(partition)?;
         let body = postcard::to_stdvec(view).map_err(|e| StateError::Corrupt {
-            path: dir.clone(),
+            path: dir.path().to_owned(),
             problem: format!("cannot encode checkpoint: {e}"),
         })?;
         let mut bytes = Vec::with_capacity(body.len() + 32);
@@ -126,7 +128,7 @@ impl StateDir {
         bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(&body).to_le_bytes());
         bytes.extend_from_slice(&body);
-        write_atomic(&dir.join("checkpoint.bin"), &bytes)?;
+        dir.replace("checkpoint.bin", &bytes)?;
         let progress = Progress {
             partition,
             next_offset: view.next_offset,
@@ -136,75 +138,51 @@ impl StateDir {
             open_instructions,
         };
         let json = serde_json::to_vec_pretty(&progress).expect("serialize progress");
-        write_atomic(&dir.join("progress.json"), &json)
+        Ok(dir.replace("progress.json", &json)?)
     }
 
     /// The last progress record of `partition`.
     pub fn progress(&self, partition: i32) -> Result<Option<Progress>, StateError> {
-        let path = self.partition_dir(partition).join("progress.json");
-        let Some(bytes) = read_if_present(&path)? else { return Ok(None) };
+        let dir = self.partition_dir(partition)?;
+        let path = dir.path().join("progress.json");
+        let Some(bytes) = dir.read("progress.json")? else { return Ok(None) };
         serde_json::from_slice(&bytes).map(Some).map_err(|e| StateError::Corrupt { path, problem: e.to_string() })
     }
 
-    fn part_path(&self, window: WindowId, partition: i32) -> PathBuf {
-        self.root.join("parts").join(window.to_string()).join(format!("p{partition}.bin"))
+    fn parts_dir(&self, window: WindowId) -> Result<Dir, StateError> {
+        Ok(self.root.sub("parts")?.sub(&window.to_string())?)
     }
 
     /// Saves a sealed part (replacing one left by a run that crashed before its checkpoint).
     pub fn save_part(&self, partition: i32, part: &SealedPart) -> Result<(), StateError> {
-        let path = self.part_path(part.window, partition);
-        let bytes = postcard::to_stdvec(part)
-            .map_err(|e| StateError::Corrupt { path: path.clone(), problem: format!("cannot encode part: {e}") })?;
-        write_atomic(&path, &bytes)
+        let (dir, name) = (self.parts_dir(part.window)?, format!("p{partition}.bin"));
+        let bytes = postcard::to_stdvec(part).map_err(|e| StateError::Corrupt {
+            path: dir.path().join(&name),
+            problem: format!("cannot encode part: {e}"),
+        })?;
+        Ok(dir.replace(&name, &bytes)?)
     }
 
     /// Partition `partition`'s part of `window`, if it wrote one.
     pub fn part(&self, window: WindowId, partition: i32) -> Result<Option<SealedPart>, StateError> {
-        let path = self.part_path(window, partition);
-        let Some(bytes) = read_if_present(&path)? else { return Ok(None) };
+        let (dir, name) = (self.parts_dir(window)?, format!("p{partition}.bin"));
+        let path = dir.path().join(&name);
+        let Some(bytes) = dir.read(&name)? else { return Ok(None) };
         postcard::from_bytes(&bytes).map(Some).map_err(|e| StateError::Corrupt { path, problem: e.to_string() })
     }
 
     /// Windows some partition wrote a part for, oldest first.
     pub fn windows_with_parts(&self) -> Result<Vec<WindowId>, StateError> {
-        let dir = self.root.join("parts");
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(&dir)(e)),
-        };
-        let mut windows = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_err(&dir))?;
-            if let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<WindowId>().ok()) {
-                windows.push(id);
-            }
-        }
+        let dir = self.root.sub("parts")?;
+        let mut windows: Vec<WindowId> = dir
+            .entries()?
+            .into_iter()
+            .filter(|(_, kind)| *kind == "directory")
+            .filter_map(|(name, _)| name.parse().ok())
+            .collect();
         windows.sort();
         Ok(windows)
     }
-}
-
-/// The content of `path`, or `None` when it does not exist.
-fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err(path)(e)),
-    }
-}
-
-/// Writes `bytes` to `path` atomically and durably (temporary file, fsync, rename, fsync dir).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    let dir = path.parent().expect("state files live in a directory");
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io_err(&tmp))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(io_err(path))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
 
 #[cfg(test)]
@@ -216,8 +194,8 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = StateDir::open(tmp.path(), "topic").expect("open");
         assert!(dir.load(0).expect("load").is_none());
-        let path = dir.partition_dir(0).join("checkpoint.bin");
-        write_atomic(&path, b"CHCKPT01 but then garbage that is long enough").expect("write");
+        let p0 = dir.partition_dir(0).expect("p0");
+        p0.replace("checkpoint.bin", b"CHCKPT02 but then garbage that is long enough").expect("write");
         let err = dir.load(0).expect_err("damaged");
         assert!(err.to_string().contains("damaged"), "{err}");
     }

@@ -58,7 +58,7 @@ pub(super) fn recorded(
     match original {
         Original::None => {}
         Original::Dir(dir) => {
-            let store = DirStore::open(dir);
+            let store = DirStore::open(dir)?;
             for name in store.list()?.into_iter().filter(|n| n.starts_with("manifest-") && n.ends_with(".json")) {
                 let bytes = store.get(&name)?.unwrap_or_default();
                 let m: Manifest = serde_json::from_slice(&bytes)

@@ -1,0 +1,87 @@
+use std::os::unix::fs::symlink;
+
+use super::*;
+
+fn dir() -> (tempfile::TempDir, Dir) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = Dir::create(&tmp.path().join("out")).expect("dir");
+    (tmp, dir)
+}
+
+#[test]
+fn publishes_once_accepts_identical_refuses_different() {
+    let (_tmp, dir) = dir();
+    assert_eq!(dir.publish("a.txt", b"one").expect("put"), PutOutcome::Written);
+    assert_eq!(dir.publish("a.txt", b"one").expect("put"), PutOutcome::AlreadyIdentical);
+    assert!(matches!(dir.publish("a.txt", b"two"), Err(StorageError::Conflict { .. })));
+    assert_eq!(dir.read("a.txt").expect("read").as_deref(), Some(&b"one"[..]));
+    assert_eq!(dir.read("b.txt").expect("read"), None);
+    assert_eq!(dir.entries().expect("entries"), [("a.txt".to_owned(), "regular file")], "no temporary file left");
+}
+
+#[test]
+fn a_planted_symlink_is_neither_followed_nor_published() {
+    let (tmp, dir) = dir();
+    let victim = tmp.path().join("victim.txt");
+    fs::write(&victim, b"precious").expect("victim");
+    symlink(&victim, dir.path().join("a.txt")).expect("symlink");
+    let err = dir.publish("a.txt", b"output").expect_err("a link under the name");
+    assert_eq!(
+        err.to_string(),
+        format!("{} is a symbolic link, not a regular file: refusing to use it", dir.path().join("a.txt").display())
+    );
+    assert!(dir.read("a.txt").is_err(), "reads do not follow it either");
+    symlink(&victim, dir.path().join("state.bin")).expect("symlink");
+    dir.replace("state.bin", b"state").expect("replace swaps the link itself");
+    assert_eq!(dir.read("state.bin").expect("read").as_deref(), Some(&b"state"[..]));
+    assert_eq!(fs::read(&victim).expect("victim"), b"precious", "the file outside was never written");
+}
+
+#[test]
+fn a_fifo_under_a_name_is_an_error_not_a_hang() {
+    let (_tmp, dir) = dir();
+    let fifo = dir.path().join("f.txt");
+    let status = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(status.success());
+    let err = dir.read("f.txt").expect_err("a FIFO");
+    assert!(err.to_string().ends_with("f.txt is a FIFO, not a regular file: refusing to use it"), "{err}");
+    assert!(dir.publish("f.txt", b"x").is_err());
+}
+
+#[test]
+fn names_must_be_plain_and_subdirectories_real() {
+    let (tmp, dir) = dir();
+    for bad in ["", "../x", "a/b", ".hidden", ".clearhouse-x.tmp"] {
+        assert!(matches!(dir.publish(bad, b"x"), Err(StorageError::BadName { .. })), "{bad:?}");
+        assert!(matches!(dir.read(bad), Err(StorageError::BadName { .. })), "{bad:?}");
+    }
+    symlink(tmp.path(), dir.path().join("parts")).expect("symlink");
+    let err = dir.sub("parts").expect_err("a link as a subdirectory");
+    assert!(err.to_string().contains("is a symbolic link, not a regular directory"), "{err}");
+    dir.sub("p0").expect("new").replace("checkpoint.bin", b"c").expect("write");
+    assert_eq!(dir.sub("p0").expect("again").read("checkpoint.bin").expect("read").as_deref(), Some(&b"c"[..]));
+}
+
+#[test]
+fn temporary_names_are_unpredictable_and_leftovers_are_removed() {
+    let (_tmp, dir) = dir();
+    let a = dir.write_temp(b"1").expect("temp");
+    let b = dir.write_temp(b"2").expect("temp");
+    let name = |t: &tempfile::NamedTempFile| t.path().file_name().expect("name").to_string_lossy().into_owned();
+    assert_ne!(name(&a), name(&b));
+    assert!(is_temp_name(&name(&a)) && name(&a).len() == TEMP_PREFIX.len() + 16 + ".tmp".len(), "{}", name(&a));
+    let (_, _) = (a.keep().expect("keep"), b.keep().expect("keep"));
+    dir.publish("kept.txt", b"k").expect("put");
+    assert_eq!(dir.remove_temps(Duration::from_secs(3600)).expect("young ones stay"), 0);
+    assert_eq!(dir.remove_temps(Duration::ZERO).expect("remove"), 2);
+    assert_eq!(dir.entries().expect("entries"), [("kept.txt".to_owned(), "regular file")]);
+}
+
+#[test]
+fn replace_replaces_atomically() {
+    let (_tmp, dir) = dir();
+    dir.replace("s.json", b"1").expect("first");
+    dir.replace("s.json", b"2").expect("second");
+    assert_eq!(dir.read("s.json").expect("read").as_deref(), Some(&b"2"[..]));
+    assert_eq!(dir.entries().expect("entries").len(), 1);
+}
