@@ -24,7 +24,7 @@ fn quick_start_nets_the_sample_and_verify_passes() {
         .arg(&out)
         .assert()
         .success()
-        .stdout(predicate::str::starts_with("verify OK: 2 windows, 13 files, 6 batches, 12 accepted instructions"));
+        .stdout(predicate::str::starts_with("verify OK: 2 windows, 15 files, 6 batches, 12 accepted instructions"));
     let rejected = fs::read_to_string(out.join("rejected.jsonl")).expect("rejected.jsonl");
     let reasons: Vec<String> = rejected
         .lines()

@@ -62,6 +62,8 @@ fn daemon_output_equals_net_with_metrics_and_a_clean_sigterm() {
     }
     let window_files = expected.keys().filter(|n| !n.ends_with(".jsonl") && *n != "summary.json").count();
     assert_eq!(got.len(), window_files, "every window file of net, nothing else");
+    // The daemon's directory has no run seal; verify vouches for it window by window.
+    clearhouse().arg("verify").arg(deployment.out()).assert().success();
 
     let credits = read_topic(&broker.addr, "eq.credits");
     assert_eq!(credits.len(), credits_in_files(&net_out), "one credit message per credit transfer");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use clearhouse_domain::Currency;
 use clearhouse_engine::{net_all, EngineError, Stats};
 use clearhouse_formats::evidence::{self, Summary};
-use clearhouse_formats::{window_files, DirStore, OutputStore, PutOutcome, StoreError, WindowMeta};
+use clearhouse_formats::{sha256_hex, window_files, DirStore, OutputStore, PutOutcome, StoreError, WindowMeta};
 use clearhouse_ingest::JsonlReader;
 use rust_decimal::Decimal;
 
@@ -117,7 +117,10 @@ pub fn net_reader<R: Read + Send>(
         "netting finished"
     );
     let mut report = NetReport { stats: result.stats.clone(), ..NetReport::default() };
+    // Every file's hash, for the summary's seal (which is published through the same closure).
+    let sealed = std::cell::RefCell::new(BTreeMap::new());
     let mut publish = |name: &str, bytes: &[u8]| -> Result<(), StoreError> {
+        sealed.borrow_mut().insert(name.to_owned(), sha256_hex(bytes));
         match store.put(name, bytes)? {
             PutOutcome::Written => report.files_written += 1,
             PutOutcome::AlreadyIdentical => report.files_unchanged += 1,
@@ -149,7 +152,8 @@ pub fn net_reader<R: Read + Send>(
     }
     publish(evidence::REJECTED, &evidence::rejects_jsonl(input_name, &result.rejects))?;
     publish(evidence::DUPLICATES, &evidence::duplicates_jsonl(input_name, &result.duplicates))?;
-    publish(evidence::SUMMARY, &Summary::new(input_name, &result.stats, windows.clone()).to_bytes())?;
+    let summary = Summary::new(input_name, &result.stats, windows.clone(), sealed.take());
+    publish(evidence::SUMMARY, &summary.to_bytes())?;
     tracing::info!(
         windows = windows.len(),
         batches,

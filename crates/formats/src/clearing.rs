@@ -3,7 +3,6 @@
 //! records, which is exactly what `check` does, both before a file is written and in `verify`.
 
 use std::fmt::Write as _;
-use std::str::FromStr;
 
 use clearhouse_domain::{Currency, Effect, Kind, SettledBatch, Totals};
 use rust_decimal::Decimal;
@@ -196,7 +195,7 @@ struct BatchReader {
 
 impl BatchReader {
     fn amount(&self, line: usize, text: &str) -> Result<Decimal, ClearingError> {
-        let value = Decimal::from_str(text).or_else(|_| err(line, format!("{text:?} is not an amount")))?;
+        let value = crate::bounded_amount(text).map_or_else(|| err(line, format!("{text:?} is not an amount")), Ok)?;
         if value.scale() != self.currency.minor_units() {
             return err(line, format!("{text} does not have exactly {} decimals", self.currency.minor_units()));
         }

@@ -1,6 +1,10 @@
 //! File-mode evidence beside the window files: `rejected.jsonl` (every reject with its raw
 //! payload), `duplicates.jsonl` (every identical re-delivery) and `summary.json` (the
 //! accounting `input = accepted + rejected + duplicates`).
+//!
+//! `summary.json` is written last and is the run's seal: it lists the SHA-256 of every other
+//! file of the run, so `verify` can vouch for every byte in the directory and tell a complete
+//! run from one that was killed, refused part-way or tampered with.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +18,8 @@ pub const REJECTED: &str = "rejected.jsonl";
 pub const DUPLICATES: &str = "duplicates.jsonl";
 /// Name of the run summary.
 pub const SUMMARY: &str = "summary.json";
+/// Value of the summary's `format` field.
+pub const SUMMARY_FORMAT: &str = "clearhouse.summary.v2";
 
 /// Where an input came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +67,7 @@ pub struct DuplicateLine {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Summary {
-    /// `clearhouse.summary.v1`.
+    /// [`SUMMARY_FORMAT`].
     pub format: String,
     /// Input file name.
     pub input: String,
@@ -77,6 +83,8 @@ pub struct Summary {
     pub rejected_by_reason: BTreeMap<String, u64>,
     /// Window ids with output, oldest first.
     pub windows: Vec<String>,
+    /// The seal: SHA-256 (hex) of every other file of the run, by name.
+    pub files: BTreeMap<String, String>,
 }
 
 /// Encodes rejects as JSON lines.
@@ -123,10 +131,10 @@ pub fn duplicates_jsonl(file: &str, duplicates: &[DuplicateRecord]) -> Vec<u8> {
 }
 
 impl Summary {
-    /// The summary of a run over `input`.
-    pub fn new(input: &str, stats: &Stats, windows: Vec<String>) -> Summary {
+    /// The summary of a run over `input` that wrote `files` (name to SHA-256).
+    pub fn new(input: &str, stats: &Stats, windows: Vec<String>, files: BTreeMap<String, String>) -> Summary {
         Summary {
-            format: "clearhouse.summary.v1".to_owned(),
+            format: SUMMARY_FORMAT.to_owned(),
             input: input.to_owned(),
             instructions: stats.input,
             accepted: stats.accepted,
@@ -134,6 +142,7 @@ impl Summary {
             duplicates: stats.duplicates,
             rejected_by_reason: stats.rejected.iter().map(|(r, n)| (r.code().to_owned(), *n)).collect(),
             windows,
+            files,
         }
     }
 

@@ -76,6 +76,15 @@ pub fn manifest_name(window: WindowId) -> String {
     format!("manifest-{window}.json")
 }
 
+/// An amount read back from a file, when it is a decimal of magnitude at most 10^18: far above
+/// any real total (an instruction is at most 10^12), and small enough that summing ten billion of
+/// them cannot overflow a `Decimal`. A larger one is a damaged or forged file, reported as such
+/// instead of overflowing a sum.
+pub(crate) fn bounded_amount(text: &str) -> Option<rust_decimal::Decimal> {
+    let value: rust_decimal::Decimal = text.parse().ok()?;
+    (value.abs() <= rust_decimal::Decimal::from(1_000_000_000_000_000_000_u64)).then_some(value)
+}
+
 /// SHA-256 of `bytes` as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 use std::io;
-use std::str::FromStr;
 
 use clearhouse_domain::{Credit, CreditKind, Currency, Payee, SettledBatch};
 use quick_xml::events::{BytesDecl, BytesText, Event};
@@ -305,7 +304,7 @@ fn last<T>(items: &mut [T]) -> Result<&mut T, String> {
 }
 
 fn amount(text: &str, currency: Currency) -> Result<Decimal, String> {
-    let value = Decimal::from_str(text).map_err(|_| format!("{text:?} is not an amount"))?;
+    let value = crate::bounded_amount(text).ok_or_else(|| format!("{text:?} is not an amount"))?;
     if value.scale() != currency.minor_units() || value <= Decimal::ZERO {
         return Err(format!(
             "amount {text} is not a positive {currency} amount with {} decimals",
