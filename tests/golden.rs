@@ -25,6 +25,9 @@ fn sample_outputs_match_the_golden_files() {
             fs::copy(out.join(name), golden.join(name)).expect("copy");
         }
     }
+    for name in produced.iter().filter(|n| n.starts_with("pain001-")) {
+        common::assert_valid_pain001(&out.join(name));
+    }
     let mut expected: Vec<String> = fs::read_dir(&golden)
         .expect("golden dir")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())

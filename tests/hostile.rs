@@ -114,3 +114,88 @@ fn temporary_files_of_a_killed_run_are_removed_by_the_next_run() {
     assert!(!out.join(".clearhouse-AbCdEfGhIjKlMnOp.tmp").exists());
     clearhouse().arg("verify").arg(&out).assert().success();
 }
+
+/// The sample configuration without refund limits, with the registry at an absolute path.
+fn unlimited_config(dir: &Path) -> std::path::PathBuf {
+    let text = fs::read_to_string(root().join("examples/clearhouse.toml")).expect("sample config");
+    let start = text.find("[limits]").expect("limits section");
+    let end = text.find("[debtor]").expect("debtor section");
+    let registry = root().join("examples/merchants.csv");
+    let text = format!("{}{}", &text[..start], &text[end..])
+        .replace("path = \"merchants.csv\"", &format!("path = {:?}", registry.display().to_string()));
+    let path = dir.join("unlimited.toml");
+    fs::write(&path, text).expect("config");
+    path
+}
+
+#[test]
+fn totals_beyond_eighteen_digits_are_split_into_valid_bank_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut lines = Vec::new();
+    for i in 0..10_000 {
+        lines.push(format!(
+            r#"{{"id":"C{i}","type":"capture","merchant_id":"M001","amount":"1000000000000.00","currency":"CNY","event_time":"2026-11-21T09:00:00+08:00"}}"#
+        ));
+    }
+    for i in 0..1_001 {
+        lines.push(format!(
+            r#"{{"id":"K{i}","type":"refund","merchant_id":"M003","amount":"1000000000000.000","currency":"KWD","event_time":"2026-11-21T09:00:00+08:00","original_transaction_id":"T{i}","original_amount":"1000000000000.000","original_time":"2026-11-20T09:00:00+08:00","payee":{{"name":"Big Buyer","account":"KW81CBKU0000000000001234560101","bank":"CBKUKWKW"}}}}"#
+        ));
+    }
+    let input = dir.path().join("in.jsonl");
+    fs::write(&input, lines.join("\n") + "\n").expect("input");
+    let out = dir.path().join("out");
+    net_command(&unlimited_config(dir.path()), &input, &out).assert().success();
+    clearhouse().arg("verify").arg(&out).assert().success();
+    let mut pain: Vec<String> = fs::read_dir(&out)
+        .expect("out")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("pain001-"))
+        .collect();
+    pain.sort();
+    assert_eq!(
+        pain,
+        [
+            "pain001-20261121T1500Z-CNY-2.xml",
+            "pain001-20261121T1500Z-CNY.xml",
+            "pain001-20261121T1500Z-KWD-2.xml",
+            "pain001-20261121T1500Z-KWD.xml"
+        ],
+        "10^16 CNY of payout and 1.001 x 10^15 KWD of refunds each pass 18 digits: two files each"
+    );
+    for name in &pain {
+        common::assert_valid_pain001(&out.join(name));
+    }
+    let cny = fs::read_to_string(out.join("pain001-20261121T1500Z-CNY.xml")).expect("cny");
+    assert!(cny.contains("<InstdAmt Ccy=\"CNY\">9999999999999999.99</InstdAmt>"), "{cny}");
+    let cny2 = fs::read_to_string(out.join("pain001-20261121T1500Z-CNY-2.xml")).expect("cny 2");
+    assert!(cny2.contains("<MsgId>CH-20261121T1500Z-CNY-2</MsgId>") && cny2.contains(">0.01</InstdAmt>"), "{cny2}");
+    let kwd = fs::read_to_string(out.join("pain001-20261121T1500Z-KWD.xml")).expect("kwd");
+    assert!(kwd.contains("<InstdAmt Ccy=\"KWD\">999000000000000.000</InstdAmt>"), "999 refunds in the first credit");
+    let kwd2 = fs::read_to_string(out.join("pain001-20261121T1500Z-KWD-2.xml")).expect("kwd 2");
+    assert!(kwd2.contains("<InstdAmt Ccy=\"KWD\">2000000000000.000</InstdAmt>"), "the other 2 in a second part");
+    assert!(kwd2.contains("<PmtInfId>20261121T1500Z-KWD-00002</PmtInfId>"), "payment block ids stay unique");
+}
+
+#[test]
+fn names_that_xml_cannot_carry_are_rejected_at_input_and_in_configuration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let refund = refund_of_c1("R1", "1.00", "10.00", "2026-11-21T10:00:00+08:00", "2026-11-20T09:00:00+08:00")
+        .replace("Card Holder", "Card\u{FFFF}Holder");
+    let rejects = net_rejects(dir.path(), &[CAPTURE_C1, &refund]);
+    assert_eq!(
+        rejects,
+        [(
+            "invalid_field".to_owned(),
+            "payee.name: name must be 1-140 printable characters that XML can carry (no control characters, U+FFFE or U+FFFF)".to_owned()
+        )]
+    );
+    let config = dir.path().join("bad-debtor.toml");
+    let text = fs::read_to_string(unlimited_config(dir.path())).expect("config");
+    fs::write(&config, text.replace("Clearhouse Demo Acquirer Settlement", "Acquirer\u{FFFE}")).expect("write");
+    let input = dir.path().join("in.jsonl");
+    net_command(&config, &input, &dir.path().join("out2"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("name must be 1-140 printable characters that XML can carry"));
+}

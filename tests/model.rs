@@ -222,7 +222,9 @@ proptest! {
             model.apply(line, &calendar);
         }
         let expected = model.settle();
-        let got = engine_batches(&net_in_memory(&config, &input, 3));
+        let files = net_in_memory(&config, &input, 3);
+        common::assert_valid_pain001_in(&files);
+        let got = engine_batches(&files);
         prop_assert_eq!(got.len(), expected.len());
         for (key, want) in &expected {
             prop_assert_eq!(got.get(key), Some(want), "batch {:?}", key);

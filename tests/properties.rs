@@ -85,6 +85,7 @@ proptest! {
         }
         let report = verify(&store).expect("verify");
         prop_assert!(report.problems.is_empty(), "{:?}", report.problems);
+        common::assert_valid_pain001_in(&files);
         let summary: serde_json::Value = serde_json::from_slice(&files["summary.json"]).expect("summary");
         prop_assert_eq!(summary["instructions"].as_u64(), Some(count));
         prop_assert_eq!(summary["accepted"].as_u64(), Some(report.details));

@@ -76,19 +76,36 @@ pub fn pain001_xsd() -> PathBuf {
     path
 }
 
-/// Validates `xml` against the official XSD with xmllint; panics with xmllint's output on failure.
+/// Validates `file` against the official XSD with xmllint; panics with xmllint's output on failure.
 pub fn assert_valid_pain001(file: &Path) {
+    assert_valid_pain001_all(&[file.to_owned()]);
+}
+
+/// Validates every `pain001-*` file of an in-memory run with one xmllint call.
+pub fn assert_valid_pain001_in(files: &BTreeMap<String, Vec<u8>>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut paths = Vec::new();
+    for (name, bytes) in files.iter().filter(|(n, _)| n.starts_with("pain001-")) {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write pain.001");
+        paths.push(path);
+    }
+    if !paths.is_empty() {
+        assert_valid_pain001_all(&paths);
+    }
+}
+
+fn assert_valid_pain001_all(files: &[PathBuf]) {
     let output = Command::new("xmllint")
         .arg("--noout")
         .arg("--schema")
         .arg(pain001_xsd())
-        .arg(file)
+        .args(files)
         .output()
         .unwrap_or_else(|e| panic!("xmllint could not be run ({e}): run scripts/setup.sh"));
     assert!(
         output.status.success(),
-        "{} does not validate against pain.001.001.09:\n{}",
-        file.display(),
+        "{files:?} do not validate against pain.001.001.09:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
 }

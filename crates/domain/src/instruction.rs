@@ -80,8 +80,12 @@ impl Payee {
     /// when it has the IBAN shape) and a bank id of 1-35 letters/digits.
     pub fn validated(name: &str, account: &str, bank: &str) -> Result<Payee, PayeeError> {
         let fail = |part, message: String| Err(PayeeError { part, message });
-        if name.trim().is_empty() || name.chars().count() > 140 || name.chars().any(char::is_control) {
-            return fail(PayeePart::Name, "name must be 1-140 printable characters".to_owned());
+        if name.trim().is_empty() || name.chars().count() > 140 || !name.chars().all(is_xml_text) {
+            return fail(
+                PayeePart::Name,
+                "name must be 1-140 printable characters that XML can carry (no control characters, U+FFFE or U+FFFF)"
+                    .to_owned(),
+            );
         }
         if !is_alnum(account, 34) {
             return fail(
@@ -107,6 +111,12 @@ impl Payee {
     pub fn bank_is_bic(&self) -> bool {
         looks_like_bic(&self.bank)
     }
+}
+
+/// A printable character that XML 1.0 text may hold: names go into pain.001 files, and one
+/// U+FFFE makes the whole file ill-formed for the bank.
+pub fn is_xml_text(c: char) -> bool {
+    !c.is_control() && c != '\u{FFFE}' && c != '\u{FFFF}'
 }
 
 fn is_alnum(s: &str, max: usize) -> bool {

@@ -15,7 +15,7 @@ pub mod policy;
 pub mod reject;
 
 pub use calendar::{Calendar, CalendarError, Schedule, Window, WindowId};
-pub use instruction::{Body, Instruction, Kind, Payee, PayeeError, PayeePart, RefundFields};
+pub use instruction::{is_xml_text, Body, Instruction, Kind, Payee, PayeeError, PayeePart, RefundFields};
 pub use money::{Currency, MAX_AMOUNT};
 pub use netting::{Counts, Credit, CreditKind, Detail, Effect, Netter, NetterState, Placement, SettledBatch, Totals};
 pub use parse::{parse, Fingerprint, Identity, Parsed, MAX_MESSAGE_BYTES};

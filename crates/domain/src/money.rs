@@ -95,6 +95,13 @@ impl Currency {
         std::str::from_utf8(&self.code).unwrap_or("???")
     }
 
+    /// The largest amount one bank credit transfer can carry: ISO 20022 amounts and control sums
+    /// have at most 18 digits, written here with the currency's minor units
+    /// (9999999999999999.99 for CNY). Larger credits are split, never truncated.
+    pub fn max_transfer_amount(&self) -> Decimal {
+        Decimal::from_i128_with_scale(999_999_999_999_999_999, self.minor_units())
+    }
+
     /// Number of fraction digits (2 for CNY, 0 for JPY, 3 for KWD).
     pub fn minor_units(&self) -> u32 {
         u32::from(self.minor_units)

@@ -66,9 +66,13 @@ pub fn clearing_name(window: WindowId, currency: Currency) -> String {
     format!("clearing-{window}-{currency}.txt")
 }
 
-/// Name of a window's credit file.
-pub fn pain001_name(window: WindowId, currency: Currency) -> String {
-    format!("pain001-{window}-{currency}.xml")
+/// Name of a window's `part`-th (1-based) credit file in `currency`; a window has more than one
+/// only when its credits add up to more than a control sum can hold.
+pub fn pain001_name(window: WindowId, currency: Currency, part: usize) -> String {
+    match part {
+        1 => format!("pain001-{window}-{currency}.xml"),
+        n => format!("pain001-{window}-{currency}-{n}.xml"),
+    }
 }
 
 /// Name of a window's manifest.
@@ -103,13 +107,20 @@ fn encode_pain001(
     currency: Currency,
     group: &[&SettledBatch],
     debtor: &Payee,
-) -> Option<(String, Vec<u8>, u64)> {
-    let pain = pain001::encode(meta, currency, group, debtor)?;
-    let back = pain001::read(&pain.bytes, currency)
-        .unwrap_or_else(|e| panic!("pain.001 for {} {currency} fails its own check: {e}", meta.id));
+) -> Vec<(String, Vec<u8>, u64)> {
+    let files = pain001::encode(meta, currency, group, debtor);
+    let mut total = rust_decimal::Decimal::ZERO;
+    let mut out = Vec::with_capacity(files.len());
+    for (i, pain) in files.into_iter().enumerate() {
+        let back = pain001::read(&pain.bytes, currency)
+            .unwrap_or_else(|e| panic!("pain.001 for {} {currency} fails its own check: {e}", meta.id));
+        assert_eq!(back.total, pain.total, "pain.001 read-back total differs from the encoded one");
+        total += back.total;
+        out.push((pain001_name(meta.id, currency, i + 1), pain.bytes, pain.records));
+    }
     let expected: rust_decimal::Decimal = group.iter().flat_map(|b| &b.credits).map(|c| c.amount).sum();
-    assert_eq!(back.total, expected, "pain.001 read-back total differs from the credits");
-    Some((pain001_name(meta.id, currency), pain.bytes, pain.records))
+    assert_eq!(total, expected, "pain.001 read-back total differs from the credits");
+    out
 }
 
 /// Every file of a closed window, manifest last. `batches` must be sorted by merchant and

@@ -24,21 +24,77 @@ pub struct Encoded {
     pub bytes: Vec<u8>,
     /// Number of credit transfers (`CdtTrfTxInf`).
     pub records: u64,
+    /// Sum of the transfers.
+    pub total: Decimal,
 }
 
-/// `MsgId` of a window's credit file in `currency`.
-pub fn message_id(meta: &WindowMeta, currency: Currency) -> String {
-    format!("CH-{}-{currency}", meta.id)
-}
-
-/// Encodes one `PmtInf` per batch that has credits; `None` when no batch has any (the schema
-/// requires at least one transfer).
-pub fn encode(meta: &WindowMeta, currency: Currency, batches: &[&SettledBatch], debtor: &Payee) -> Option<Encoded> {
-    let paying: Vec<&&SettledBatch> = batches.iter().filter(|b| !b.credits.is_empty()).collect();
-    if paying.is_empty() {
-        return None;
+/// `MsgId` of a window's `part`-th (1-based) credit file in `currency`.
+pub fn message_id(meta: &WindowMeta, currency: Currency, part: usize) -> String {
+    match part {
+        1 => format!("CH-{}-{currency}", meta.id),
+        n => format!("CH-{}-{currency}-{n}", meta.id),
     }
-    let credits = paying.iter().flat_map(|b| &b.credits);
+}
+
+/// One `PmtInf`: some of a batch's credits.
+type Block<'a> = (&'a SettledBatch, &'a [Credit]);
+
+/// Splits the paying batches' credits into payment blocks, and the blocks into files, so that no
+/// `CtrlSum` exceeds the 18 digits ISO 20022 allows. A window normally gets one file with one
+/// block per paying batch; only totals beyond 10^16 (in a two-decimal currency) split.
+fn layout<'a>(batches: &[&'a SettledBatch], max: Decimal) -> Vec<Vec<Block<'a>>> {
+    let mut blocks: Vec<(Block<'a>, Decimal)> = Vec::new();
+    for batch in batches.iter().copied().filter(|b| !b.credits.is_empty()) {
+        let (mut start, mut sum) = (0, Decimal::ZERO);
+        for (i, credit) in batch.credits.iter().enumerate() {
+            assert!(credit.amount <= max, "credit {} above the largest transfer amount", credit.end_to_end_id);
+            if i > start && sum + credit.amount > max {
+                blocks.push(((batch, &batch.credits[start..i]), sum));
+                (start, sum) = (i, Decimal::ZERO);
+            }
+            sum += credit.amount;
+        }
+        blocks.push(((batch, &batch.credits[start..]), sum));
+    }
+    let mut files: Vec<Vec<Block<'a>>> = Vec::new();
+    let mut file_sum = Decimal::ZERO;
+    for (block, sum) in blocks {
+        match files.last_mut() {
+            Some(file) if file_sum + sum <= max => file.push(block),
+            _ => {
+                files.push(vec![block]);
+                file_sum = Decimal::ZERO;
+            }
+        }
+        file_sum += sum;
+    }
+    files
+}
+
+/// Encodes the window's credits in `currency`: one `PmtInf` per paying batch (split when its
+/// control sum would pass 18 digits), normally in one file; empty when no batch pays anything (the
+/// schema requires at least one transfer per file).
+pub fn encode(meta: &WindowMeta, currency: Currency, batches: &[&SettledBatch], debtor: &Payee) -> Vec<Encoded> {
+    let files = layout(batches, currency.max_transfer_amount());
+    let mut block_no = 0;
+    let mut out = Vec::with_capacity(files.len());
+    for (i, blocks) in files.iter().enumerate() {
+        let first_block = block_no + 1;
+        block_no += blocks.len();
+        out.push(encode_file(meta, currency, blocks, debtor, i + 1, first_block));
+    }
+    out
+}
+
+fn encode_file(
+    meta: &WindowMeta,
+    currency: Currency,
+    blocks: &[Block<'_>],
+    debtor: &Payee,
+    part: usize,
+    first_block: usize,
+) -> Encoded {
+    let credits = blocks.iter().flat_map(|(_, credits)| credits.iter());
     let records = credits.clone().count() as u64;
     let total: Decimal = credits.map(|c| c.amount).sum();
     let mut writer = Writer::new_with_indent(Vec::with_capacity(4096), b' ', 2);
@@ -47,15 +103,15 @@ pub fn encode(meta: &WindowMeta, currency: Currency, batches: &[&SettledBatch], 
         writer.create_element("Document").with_attribute(("xmlns", NAMESPACE)).write_inner_content(|w| {
             w.create_element("CstmrCdtTrfInitn").write_inner_content(|w| {
                 w.create_element("GrpHdr").write_inner_content(|w| {
-                    text(w, "MsgId", &message_id(meta, currency))?;
+                    text(w, "MsgId", &message_id(meta, currency, part))?;
                     text(w, "CreDtTm", &meta.end_local)?;
                     text(w, "NbOfTxs", &records.to_string())?;
                     text(w, "CtrlSum", &currency.format(total))?;
                     w.create_element("InitgPty").write_inner_content(|w| text(w, "Nm", &debtor.name))?;
                     Ok(())
                 })?;
-                for (n, batch) in paying.iter().enumerate() {
-                    payment(w, meta, currency, batch, n + 1, debtor)?;
+                for (n, block) in blocks.iter().enumerate() {
+                    payment(w, meta, currency, block, first_block + n, debtor)?;
                 }
                 Ok(())
             })?;
@@ -66,7 +122,7 @@ pub fn encode(meta: &WindowMeta, currency: Currency, batches: &[&SettledBatch], 
     result.expect("writing XML to memory cannot fail");
     let mut bytes = writer.into_inner();
     bytes.push(b'\n');
-    Some(Encoded { bytes, records })
+    Encoded { bytes, records, total }
 }
 
 fn text<W: io::Write>(w: &mut Writer<W>, name: &str, value: &str) -> io::Result<()> {
@@ -78,22 +134,22 @@ fn payment<W: io::Write>(
     w: &mut Writer<W>,
     meta: &WindowMeta,
     currency: Currency,
-    batch: &SettledBatch,
+    (batch, credits): &Block<'_>,
     n: usize,
     debtor: &Payee,
 ) -> io::Result<()> {
-    let sum: Decimal = batch.credits.iter().map(|c| c.amount).sum();
+    let sum: Decimal = credits.iter().map(|c| c.amount).sum();
     w.create_element("PmtInf").write_inner_content(|w| {
         text(w, "PmtInfId", &format!("{}-{currency}-{n:05}", meta.id))?;
         text(w, "PmtMtd", "TRF")?;
         text(w, "BtchBookg", "true")?;
-        text(w, "NbOfTxs", &batch.credits.len().to_string())?;
+        text(w, "NbOfTxs", &credits.len().to_string())?;
         text(w, "CtrlSum", &currency.format(sum))?;
         w.create_element("ReqdExctnDt").write_inner_content(|w| text(w, "Dt", &meta.settlement_date.to_string()))?;
         w.create_element("Dbtr").write_inner_content(|w| text(w, "Nm", &debtor.name))?;
         account(w, "DbtrAcct", debtor)?;
         agent(w, "DbtrAgt", debtor)?;
-        for credit in &batch.credits {
+        for credit in credits.iter() {
             transfer(w, currency, batch, credit)?;
         }
         Ok(())
@@ -229,6 +285,7 @@ impl Tag {
 /// Reads a credit file and checks `NbOfTxs`/`CtrlSum` at both levels, the currency of every
 /// amount and the uniqueness of `EndToEndId`s.
 pub fn read(bytes: &[u8], currency: Currency) -> Result<ReadPain, String> {
+    check_xml_chars(bytes)?;
     let mut reader = Reader::from_reader(bytes);
     reader.config_mut().trim_text(true);
     let mut path: Vec<Tag> = Vec::new();
@@ -299,12 +356,25 @@ pub fn read(bytes: &[u8], currency: Currency) -> Result<ReadPain, String> {
     Ok(out)
 }
 
+/// XML 1.0 allows only certain characters; quick-xml does not check, a bank's parser does.
+fn check_xml_chars(bytes: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+    let allowed = |c: char| matches!(c, '\t' | '\n' | '\r') || clearhouse_domain::is_xml_text(c);
+    match text.char_indices().find(|(_, c)| !allowed(*c)) {
+        Some((at, c)) => Err(format!("not well-formed XML: character U+{:04X} at byte {at}", u32::from(c))),
+        None => Ok(()),
+    }
+}
+
 fn last<T>(items: &mut [T]) -> Result<&mut T, String> {
     items.last_mut().ok_or_else(|| "element outside PmtInf".to_owned())
 }
 
 fn amount(text: &str, currency: Currency) -> Result<Decimal, String> {
     let value = crate::bounded_amount(text).ok_or_else(|| format!("{text:?} is not an amount"))?;
+    if value > currency.max_transfer_amount() {
+        return Err(format!("amount {text} has more than the 18 digits ISO 20022 allows"));
+    }
     if value.scale() != currency.minor_units() || value <= Decimal::ZERO {
         return Err(format!(
             "amount {text} is not a positive {currency} amount with {} decimals",
@@ -315,6 +385,9 @@ fn amount(text: &str, currency: Currency) -> Result<Decimal, String> {
 }
 
 fn check_counts(tally: &Tally, transfers: usize, total: Decimal, currency: Currency, at: &str) -> Result<(), String> {
+    if total > currency.max_transfer_amount() {
+        return Err(format!("{at}: CtrlSum {} has more than the 18 digits ISO 20022 allows", currency.format(total)));
+    }
     for (tag, value) in &tally.stated {
         let ok = match tag.as_str() {
             "NbOfTxs" => value == &transfers.to_string(),

@@ -125,7 +125,7 @@ impl SettledBatch {
     }
 }
 
-/// `<window id><R|P><20 hex digits of SHA-256(merchant, currency, account, bank)>`: 35
+/// `<window id><R|P><20 hex digits of SHA-256(merchant, currency, account, bank[, part])>`: 35
 /// characters, the same every time the same window is produced.
 pub fn end_to_end_id(
     window: WindowId,
@@ -133,10 +133,16 @@ pub fn end_to_end_id(
     merchant: &str,
     currency: Currency,
     creditor: &Payee,
+    part: u32,
 ) -> CompactString {
     let mut hasher = Sha256::new();
-    for part in [merchant, currency.code(), &creditor.account, &creditor.bank] {
-        hasher.update(part.as_bytes());
+    for field in [merchant, currency.code(), &creditor.account, &creditor.bank] {
+        hasher.update(field.as_bytes());
+        hasher.update([0x1f]);
+    }
+    // Part 0 keeps the id of a credit that was never split.
+    if part > 0 {
+        hasher.update(part.to_string().as_bytes());
         hasher.update([0x1f]);
     }
     let digest = hasher.finalize();
@@ -171,15 +177,7 @@ impl Netter {
         assert_eq!(state.counts.total(), state.details.len() as u64, "batch {window}/{merchant_id} counts");
         if totals.payout > Decimal::ZERO {
             if let Some(merchant) = self.policy.merchant(&merchant_id) {
-                let creditor = merchant.account.clone();
-                let end_to_end_id = end_to_end_id(window, CreditKind::Payout, &merchant_id, currency, &creditor);
-                credits.push(Credit {
-                    end_to_end_id,
-                    kind: CreditKind::Payout,
-                    creditor,
-                    amount: totals.payout,
-                    refunds: 0,
-                });
+                credits.extend(payout_credits(window, &merchant_id, currency, &merchant.account, totals.payout));
             }
         }
         if totals.carried_out < Decimal::ZERO {
@@ -190,26 +188,67 @@ impl Netter {
 }
 
 /// Combines the batch's paid refunds per payee (account and bank), in order of first appearance.
+/// A payee's credit that would pass the largest amount a transfer can carry is closed, and its
+/// further refunds go into a new part (with its own EndToEndId), so every refund is paid whole
+/// by exactly one credit.
 fn refund_credits(window: WindowId, merchant: &str, currency: Currency, details: &mut [Detail]) -> Vec<Credit> {
+    let max = currency.max_transfer_amount();
     let mut credits: Vec<Credit> = Vec::new();
-    let mut by_payee: HashMap<(CompactString, CompactString), u32> = HashMap::new();
+    // Per payee: the index of its open credit, and that credit's part number.
+    let mut by_payee: HashMap<(CompactString, CompactString), (u32, u32)> = HashMap::new();
     for detail in details.iter_mut().filter(|d| d.effect == Effect::Refunded) {
         let payee = &detail.instruction.refund().expect("a refunded detail is a refund").payee;
-        let index = *by_payee.entry((payee.account.clone(), payee.bank.clone())).or_insert_with(|| {
-            let end_to_end_id = end_to_end_id(window, CreditKind::Refund, merchant, currency, payee);
-            credits.push(Credit {
-                end_to_end_id,
-                kind: CreditKind::Refund,
-                creditor: payee.clone(),
-                amount: Decimal::ZERO,
-                refunds: 0,
-            });
-            (credits.len() - 1) as u32
-        });
-        let credit = &mut credits[index as usize];
-        credit.amount += detail.instruction.amount;
+        let amount = detail.instruction.amount;
+        let slot = by_payee.entry((payee.account.clone(), payee.bank.clone()));
+        let open = match slot {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let (index, part) = *e.get();
+                if credits[index as usize].amount + amount > max {
+                    credits.push(new_refund_credit(window, merchant, currency, payee, part + 1));
+                    e.insert(((credits.len() - 1) as u32, part + 1));
+                }
+                e.get().0
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                credits.push(new_refund_credit(window, merchant, currency, payee, 0));
+                e.insert(((credits.len() - 1) as u32, 0)).0
+            }
+        };
+        let credit = &mut credits[open as usize];
+        credit.amount += amount;
         credit.refunds += 1;
-        detail.credit = Some(index);
+        detail.credit = Some(open);
+    }
+    credits
+}
+
+fn new_refund_credit(window: WindowId, merchant: &str, currency: Currency, payee: &Payee, part: u32) -> Credit {
+    Credit {
+        end_to_end_id: end_to_end_id(window, CreditKind::Refund, merchant, currency, payee, part),
+        kind: CreditKind::Refund,
+        creditor: payee.clone(),
+        amount: Decimal::ZERO,
+        refunds: 0,
+    }
+}
+
+/// The merchant's payout, in parts of at most the largest amount a transfer can carry.
+fn payout_credits(
+    window: WindowId,
+    merchant: &str,
+    currency: Currency,
+    account: &Payee,
+    payout: Decimal,
+) -> Vec<Credit> {
+    let max = currency.max_transfer_amount();
+    let mut credits = Vec::new();
+    let mut left = payout;
+    while left > Decimal::ZERO {
+        let amount = left.min(max);
+        let part = credits.len() as u32;
+        let end_to_end_id = end_to_end_id(window, CreditKind::Payout, merchant, currency, account, part);
+        credits.push(Credit { end_to_end_id, kind: CreditKind::Payout, creditor: account.clone(), amount, refunds: 0 });
+        left -= amount;
     }
     credits
 }

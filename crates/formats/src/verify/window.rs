@@ -75,7 +75,10 @@ pub(super) fn check(
             match pain001::read(&bytes, currency) {
                 Ok(read) => {
                     let records = read.payments.iter().map(|p| p.transfers.len() as u64).sum();
-                    pain_by_currency.insert(currency.to_string(), read);
+                    // A window's credits in one currency may span several files: check them as one.
+                    let all = pain_by_currency.entry(currency.to_string()).or_default();
+                    all.total += read.total;
+                    all.payments.extend(read.payments);
                     records
                 }
                 Err(e) => {
@@ -94,8 +97,14 @@ pub(super) fn check(
 
 /// The currency of `path` when it is one of `window`'s clearing or credit file names.
 fn window_file_currency(path: &str, window: WindowId) -> Option<Currency> {
-    let currency = Currency::from_code(path.rsplit_once('-')?.1.get(..3)?)?;
-    let names = [crate::clearing_name(window, currency), crate::pain001_name(window, currency)];
+    let rest = path.strip_prefix("clearing-").or_else(|| path.strip_prefix("pain001-"))?;
+    let rest = rest.strip_prefix(window.to_string().as_str())?.strip_prefix('-')?;
+    let currency = Currency::from_code(rest.get(..3)?)?;
+    let part = match rest.get(3..).and_then(|r| r.strip_suffix(".xml")).and_then(|r| r.strip_prefix('-')) {
+        Some(n) => n.parse().ok().filter(|n| *n >= 2)?,
+        None => 1,
+    };
+    let names = [crate::clearing_name(window, currency), crate::pain001_name(window, currency, part)];
     names.contains(&path.to_owned()).then_some(currency)
 }
 
