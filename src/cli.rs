@@ -132,9 +132,9 @@ pub struct NetArgs {
     /// TOML configuration; without it the embedded defaults apply.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Netting shards (overrides the config).
-    #[arg(long)]
-    pub shards: Option<usize>,
+    /// Netting shards, 1-256 (overrides the config).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub shards: Option<u16>,
     /// Never show a progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -239,7 +239,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            tell!("error: {err:#}");
             ExitCode::FAILURE
         }
     }

@@ -20,7 +20,7 @@ pub fn net(args: &NetArgs) -> Result<ExitCode> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    let options = NetOptions { input: args.input.clone(), out: args.out.clone(), shards: args.shards };
+    let options = NetOptions { input: args.input.clone(), out: args.out.clone(), shards: args.shards.map(usize::from) };
     let progress = AtomicU64::new(0);
     let done = AtomicBool::new(false);
     let show = !args.no_progress && std::io::stderr().is_terminal();
@@ -34,7 +34,7 @@ pub fn net(args: &NetArgs) -> Result<ExitCode> {
     })?;
     print_net_summary(args, &report);
     if config.debtor_is_placeholder() {
-        eprintln!("note: [debtor] is not configured; credit files name a placeholder settlement account");
+        tell!("note: [debtor] is not configured; credit files name a placeholder settlement account");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -58,21 +58,21 @@ fn print_net_summary(args: &NetArgs, report: &NetReport) {
     let s = &report.stats;
     let secs = report.elapsed.as_secs_f64();
     let rate = if secs > 0.0 { s.input as f64 / secs } else { 0.0 };
-    println!("clearhouse net: {} instructions from {} in {secs:.2} s ({rate:.0}/s)", s.input, args.input.display());
-    println!("  accepted {}, rejected {}, duplicates {}", s.accepted, s.rejected_total(), s.duplicates);
+    say!("clearhouse net: {} instructions from {} in {secs:.2} s ({rate:.0}/s)", s.input, args.input.display());
+    say!("  accepted {}, rejected {}, duplicates {}", s.accepted, s.rejected_total(), s.duplicates);
     if !s.rejected.is_empty() {
         let reasons: Vec<String> = s.rejected.iter().map(|(r, n)| format!("{r} {n}")).collect();
-        println!("  rejected by reason: {}", reasons.join(", "));
+        say!("  rejected by reason: {}", reasons.join(", "));
     }
-    println!("  windows {} ({}), batches {}", report.windows.len(), report.windows.join(", "), report.batches);
+    say!("  windows {} ({}), batches {}", report.windows.len(), report.windows.join(", "), report.batches);
     for (currency, (payouts, refunds)) in &report.totals {
-        println!(
+        say!(
             "  {currency}: refund credits {}, merchant payouts {}",
             currency.format(*refunds),
             currency.format(*payouts)
         );
     }
-    println!(
+    say!(
         "  files: {} written, {} already identical, in {}",
         report.files_written,
         report.files_unchanged,
@@ -91,7 +91,7 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
         .and_then(|store| verify_dir(&store))
         .with_context(|| format!("cannot read {}", args.dir.display()))?;
     if report.problems.is_empty() {
-        println!(
+        say!(
             "verify OK: {} windows, {} files, {} batches, {} accepted instructions in {}",
             report.windows,
             report.files,
@@ -102,9 +102,9 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for problem in &report.problems {
-        eprintln!("verify: {problem}");
+        tell!("verify: {problem}");
     }
-    eprintln!("verify FAILED: {} problem(s) in {}", report.problems.len(), args.dir.display());
+    tell!("verify FAILED: {} problem(s) in {}", report.problems.len(), args.dir.display());
     Ok(ExitCode::FAILURE)
 }
 
@@ -131,7 +131,7 @@ pub fn gen(args: &GenArgs) -> Result<ExitCode> {
         (None, Some(topic)) => (gen_to_topic(args, &options, topic)?, format!("topic {topic}")),
         (None, None) => unreachable!("clap requires --out or --topic"),
     };
-    println!(
+    say!(
         "clearhouse gen: {} lines to {target} (seed {}): {} captures, {} refunds, {} reversals, {} bad, {} re-delivered",
         stats.lines, args.seed, stats.captures, stats.refunds, stats.reversals, stats.bad, stats.duplicates
     );

@@ -69,11 +69,11 @@ pub fn replay(args: &ReplayArgs) -> Result<ExitCode> {
     let report =
         replay_topic(&settings, &request).with_context(|| format!("replaying topic {}", settings.input_topic))?;
     let topic = &settings.input_topic;
-    println!("clearhouse replay: {} messages of topic {topic} into {}", report.messages, args.out.display());
+    say!("clearhouse replay: {} messages of topic {topic} into {}", report.messages, args.out.display());
     match &original {
-        Original::Dir(dir) => println!("  fences and seals from the manifests in {}", dir.display()),
-        Original::WindowsTopic => println!("  fences and seals from the events on {}", settings.windows_topic),
-        Original::None => println!("  no manifests: every window sealed by event time only"),
+        Original::Dir(dir) => say!("  fences and seals from the manifests in {}", dir.display()),
+        Original::WindowsTopic => say!("  fences and seals from the events on {}", settings.windows_topic),
+        Original::None => say!("  no manifests: every window sealed by event time only"),
     }
     for w in &report.windows {
         let how = if w.from_manifest {
@@ -81,11 +81,11 @@ pub fn replay(args: &ReplayArgs) -> Result<ExitCode> {
         } else {
             "no original manifest: sealed by event time only"
         };
-        println!("  window {}: {} batches, {how}", w.window, w.batches);
+        say!("  window {}: {} batches, {how}", w.window, w.batches);
     }
     if !report.open.is_empty() {
         let open: Vec<String> = report.open.iter().map(ToString::to_string).collect();
-        println!("  not closed within the range, not written: {}", open.join(", "));
+        say!("  not closed within the range, not written: {}", open.join(", "));
     }
     if args.emit {
         return emit(&settings, &args.out, &report.windows);
@@ -101,17 +101,20 @@ fn emit(settings: &Settings, staged: &Path, windows: &[ReplayedWindow]) -> Resul
         match outcome {
             Emitted::Restored { files, credits, event_sent } => {
                 let event = if *event_sent { "sent" } else { "already there" };
-                println!(
+                say!(
                     "  emit {window}: files {} written, {} already there; credits {} sent, {} already on the topic; \
                      window event {event}",
-                    files.0, files.1, credits.0, credits.1
+                    files.0,
+                    files.1,
+                    credits.0,
+                    credits.1
                 );
             }
             Emitted::Refused(conflicts) => {
                 refused += 1;
-                println!("  emit {window}: REFUSED, nothing written or sent: {}", conflicts.join("; "));
+                say!("  emit {window}: REFUSED, nothing written or sent: {}", conflicts.join("; "));
             }
-            Emitted::NotClosed => println!("  emit {window}: not closed by the original run, left to the daemon"),
+            Emitted::NotClosed => say!("  emit {window}: not closed by the original run, left to the daemon"),
         }
     }
     Ok(if refused == 0 { ExitCode::SUCCESS } else { ExitCode::from(3) })
@@ -125,7 +128,7 @@ pub fn verify_against(original: &Path, replay: &Path) -> Result<ExitCode> {
     let comparison = DirStore::open(original)
         .and_then(|original| compare(&original, &DirStore::open(replay)?))
         .with_context(|| format!("cannot compare {} with {}", replay.display(), original.display()))?;
-    print!("{}", comparison.render());
+    say!("{}", comparison.render().trim_end_matches('\n'));
     Ok(match comparison.verdict() {
         Verdict::Identical => ExitCode::SUCCESS,
         Verdict::Incomplete => ExitCode::from(4),
@@ -158,7 +161,7 @@ pub fn trace(args: &TraceArgs) -> Result<ExitCode> {
         anyhow::bail!("{} is not in {} (no clearing record, reject or duplicate)", args.id, args.out.display());
     }
     for line in &lines {
-        println!("{line}");
+        say!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -199,3 +199,122 @@ fn names_that_xml_cannot_carry_are_rejected_at_input_and_in_configuration() {
         .code(1)
         .stderr(predicate::str::contains("name must be 1-140 printable characters that XML can carry"));
 }
+
+#[test]
+fn out_of_range_configuration_is_a_clear_error_naming_key_and_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        ("[refunds]\nrefund_period_days = 0", "[refunds] refund_period_days = 0 is out of range: allowed 1..=3660"),
+        (
+            "[calendar]\nsettlement_lag_days = 10000000",
+            "[calendar] settlement_lag_days = 10000000 is out of range: allowed 0..=60",
+        ),
+        (
+            "[calendar]\ninterval_secs = 999999999960",
+            "[calendar] interval_secs = 999999999960 is out of range: allowed 60..=31622400",
+        ),
+        (
+            "[engine]\nblock_bytes = 5000000000",
+            "[engine] block_bytes = 5000000000 is out of range: allowed 4096..=268435456",
+        ),
+        ("[engine]\nshards = 100000", "[engine] shards = 100000 is out of range: allowed 0..=256"),
+        (
+            "[engine]\nqueue_blocks = 18446744073709551615",
+            "[engine] queue_blocks = 18446744073709551615 is out of range: allowed 0..=1024",
+        ),
+        ("[daemon]\nqueue_batches = 0", "[daemon] queue_batches = 0 is out of range: allowed 1..=65536"),
+    ];
+    let config = dir.path().join("c.toml");
+    for (text, message) in cases {
+        fs::write(&config, text).expect("config");
+        net_command(&config, &root().join("examples/instructions.jsonl"), &dir.path().join("out"))
+            .assert()
+            .code(1)
+            .stderr(format!("error: invalid config {}: {message}\n", config.display()));
+    }
+    assert!(!dir.path().join("out").exists(), "nothing was written");
+    common::net_sample(&dir.path().join("o"))
+        .arg("--shards")
+        .arg("0")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("invalid value '0' for '--shards <SHARDS>': 0 is not in 1..=256"));
+}
+
+#[test]
+fn a_zone_that_skipped_a_day_nets_instead_of_panicking() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("apia.toml");
+    fs::write(&config, "[calendar]\ntimezone = \"Pacific/Apia\"\ncutoffs = [\"23:00\"]\n").expect("config");
+    let input = dir.path().join("in.jsonl");
+    fs::write(&input, CAPTURE_C1.replace("2026-11-21T09:00:00+08:00", "2011-12-31T05:00:00+14:00") + "\n").expect("in");
+    let out = dir.path().join("out");
+    net_command(&config, &input, &out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("windows 1 (20111231T0900Z)"));
+    clearhouse().arg("verify").arg(&out).assert().success();
+}
+
+#[test]
+fn a_huge_line_is_rejected_in_linear_time_with_a_bounded_payload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.jsonl");
+    let mut bytes = format!("{CAPTURE_C1}\n{{\"id\":\"X\",\"pad\":\"").into_bytes();
+    bytes.resize(bytes.len() + 64 * 1024 * 1024, b'x');
+    bytes.extend_from_slice(b"\"}\n");
+    let huge_len = bytes.len() - CAPTURE_C1.len() - 2;
+    bytes.extend_from_slice(CAPTURE_C1.replace("C1", "C2").as_bytes());
+    fs::write(&input, &bytes).expect("input");
+    let out = dir.path().join("out");
+    net_command(&root().join("examples/clearhouse.toml"), &input, &out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("accepted 2, rejected 1, duplicates 0"));
+    let rejected = fs::read_to_string(out.join("rejected.jsonl")).expect("rejected");
+    let reject: serde_json::Value = serde_json::from_str(rejected.trim_end()).expect("one reject");
+    assert_eq!(reject["reason"], "too_large");
+    assert_eq!(reject["source"]["line"], 2);
+    assert_eq!(reject["payload"].as_str().expect("payload").len(), 1024, "a bounded prefix, not 64 MiB");
+    let message = reject["message"].as_str().expect("message");
+    assert!(message.starts_with(&format!("message is {huge_len} bytes; the limit is 65536 (SHA-256 ")), "{message}");
+    clearhouse().arg("verify").arg(&out).assert().success();
+}
+
+#[test]
+fn an_overflowing_amount_in_a_manifest_is_a_verify_problem_not_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    common::net_sample(&out).assert().success();
+    let name = "manifest-20261120T1500Z.json";
+    let text = fs::read_to_string(out.join(name)).expect("manifest");
+    let at = text.find("\"captures\": \"").expect("captures") + "\"captures\": \"".len();
+    let end = at + text[at..].find('"').expect("end of amount");
+    fs::write(out.join(name), format!("{}79228162514264337593543950335{}", &text[..at], &text[end..])).expect("write");
+    clearhouse()
+        .arg("verify")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("\"79228162514264337593543950335\" is not an amount"));
+}
+
+#[test]
+fn a_reader_that_goes_away_does_not_crash_net() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("clearhouse"))
+        .args(["net", "--no-progress", "--config"])
+        .arg(root().join("examples/clearhouse.toml"))
+        .arg("--input")
+        .arg(root().join("examples/instructions.jsonl"))
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("wait");
+    assert!(output.status.success(), "{:?}: {}", output.status, String::from_utf8_lossy(&output.stderr));
+    clearhouse().arg("verify").arg(dir.path().join("out")).assert().success();
+}

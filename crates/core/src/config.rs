@@ -161,6 +161,10 @@ impl Config {
         let mut config: Config =
             toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
         config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        crate::limits::check_ranges(&config).map_err(|e| match e {
+            ConfigError::Invalid(message) => ConfigError::Parse { path: path.to_owned(), message },
+            other => other,
+        })?;
         Ok(config)
     }
 

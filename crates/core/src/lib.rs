@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod limits;
 pub mod net;
 pub mod registry;
 

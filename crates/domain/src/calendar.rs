@@ -160,7 +160,9 @@ impl Calendar {
                 let day = t.to_zoned(self.tz.clone()).date();
                 let mut start = i64::MIN;
                 let mut end = i64::MAX;
-                for offset in -1..=1_i64 {
+                // Two days back: a zone may skip a whole local day (Pacific/Apia skipped
+                // 2011-12-30), and the cutoff before `t` is then two local dates earlier.
+                for offset in -2..=1_i64 {
                     let Ok(d) = day.checked_add(offset.days()) else {
                         continue;
                     };

@@ -4,7 +4,7 @@ use std::io;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use clearhouse_domain::{parse, Calendar, Policy};
+use clearhouse_domain::{parse, too_large, Calendar, Policy};
 use clearhouse_ingest::RawBatch;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
@@ -78,7 +78,14 @@ fn feed<I: Iterator<Item = io::Result<RawBatch>>>(input: I, tx: Sender<(u64, Raw
 
 fn parse_worker(rx: Receiver<(u64, RawBatch)>, tx: Sender<ParsedBatch>) {
     for (index, raw) in rx {
-        let parsed = raw.records.iter().map(|r| parse(raw.payload(r))).collect();
+        let parsed = raw
+            .records
+            .iter()
+            .map(|r| match raw.oversized(r) {
+                Some(o) => too_large(o.len, &o.sha256),
+                None => parse(raw.payload(r)),
+            })
+            .collect();
         if tx.send(ParsedBatch { index, raw: Arc::new(raw), parsed }).is_err() {
             return;
         }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use clearhouse_domain::{Reject, RejectReason};
+use clearhouse_domain::{Reject, RejectReason, KEPT_PAYLOAD_BYTES};
 use compact_str::CompactString;
 
 /// A rejected input: where it came from, why, and its raw bytes.
@@ -16,6 +16,19 @@ pub struct RejectRecord {
     pub reject: Reject,
     /// The raw message.
     pub payload: Vec<u8>,
+}
+
+impl RejectRecord {
+    /// A reject of `payload`, keeping at most [`KEPT_PAYLOAD_BYTES`] of a message too large to
+    /// read (the reject's message carries its length and SHA-256).
+    pub fn new(position: u64, id: Option<CompactString>, reject: Reject, payload: &[u8]) -> RejectRecord {
+        let kept = if reject.reason == RejectReason::TooLarge {
+            &payload[..payload.len().min(KEPT_PAYLOAD_BYTES)]
+        } else {
+            payload
+        };
+        RejectRecord { position, id, reject, payload: kept.to_vec() }
+    }
 }
 
 /// An identical re-delivery: counted, no effect.

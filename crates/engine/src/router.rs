@@ -107,7 +107,6 @@ impl Router {
 
     fn reject(&mut self, raw: &RawBatch, record: RawRecord, id: Option<CompactString>, reject: Reject) {
         self.out.stats.reject(reject.reason);
-        let payload = raw.payload(&record).to_vec();
-        self.out.rejects.push(RejectRecord { position: record.position, id, reject, payload });
+        self.out.rejects.push(RejectRecord::new(record.position, id, reject, raw.payload(&record)));
     }
 }

@@ -40,8 +40,7 @@ pub(crate) fn run_shard(input: Receiver<ShardBatch>, calendar: &Calendar, policy
                 Ok(()) => stats.accepted += 1,
                 Err(reject) => {
                     stats.reject(reject.reason);
-                    let payload = batch.raw.payload(&record).to_vec();
-                    rejects.push(RejectRecord { position: record.position, id: Some(id), reject, payload });
+                    rejects.push(RejectRecord::new(record.position, Some(id), reject, batch.raw.payload(&record)));
                 }
             }
         }

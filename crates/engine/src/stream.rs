@@ -175,8 +175,7 @@ impl Partition {
     }
 
     fn classify(&mut self, offset: u64, payload: &[u8]) -> Outcome {
-        let reject =
-            |id, reject| Outcome::Rejected(RejectRecord { position: offset, id, reject, payload: payload.to_vec() });
+        let reject = |id, reject| Outcome::Rejected(RejectRecord::new(offset, id, reject, payload));
         let (id, fingerprint, parsed) = match parse(payload) {
             Parsed::Valid { instruction, fingerprint } => (instruction.id.clone(), fingerprint, Ok(instruction)),
             Parsed::Invalid { identity: Some(identity), reject: r } => (identity.id, identity.fingerprint, Err(r)),
@@ -212,9 +211,7 @@ impl Partition {
                 }
                 Outcome::Accepted { late: place.late_from.is_some() }
             }
-            Err(r) => {
-                Outcome::Rejected(RejectRecord { position: offset, id: Some(id), reject: r, payload: payload.to_vec() })
-            }
+            Err(r) => Outcome::Rejected(RejectRecord::new(offset, Some(id), r, payload)),
         }
     }
 

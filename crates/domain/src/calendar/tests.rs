@@ -1,4 +1,5 @@
 use super::*;
+use jiff::SignedDuration;
 
 fn ts(s: &str) -> Timestamp {
     s.parse().expect("timestamp")
@@ -88,4 +89,21 @@ fn bad_configuration_is_refused() {
         Calendar::new("Mars/Olympus", Schedule::IntervalSecs(60), 1, []),
         Err(CalendarError::UnknownTimezone(_))
     ));
+}
+
+/// Samoa skipped 2011-12-30 (UTC-10 to UTC+14): the window around it runs from the 29th's
+/// cutoff to the 31st's, one 23:00 cutoff apart, and every instant there has exactly one window.
+#[test]
+fn a_skipped_local_day_gives_one_long_window() {
+    let schedule = Schedule::from_config(Some(&["23:00".to_owned()]), None).expect("schedule");
+    let cal = Calendar::new("Pacific/Apia", schedule, 1, vec![]).expect("calendar");
+    let w = cal.window_of(ts("2011-12-31T05:00:00+14:00"));
+    assert_eq!(cal.local_rfc3339(w.start), "2011-12-29T23:00:00-10:00");
+    assert_eq!(cal.local_rfc3339(w.end), "2011-12-31T23:00:00+14:00");
+    let mut t = ts("2011-12-28T00:00:00Z");
+    while t < ts("2012-01-03T00:00:00Z") {
+        let w = cal.window_of(t);
+        assert!(w.contains(t) && cal.window(w.id) == w, "{t}");
+        t = t.checked_add(SignedDuration::from_mins(20)).expect("in range");
+    }
 }

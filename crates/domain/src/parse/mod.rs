@@ -9,6 +9,7 @@ mod fields;
 mod json;
 
 use compact_str::CompactString;
+use sha2::{Digest, Sha256};
 
 use crate::instruction::{Body, Instruction, Kind, RefundFields};
 use crate::reject::{Reject, RejectReason};
@@ -19,6 +20,8 @@ pub use fields::{is_valid_id, is_valid_merchant_id, parse_rfc3339};
 
 /// Messages larger than this are rejected unread (`too_large`).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// How much of a `too_large` message is kept as its reject's payload.
+pub const KEPT_PAYLOAD_BYTES: usize = 1024;
 
 /// 128-bit canonical hash of a parsed instruction; equal fingerprints mean identical content.
 pub type Fingerprint = u128;
@@ -61,14 +64,21 @@ impl Parsed {
     }
 }
 
+/// The reject of a message over [`MAX_MESSAGE_BYTES`], unread: its length and SHA-256 identify
+/// it, since only a prefix of it is kept as evidence.
+pub fn too_large(len: u64, sha256: &[u8; 32]) -> Parsed {
+    let message = format!(
+        "message is {len} bytes; the limit is {MAX_MESSAGE_BYTES} (SHA-256 {}; the payload kept is its first {KEPT_PAYLOAD_BYTES} bytes)",
+        hex::encode(sha256)
+    );
+    Parsed::Invalid { identity: None, reject: Reject::new(RejectReason::TooLarge, message) }
+}
+
 /// Parses and validates one message (a Kafka value or a JSONL line without its newline).
 pub fn parse(bytes: &[u8]) -> Parsed {
     let invalid = |reject| Parsed::Invalid { identity: None, reject };
     if bytes.len() > MAX_MESSAGE_BYTES {
-        return invalid(Reject::new(
-            RejectReason::TooLarge,
-            format!("message is {} bytes; the limit is {MAX_MESSAGE_BYTES}", bytes.len()),
-        ));
+        return too_large(bytes.len() as u64, &Sha256::digest(bytes).into());
     }
     let json: Json<'_> = match serde_json::from_slice(bytes) {
         Ok(json) => json,
