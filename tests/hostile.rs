@@ -318,3 +318,49 @@ fn a_reader_that_goes_away_does_not_crash_net() {
     assert!(output.status.success(), "{:?}: {}", output.status, String::from_utf8_lossy(&output.stderr));
     clearhouse().arg("verify").arg(dir.path().join("out")).assert().success();
 }
+
+/// Runs `net` with `config_text` and returns its stderr, asserting exit 1.
+fn config_error(dir: &Path, config_text: &str) -> String {
+    let config = dir.join("secret.toml");
+    fs::write(&config, config_text).expect("config");
+    let output =
+        net_command(&config, &root().join("examples/instructions.jsonl"), &dir.join("out")).output().expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    String::from_utf8(output.stderr).expect("utf-8")
+}
+
+#[test]
+fn secrets_and_account_numbers_never_appear_in_error_messages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kafka = "[kafka]\nbrokers = \"127.0.0.1:9092\"\n[kafka.properties]\n";
+    let cases = [
+        (format!("{kafka}\"sasl.password\" = \"S3CRET-pw"), "line 4, column 29: invalid basic string"),
+        (
+            format!("{kafka}\"sasl.passwrd\" = \"S3CRET-pw\""),
+            "[kafka.properties] sasl.passwrd: No such configuration property: \"sasl.passwrd\"",
+        ),
+        (
+            format!("{kafka}\"session.timeout.ms\" = \"S3CRET-pw\""),
+            "[kafka.properties] session.timeout.ms: Invalid value for configuration property \"session.timeout.ms\"",
+        ),
+        (
+            format!("{kafka}\"session.timeout.ms\" = 6222020200112233445"),
+            "line 4, column 24: invalid type: integer (value not shown), expected a string",
+        ),
+        (
+            "[debtor]\nname = \"A\"\naccount = 6222020200112233445\nbank = \"BKCHCNBJ\"\n".to_owned(),
+            "line 3, column 11: invalid type: integer (value not shown), expected a string",
+        ),
+    ];
+    for (text, message) in cases {
+        let stderr = config_error(dir.path(), &text);
+        assert!(stderr.contains(message), "{stderr}");
+        assert!(!stderr.contains("S3CRET") && !stderr.contains("6222020200112233445"), "{stderr}");
+    }
+    let registry = dir.path().join("merchants.json");
+    fs::write(&registry, r#"[{"merchant_id":"M001","name":"A","account":6222020200112233445,"bank":"BKCHCNBJ"}]"#)
+        .expect("registry");
+    let stderr = config_error(dir.path(), "[registry]\npath = \"merchants.json\"\n");
+    assert!(stderr.contains("line 1: invalid type: integer (value not shown), expected a string"), "{stderr}");
+    assert!(!stderr.contains("6222020200112233445"), "{stderr}");
+}

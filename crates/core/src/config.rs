@@ -158,10 +158,14 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let mut config: Config =
-            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let mut config: Config = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: crate::limits::toml_error(&text, &e) })?;
         config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        crate::limits::check_ranges(&config).map_err(|e| match e {
+        let checked = crate::limits::check_ranges(&config).and_then(|()| match &config.kafka {
+            Some(kafka) => kafka.check().map_err(|e| ConfigError::Invalid(e.to_string())),
+            None => Ok(()),
+        });
+        checked.map_err(|e| match e {
             ConfigError::Invalid(message) => ConfigError::Parse { path: path.to_owned(), message },
             other => other,
         })?;

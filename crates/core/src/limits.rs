@@ -47,3 +47,29 @@ pub fn check_ranges(config: &Config) -> Result<(), ConfigError> {
     check("[daemon] batch_messages", d.batch_messages, 1..=1_000_000)?;
     Ok(())
 }
+
+/// A parser message without the value it quotes. serde's type errors name the value they
+/// refused (`invalid type: integer `6222…`, expected a string`): in a configuration or registry
+/// that value may be a password or an account number, so it is replaced by a note.
+pub fn without_values(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(at) = message.find(prefix) {
+            let rest = &message[at + prefix.len()..];
+            let kind = rest.split([' ', ',']).next().unwrap_or("");
+            let tail = rest.find(", expected").map_or("", |i| &rest[i..]);
+            return format!("{}{prefix}{kind} (value not shown){tail}", &message[..at]);
+        }
+    }
+    message.to_owned()
+}
+
+/// A TOML error as `line L, column C: message`, without the source line toml quotes (it may
+/// hold a secret) and without the value it refused.
+pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let at = e.span().and_then(|span| text.get(..span.start)).map(|before| {
+        let line = before.matches('\n').count() + 1;
+        let column = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
+        format!("line {line}, column {column}: ")
+    });
+    format!("{}{}", at.unwrap_or_default(), without_values(e.message().trim_end()))
+}

@@ -31,7 +31,10 @@ pub fn load(path: &Path) -> Result<BTreeMap<CompactString, Merchant>, ConfigErro
     let fail = |line: usize, problem: String| ConfigError::Registry { path: path.to_owned(), line, problem };
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     let rows: Vec<(usize, Row)> = if path.extension().is_some_and(|e| e == "json") {
-        let rows: Vec<Row> = serde_json::from_str(&text).map_err(|e| fail(e.line(), e.to_string()))?;
+        let rows: Vec<Row> = serde_json::from_str(&text).map_err(|e| {
+            let message = crate::limits::without_values(&e.to_string());
+            fail(e.line(), message.rsplit_once(" at line ").map_or(message.clone(), |(m, _)| m.to_owned()))
+        })?;
         rows.into_iter().map(|r| (0, r)).collect()
     } else {
         let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
@@ -39,7 +42,7 @@ pub fn load(path: &Path) -> Result<BTreeMap<CompactString, Merchant>, ConfigErro
         for record in reader.deserialize::<Row>() {
             let row = record.map_err(|e| {
                 let line = e.position().map_or(0, |p| p.line() as usize);
-                fail(line, e.to_string())
+                fail(line, crate::limits::without_values(&e.to_string()))
             })?;
             let line = rows.len() + 2;
             rows.push((line, row));

@@ -34,7 +34,15 @@ pub struct KafkaOptions {
 pub enum ClientError {
     /// librdkafka refused an operation.
     #[error("kafka client error")]
-    Kafka(#[from] KafkaError),
+    Kafka(#[source] KafkaError),
+    /// librdkafka refused a property (its value is never shown: it may be a credential).
+    #[error("[kafka.properties] {key}: {problem}")]
+    Property {
+        /// The property name.
+        key: String,
+        /// What is wrong with it (librdkafka's words, without the value).
+        problem: String,
+    },
     /// Some messages were not acknowledged.
     #[error("{failed} of {sent} messages were not delivered; first error: {first}")]
     Delivery {
@@ -55,7 +63,30 @@ pub enum ClientError {
     },
 }
 
+impl From<KafkaError> for ClientError {
+    /// librdkafka's configuration errors carry the property's value, which may be a password:
+    /// keep the key and librdkafka's reason with the value cut out of it.
+    fn from(e: KafkaError) -> ClientError {
+        match e {
+            KafkaError::ClientConfig(_, description, key, value) => {
+                let mut problem = description.replace(&format!("\"{value}\""), "(value not shown)");
+                if value.len() >= 8 {
+                    problem = problem.replace(&value, "(value not shown)");
+                }
+                ClientError::Property { key, problem }
+            }
+            other => ClientError::Kafka(other),
+        }
+    }
+}
+
 impl KafkaOptions {
+    /// Checks every property with librdkafka now, so a mistake is a configuration error at load
+    /// that names the key and never its value.
+    pub fn check(&self) -> Result<(), ClientError> {
+        self.client_config().create_native_config().map(drop).map_err(ClientError::from)
+    }
+
     /// A librdkafka configuration with the brokers and the pass-through properties.
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
