@@ -174,7 +174,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let settings = config.daemon_settings()?;
     clearhouse_core::daemon::ensure_output_topics(&config, &settings).context("creating output topics")?;
-    runtime.block_on(clearhouse_daemon::run(settings, shutdown))?;
+    let result = runtime.block_on(clearhouse_daemon::run(settings, shutdown));
+    // A shutdown cut short leaves threads blocked on the broker: do not wait for them again.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -364,3 +364,23 @@ fn secrets_and_account_numbers_never_appear_in_error_messages() {
     assert!(stderr.contains("line 1: invalid type: integer (value not shown), expected a string"), "{stderr}");
     assert!(!stderr.contains("6222020200112233445"), "{stderr}");
 }
+
+#[test]
+fn trace_matches_the_id_field_not_any_mention_of_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.jsonl");
+    let mention = r#"{"id":"X2","type":"refund","original_transaction_id":"C1001","#;
+    fs::write(&input, format!("{mention}\n{}\n", CAPTURE_C1.replace("\"C1\"", "\"C1001x\""))).expect("input");
+    let out = dir.path().join("out");
+    net_command(&root().join("examples/clearhouse.toml"), &input, &out).assert().success();
+    clearhouse().args(["trace", "C1001", "--out"]).arg(&out).assert().code(1).stderr(format!(
+        "error: C1001 is not in {} (no clearing record, reject or duplicate)\n",
+        out.display()
+    ));
+    clearhouse()
+        .args(["trace", "X2", "--out"])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("X2: rejected, reason malformed"));
+}

@@ -54,6 +54,11 @@ impl Deployment {
             .expect("start clearhouse run")
     }
 
+    /// The log file of instance `tag`.
+    pub fn log_path(&self, tag: &str) -> PathBuf {
+        self.dir.join(format!("{}-{tag}.log", self.name))
+    }
+
     /// Waits until the log of instance `tag` contains `text`.
     pub fn wait_for_log(&self, tag: &str, text: &str, limit: Duration) {
         let path = self.dir.join(format!("{}-{tag}.log", self.name));

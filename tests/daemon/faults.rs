@@ -4,7 +4,13 @@ use std::time::{Duration, Instant};
 
 use super::common::broker::Tansu;
 use super::common::daemon::{produce_lines, signal, Deployment};
-use super::{assert_same_outcome, gen, phased_workload, stop, wait_settled, wait_until, CLOCK, PAST};
+use super::{assert_same_outcome, gen, phased_workload, stop, wait_exit, wait_settled, wait_until, CLOCK, PAST};
+
+/// Lines of the instance's log that report a Kafka client error.
+fn kafka_warnings(deployment: &Deployment, tag: &str) -> usize {
+    let log = std::fs::read_to_string(deployment.log_path(tag)).unwrap_or_default();
+    log.lines().filter(|l| l.contains("kafka client error")).count()
+}
 
 /// A small deterministic generator for kill points.
 fn next(seed: &mut u64) -> u64 {
@@ -69,9 +75,13 @@ fn a_broker_outage_mid_stream_is_waited_out_and_changes_nothing() {
     wait_until("first half netted", Duration::from_secs(120), || outage.accounting().0 >= 15_000);
     let emitted_before = outage.windows_done();
 
+    let warnings_before = kafka_warnings(&outage, "run");
     broker.stop();
     std::thread::sleep(Duration::from_secs(8));
     assert!(daemon.try_wait().expect("wait").is_none(), "the daemon waits out a broker outage");
+    // librdkafka reports the outage about twenty times a second; the log backs off (1, 2, 4 s).
+    let warned = kafka_warnings(&outage, "run") - warnings_before;
+    assert!((1..=6).contains(&warned), "{warned} kafka error lines in an 8 s outage");
     broker.restart();
     produce_lines(&broker.addr, "outage", &lines[15_000..]);
 
@@ -82,4 +92,29 @@ fn a_broker_outage_mid_stream_is_waited_out_and_changes_nothing() {
     stop(&outage, "run", daemon);
     stop(&reference, "run", undisturbed);
     assert_same_outcome(&broker.addr, &outage, &reference);
+}
+
+#[test]
+fn sigterm_while_the_broker_is_down_exits_within_ten_seconds_and_loses_nothing() {
+    let mut broker = Tansu::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    gen(&["--count", "5000", "--seed", "43", "--topic", "down", "--brokers", &broker.addr, "--partitions", "4"]);
+    let down = Deployment::new(dir.path(), "down", &broker.addr, "down", CLOCK, "");
+    let mut daemon = down.start("run");
+    wait_until("everything netted", Duration::from_secs(120), || down.accounting().0 >= 5_000);
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    signal(&daemon, "-TERM");
+    // The shutdown deadline (8 s by default) bounds the wait on a broker that is gone.
+    let status = wait_exit(&mut daemon, Duration::from_secs(10));
+    assert!(status.success(), "exit status {status}");
+    broker.restart();
+    let again = down.start("again");
+    down.wait_for_log("again", "partitions assigned", Duration::from_secs(90));
+    let reference = Deployment::new(dir.path(), "downref", &broker.addr, "down", CLOCK, "");
+    let undisturbed = reference.start("run");
+    wait_settled(&[&down, &reference], 5_000);
+    stop(&down, "again", again);
+    stop(&reference, "run", undisturbed);
+    assert_same_outcome(&broker.addr, &down, &reference);
 }

@@ -50,6 +50,10 @@ pub struct DaemonSection {
     pub admin_listen: String,
     /// `system`, or an RFC 3339 instant that freezes the wall clock (replaying old topics).
     pub clock: String,
+    /// Longest a SIGTERM waits for checkpoints, commits and the group leave before the process
+    /// exits anyway (a broker that is down would otherwise hold it); what was not committed is
+    /// re-read on the next start, as after a crash.
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Default for DaemonSection {
@@ -71,6 +75,7 @@ impl Default for DaemonSection {
             batch_messages: 1024,
             admin_listen: "127.0.0.1:9464".to_owned(),
             clock: "system".to_owned(),
+            shutdown_timeout_ms: 8000,
         }
     }
 }
@@ -96,10 +101,8 @@ impl Config {
                 ConfigError::Invalid(format!("[daemon] clock {text:?} is neither \"system\" nor RFC 3339: {e}"))
             })?),
         };
-        let positive = |name: &str, v: usize| match v {
-            0 => Err(ConfigError::Invalid(format!("[daemon] {name} must be positive"))),
-            v => Ok(v),
-        };
+        // Loaded configurations were checked already; this covers ones built in code.
+        crate::limits::check_ranges(self)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Settings {
             kafka,
@@ -111,14 +114,12 @@ impl Config {
             out_dir: self.base_dir.join(&d.out_dir),
             state_dir: self.base_dir.join(&d.state_dir),
             grace: SignedDuration::from_secs(i64::from(d.grace_secs)),
-            checkpoint_interval: Duration::from_millis(positive(
-                "checkpoint_interval_ms",
-                d.checkpoint_interval_ms as usize,
-            )? as u64),
-            idle_tick: Duration::from_millis(positive("idle_tick_ms", d.idle_tick_ms as usize)? as u64),
+            checkpoint_interval: Duration::from_millis(d.checkpoint_interval_ms),
+            idle_tick: Duration::from_millis(d.idle_tick_ms),
+            shutdown_timeout: Duration::from_millis(d.shutdown_timeout_ms),
             shards: if d.shards == 0 { cores } else { d.shards },
-            queue_batches: positive("queue_batches", d.queue_batches)?,
-            batch_messages: positive("batch_messages", d.batch_messages)?,
+            queue_batches: d.queue_batches,
+            batch_messages: d.batch_messages,
             admin_listen,
             clock,
             calendar: Arc::new(self.calendar()?),

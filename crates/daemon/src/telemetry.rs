@@ -122,10 +122,28 @@ pub fn window_emitted(window: &str, batches: usize, credits: usize, published: u
     histogram!(CLOSE_LATENCY).record(latency.as_secs_f64());
 }
 
-/// The Kafka client reported an error; it retries on its own.
+/// The Kafka client reported an error; it retries on its own. Every error is counted, but with
+/// the broker down librdkafka reports one about twenty times a second: the log line backs off
+/// exponentially (1 s, 2 s, 4 s ... 60 s between lines, each saying how many it stands for) and
+/// starts again at 1 s after a quiet minute.
 pub fn kafka_error(error: &dyn std::fmt::Display) {
-    tracing::warn!(%error, "kafka client error (retrying)");
     counter!(KAFKA_ERRORS).increment(1);
+    static BACKOFF: std::sync::Mutex<Option<(std::time::Instant, Duration, u64)>> = std::sync::Mutex::new(None);
+    let now = std::time::Instant::now();
+    let mut state = BACKOFF.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (last, interval, suppressed) = state.get_or_insert((now, Duration::ZERO, 0));
+    let since = now.duration_since(*last);
+    if since >= Duration::from_secs(60) + *interval {
+        *interval = Duration::ZERO;
+    }
+    if since < *interval {
+        *suppressed += 1;
+        return;
+    }
+    tracing::warn!(%error, suppressed = *suppressed, "kafka client error (retrying)");
+    *last = now;
+    *interval = (*interval * 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    *suppressed = 0;
 }
 
 /// Consumer lag of one partition.

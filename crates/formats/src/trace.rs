@@ -93,11 +93,19 @@ pub fn trace(store: &dyn OutputStore, id: &str) -> Result<Vec<Sighting>, StoreEr
 }
 
 /// Whether a reject (with the id it could read, and its raw payload) is one of instruction
-/// `wanted`: by id, or, when the id could not be read (malformed JSON), by its payload.
+/// `wanted`: by id, or, when the id could not be read (malformed JSON), by an `"id"` key in its
+/// payload whose value is exactly `wanted`. Any other mention (an `original_transaction_id`, a
+/// name, a longer id) is not a match.
 pub fn reject_is_of(id: Option<&str>, payload: &str, wanted: &str) -> bool {
     match id {
         Some(id) => id == wanted,
-        None => payload.contains(&serde_json::to_string(wanted).unwrap_or_default()),
+        None => {
+            let value = serde_json::to_string(wanted).unwrap_or_default();
+            payload.match_indices("\"id\"").any(|(at, key)| {
+                let rest = payload[at + key.len()..].trim_start();
+                rest.strip_prefix(':').is_some_and(|rest| rest.trim_start().starts_with(&value))
+            })
+        }
     }
 }
 
@@ -177,5 +185,14 @@ mod tests {
         assert!(matches!(&found[..], [Sighting::Rejected(r)] if r.reason == "malformed"));
         assert!(trace(&store(), "R").expect("trace").is_empty());
         assert!(trace(&store(), "C").expect("trace").is_empty());
+    }
+
+    #[test]
+    fn a_malformed_line_that_only_mentions_the_id_is_not_a_match() {
+        let mention = r#"{"id":"X2","original_transaction_id":"C1001","#;
+        assert!(!reject_is_of(None, mention, "C1001"));
+        assert!(reject_is_of(None, mention, "X2"));
+        assert!(reject_is_of(None, r#"{ "type":"capture", "id" : "C1001", "amount":"#, "C1001"));
+        assert!(!reject_is_of(None, r#"{"id":"C10011","#, "C1001"));
     }
 }
