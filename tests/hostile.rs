@@ -373,10 +373,12 @@ fn trace_matches_the_id_field_not_any_mention_of_it() {
     fs::write(&input, format!("{mention}\n{}\n", CAPTURE_C1.replace("\"C1\"", "\"C1001x\""))).expect("input");
     let out = dir.path().join("out");
     net_command(&root().join("examples/clearhouse.toml"), &input, &out).assert().success();
-    clearhouse().args(["trace", "C1001", "--out"]).arg(&out).assert().code(1).stderr(format!(
-        "error: C1001 is not in {} (no clearing record, reject or duplicate)\n",
-        out.display()
-    ));
+    clearhouse()
+        .args(["trace", "C1001", "--out"])
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(format!("error: C1001 is not in {} (no clearing record, reject or duplicate)\n", out.display()));
     clearhouse()
         .args(["trace", "X2", "--out"])
         .arg(&out)

@@ -119,8 +119,8 @@ pub fn net_reader<R: Read + Send>(
     let mut report = NetReport { stats: result.stats.clone(), ..NetReport::default() };
     // Every file's hash, for the summary's seal (which is published through the same closure).
     let sealed = std::cell::RefCell::new(BTreeMap::new());
-    let mut publish = |name: &str, bytes: &[u8]| -> Result<(), StoreError> {
-        sealed.borrow_mut().insert(name.to_owned(), sha256_hex(bytes));
+    let mut publish = |name: &str, bytes: &[u8], sha256: String| -> Result<(), StoreError> {
+        sealed.borrow_mut().insert(name.to_owned(), sha256);
         match store.put(name, bytes)? {
             PutOutcome::Written => report.files_written += 1,
             PutOutcome::AlreadyIdentical => report.files_unchanged += 1,
@@ -139,7 +139,7 @@ pub fn net_reader<R: Read + Send>(
         encode_time += encode_start.elapsed();
         let publish_start = Instant::now();
         for file in files {
-            publish(&file.name, &file.bytes)?;
+            publish(&file.name, &file.bytes, file.sha256)?;
         }
         publish_time += publish_start.elapsed();
         for b in &closed.batches {
@@ -150,10 +150,15 @@ pub fn net_reader<R: Read + Send>(
         batches += closed.batches.len();
         windows.push(closed.window.id.to_string());
     }
-    publish(evidence::REJECTED, &evidence::rejects_jsonl(input_name, &result.rejects))?;
-    publish(evidence::DUPLICATES, &evidence::duplicates_jsonl(input_name, &result.duplicates))?;
+    for (name, bytes) in [
+        (evidence::REJECTED, evidence::rejects_jsonl(input_name, &result.rejects)),
+        (evidence::DUPLICATES, evidence::duplicates_jsonl(input_name, &result.duplicates)),
+    ] {
+        publish(name, &bytes, sha256_hex(&bytes))?;
+    }
     let summary = Summary::new(input_name, &result.stats, windows.clone(), sealed.take());
-    publish(evidence::SUMMARY, &summary.to_bytes())?;
+    let summary = summary.to_bytes();
+    publish(evidence::SUMMARY, &summary, sha256_hex(&summary))?;
     tracing::info!(
         windows = windows.len(),
         batches,

@@ -59,6 +59,16 @@ pub struct OutputFile {
     pub name: String,
     /// Content.
     pub bytes: Vec<u8>,
+    /// SHA-256 of the content (hex), computed once for the manifest and the run's seal.
+    pub sha256: String,
+}
+
+impl OutputFile {
+    /// A file and its hash.
+    pub fn new(name: String, bytes: Vec<u8>) -> OutputFile {
+        let sha256 = sha256_hex(&bytes);
+        OutputFile { name, bytes, sha256 }
+    }
 }
 
 /// Name of a window's clearing file.
@@ -141,11 +151,12 @@ pub fn window_files(meta: &WindowMeta, batches: &[SettledBatch], fences: Fences,
             (clearing, pain.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
         });
         for (name, bytes, records) in std::iter::once(clearing).chain(pain) {
-            listed.push(ManifestFile { path: name.clone(), sha256: sha256_hex(&bytes), records });
-            files.push(OutputFile { name, bytes });
+            let file = OutputFile::new(name, bytes);
+            listed.push(ManifestFile { path: file.name.clone(), sha256: file.sha256.clone(), records });
+            files.push(file);
         }
     }
     let manifest = Manifest::new(meta, fences, batches, listed);
-    files.push(OutputFile { name: manifest_name(meta.id), bytes: manifest.to_bytes() });
+    files.push(OutputFile::new(manifest_name(meta.id), manifest.to_bytes()));
     files
 }

@@ -99,15 +99,19 @@ impl<R: Read> JsonlReader<R> {
         }
     }
 
+    /// One block read per batch (more only while no line has ended yet), so a batch holds about
+    /// `block_bytes` and its buffer is sized exactly once.
     fn next_batch(&mut self) -> io::Result<Option<RawBatch>> {
         let mut batch = RawBatch::default();
-        while batch.bytes.len() < self.block_bytes && !self.eof {
+        while batch.records.is_empty() && !self.eof {
             let n = self.read_block()?;
             if n == 0 {
                 self.eof = true;
                 self.end_line(&mut batch);
                 break;
             }
+            batch.bytes.reserve_exact(self.pending.len().min(MAX_LINE_BYTES) + n);
+            batch.records.reserve(n / 128 + 1);
             let chunk = std::mem::take(&mut self.buf);
             let mut rest = &chunk[..n];
             while !rest.is_empty() {
