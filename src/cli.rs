@@ -135,6 +135,11 @@ pub struct NetArgs {
     /// Netting shards, 1-256 (overrides the config).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub shards: Option<u16>,
+    /// The run's "now" (RFC 3339): instructions whose event_time is more than
+    /// `[calendar] max_event_time_skew_secs` after it are rejected `event_time_in_future`.
+    /// Without it file mode checks no such thing.
+    #[arg(long)]
+    pub now: Option<jiff::Timestamp>,
     /// Never show a progress bar.
     #[arg(long)]
     pub no_progress: bool,

@@ -20,7 +20,12 @@ pub fn net(args: &NetArgs) -> Result<ExitCode> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    let options = NetOptions { input: args.input.clone(), out: args.out.clone(), shards: args.shards.map(usize::from) };
+    let options = NetOptions {
+        input: args.input.clone(),
+        out: args.out.clone(),
+        shards: args.shards.map(usize::from),
+        now: args.now,
+    };
     let progress = AtomicU64::new(0);
     let done = AtomicBool::new(false);
     let show = !args.no_progress && std::io::stderr().is_terminal();
@@ -138,7 +143,18 @@ pub fn gen(args: &GenArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Produces the workload to a topic, keyed by merchant, and waits for every acknowledgement.
+/// The instruction's event time, as the record timestamp its producer would give it (the message
+/// is created when the refund happens), so the workload is consistent with the daemon's
+/// `event_time_in_future` rule whatever today's date; `None` for a line without one.
+fn event_time_ms(line: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(line).ok()?;
+    let start = text.find("\"event_time\":\"")? + "\"event_time\":\"".len();
+    let end = start + text[start..].find('"')?;
+    text[start..end].parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond())
+}
+
+/// Produces the workload to a topic, keyed by merchant, stamped with each instruction's event
+/// time, and waits for every acknowledgement.
 fn gen_to_topic(args: &GenArgs, options: &GenOptions, topic: &str) -> Result<clearhouse_gen::GenStats> {
     let kafka = KafkaOptions {
         brokers: args.brokers.clone().unwrap_or_default(),
@@ -148,7 +164,7 @@ fn gen_to_topic(args: &GenArgs, options: &GenOptions, topic: &str) -> Result<cle
     let mut writer = TopicWriter::new(&kafka, topic)?;
     let mut failure = None;
     let stats = generate_each(options, |merchant, line| {
-        writer.send(merchant.as_bytes(), line).map_err(|e| {
+        writer.send_stamped(topic, merchant.as_bytes(), line, event_time_ms(line)).map_err(|e| {
             failure = Some(e);
             std::io::Error::other("produce failed")
         })

@@ -35,6 +35,7 @@ pub fn replay(args: &ReplayArgs) -> Result<ExitCode> {
             out: args.out.clone(),
             config: args.config.clone(),
             shards: None,
+            now: None,
             no_progress: true,
         };
         return crate::commands::net(&net);

@@ -386,3 +386,27 @@ fn trace_matches_the_id_field_not_any_mention_of_it() {
         .success()
         .stdout(predicate::str::starts_with("X2: rejected, reason malformed"));
 }
+
+#[test]
+fn net_with_now_rejects_event_times_beyond_the_skew_and_without_it_checks_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.jsonl");
+    let far = CAPTURE_C1.replace("\"C1\"", "\"C9\"").replace("2026-11-21T09:00:00+08:00", "2031-01-01T00:00:00Z");
+    fs::write(&input, format!("{CAPTURE_C1}\n{far}\n")).expect("input");
+    let config = root().join("examples/clearhouse.toml");
+    net_command(&config, &input, &dir.path().join("plain"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("accepted 2, rejected 0"));
+    // 09:00+08:00 is 01:00Z: exactly the default hour of skew after --now, so still accepted.
+    let out = dir.path().join("now");
+    net_command(&config, &input, &out).args(["--now", "2026-11-21T00:00:00Z"]).assert().success();
+    let rejected = fs::read_to_string(out.join("rejected.jsonl")).expect("rejected");
+    let reject: serde_json::Value = serde_json::from_str(rejected.trim_end()).expect("one reject");
+    assert_eq!(reject["reason"], "event_time_in_future");
+    assert_eq!(
+        reject["message"],
+        "event_time 2031-01-01T00:00:00Z is more than 3600 s after the run's --now 2026-11-21T00:00:00Z"
+    );
+    clearhouse().arg("verify").arg(&out).assert().success();
+}

@@ -197,20 +197,36 @@ pub fn key_counts(messages: &[(String, Vec<u8>)]) -> HashMap<&str, usize> {
     counts
 }
 
-/// Produces JSONL lines to `topic` (idempotent producer), keyed by merchant like `gen --topic`.
+/// Produces JSONL lines to `topic` (idempotent producer), keyed by merchant and stamped with the
+/// event time like `gen --topic`.
 pub fn produce_lines(brokers: &str, topic: &str, lines: &[&str]) {
+    let records: Vec<(String, Option<i64>, &str)> = lines
+        .iter()
+        .map(|line| {
+            let value = serde_json::from_str::<serde_json::Value>(line).ok();
+            let field = |name: &str| value.as_ref().and_then(|v| v[name].as_str().map(str::to_owned));
+            let key = field("merchant_id").unwrap_or_else(|| "unkeyed".to_owned());
+            // Created when the refund happened, like `gen --topic`.
+            let time = field("event_time").and_then(|t| t.parse::<jiff::Timestamp>().ok());
+            (key, time.map(|t| t.as_millisecond()), *line)
+        })
+        .collect();
+    produce(brokers, topic, &records);
+}
+
+/// Produces `(key, record timestamp in ms, value)` messages to `topic` and waits for them all.
+pub fn produce(brokers: &str, topic: &str, records: &[(String, Option<i64>, &str)]) {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .create()
         .expect("producer");
-    for line in lines {
-        let key = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v["merchant_id"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| "unkeyed".to_owned());
-        let mut record = BaseRecord::to(topic).key(&key).payload(*line);
+    for (key, timestamp, line) in records {
+        let mut record = BaseRecord::to(topic).key(key).payload(*line);
+        if let Some(ms) = timestamp {
+            record = record.timestamp(*ms);
+        }
         while let Err((e, back)) = producer.send(record) {
             assert!(matches!(e, rdkafka::error::KafkaError::MessageProduction(_)), "produce: {e}");
             producer.poll(Duration::from_millis(20));

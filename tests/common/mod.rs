@@ -44,7 +44,7 @@ pub fn sample_config() -> Config {
 /// Runs the real file-mode job in memory and returns every output file by name.
 pub fn net_in_memory(config: &Config, input: &[u8], shards: usize) -> BTreeMap<String, Vec<u8>> {
     let store = MemStore::default();
-    net_reader(config, input, "input.jsonl", &store, Some(shards), &AtomicU64::new(0)).expect("net");
+    net_reader(config, input, "input.jsonl", &store, (Some(shards), None), &AtomicU64::new(0)).expect("net");
     store.into_files()
 }
 

@@ -10,6 +10,7 @@ mod common;
 
 mod equivalence;
 mod faults;
+mod guards;
 mod rebalance;
 mod replay;
 

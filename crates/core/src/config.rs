@@ -53,6 +53,9 @@ pub struct CalendarConfig {
     pub settlement_lag_days: u32,
     /// Non-business days besides Saturday and Sunday (`YYYY-MM-DD`).
     pub holidays: Vec<Date>,
+    /// How far an instruction's event time may lead its Kafka message's timestamp (or the
+    /// `--now` given to `net`) before it is rejected `event_time_in_future`.
+    pub max_event_time_skew_secs: u32,
 }
 
 impl Default for CalendarConfig {
@@ -63,6 +66,7 @@ impl Default for CalendarConfig {
             interval_secs: None,
             settlement_lag_days: 1,
             holidays: Vec::new(),
+            max_event_time_skew_secs: 3600,
         }
     }
 }
@@ -211,6 +215,7 @@ impl Config {
         }
         Ok(Policy {
             refund_period: SignedDuration::from_hours(i64::from(self.refunds.refund_period_days) * 24),
+            max_event_time_skew: SignedDuration::from_secs(i64::from(self.calendar.max_event_time_skew_secs)),
             registry,
             default_limits: limits(self.limits.max_refund_count_per_window, &self.limits.max_refund_amount_per_window)?,
             merchant_limits,
@@ -236,6 +241,7 @@ impl Config {
             shards: shards_override.unwrap_or_else(|| pick(self.engine.shards, defaults.shards)),
             parse_threads: pick(self.engine.parse_threads, defaults.parse_threads),
             queue_batches: pick(self.engine.queue_blocks, defaults.queue_batches),
+            now: None,
         }
     }
 }

@@ -32,6 +32,7 @@ pub fn check_ranges(config: &Config) -> Result<(), ConfigError> {
     check("[calendar] settlement_lag_days", c.settlement_lag_days, 0..=60)?;
     check("[calendar] cutoffs (count)", c.cutoffs.as_ref().map_or(1, Vec::len), 1..=1440)?;
     check("[calendar] holidays (count)", c.holidays.len(), 0..=100_000)?;
+    check("[calendar] max_event_time_skew_secs", c.max_event_time_skew_secs, 0..=366 * 86_400)?;
     check("[refunds] refund_period_days", config.refunds.refund_period_days, 1..=3_660)?;
     let e = &config.engine;
     check("[engine] shards", e.shards, 0..=MAX_THREADS)?;

@@ -27,6 +27,9 @@ pub struct NetOptions {
     pub out: PathBuf,
     /// Overrides `[engine] shards`.
     pub shards: Option<usize>,
+    /// The run's `now`: event times more than `[calendar] max_event_time_skew_secs` after it are
+    /// `event_time_in_future`. `None`: no such check (file mode's default).
+    pub now: Option<jiff::Timestamp>,
 }
 
 /// What a run did.
@@ -87,26 +90,28 @@ pub fn run_net(config: &Config, options: &NetOptions, progress: &AtomicU64) -> R
     let file =
         File::open(&options.input).map_err(|source| NetError::OpenInput { path: options.input.clone(), source })?;
     let store = DirStore::create(&options.out)?;
-    net_reader(config, file, &input_name, &store, options.shards, progress).map_err(|e| match e {
+    net_reader(config, file, &input_name, &store, (options.shards, options.now), progress).map_err(|e| match e {
         NetError::Engine { source, .. } => NetError::Engine { path: options.input.clone(), source },
         other => other,
     })
 }
 
-/// Runs the file-mode job on any JSONL stream named `input_name`, publishing into `store`.
+/// Runs the file-mode job on any JSONL stream named `input_name`, publishing into `store`, with
+/// `shards` overriding the configuration and an optional `now` (see [`NetOptions`]).
 pub fn net_reader<R: Read + Send>(
     config: &Config,
     input: R,
     input_name: &str,
     store: &dyn OutputStore,
-    shards: Option<usize>,
+    (shards, now): (Option<usize>, Option<jiff::Timestamp>),
     progress: &AtomicU64,
 ) -> Result<NetReport, NetError> {
     let started = Instant::now();
     let calendar = config.calendar()?;
     let policy = Arc::new(config.policy()?);
     let debtor = config.debtor()?;
-    let engine = config.engine(shards);
+    let mut engine = config.engine(shards);
+    engine.now = now.map(|now| (now, policy.max_event_time_skew));
     let reader = JsonlReader::new(input, config.engine.block_bytes.max(4096));
     let result = net_all(reader, &calendar, policy, &engine, progress)
         .map_err(|source| NetError::Engine { path: PathBuf::from(input_name), source })?;

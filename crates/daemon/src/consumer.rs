@@ -175,8 +175,13 @@ pub(crate) fn run(
                 let partition = message.partition();
                 at_eof.remove(&partition);
                 let shard = partition as usize % shards.len();
-                let payload = message.payload().unwrap_or_default().to_vec();
-                buffers[shard].push(Msg { partition, offset: message.offset() as u64, payload });
+                buffers[shard].push(Msg {
+                    partition,
+                    offset: message.offset() as u64,
+                    key: message.key().map(<[u8]>::to_vec),
+                    timestamp: crate::record_time(message.timestamp()),
+                    payload: message.payload().unwrap_or_default().to_vec(),
+                });
                 if buffers[shard].len() >= settings.batch_messages {
                     send(&shards[shard], Command::Records(std::mem::take(&mut buffers[shard])));
                 }

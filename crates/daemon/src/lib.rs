@@ -139,6 +139,11 @@ pub enum DaemonError {
     },
 }
 
+/// A Kafka record timestamp as an instant; `None` when the broker gave none.
+pub(crate) fn record_time(timestamp: rdkafka::Timestamp) -> Option<jiff::Timestamp> {
+    timestamp.to_millis().and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+}
+
 /// Runs the daemon until `shutdown` resolves, then checkpoints every owned partition, releases
 /// it, finishes any window that is complete and returns.
 pub async fn run(

@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clearhouse_domain::{SettledBatch, WindowId};
-use clearhouse_engine::stream::{seal_of, Partition, PartitionState, Seal, SealedPart};
+use clearhouse_engine::stream::{seal_of, Message, Partition, PartitionState, Seal, SealedPart};
 use clearhouse_formats::events::credit_messages;
 use clearhouse_formats::{window_files, DirStore, OutputStore, WindowMeta};
 use jiff::Timestamp;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::assemble::fences;
@@ -216,7 +216,7 @@ fn replay_partition(
     let mut history: Vec<Seal> = Vec::new();
     let mut sealed = Vec::new();
     let mut read = 0u64;
-    let mut step = |partition: &mut Partition, upto: u64, message: Option<(u64, &[u8])>| {
+    let mut step = |partition: &mut Partition, upto: u64, message: Option<Message<'_>>| {
         while let Some(&&(fence, closed)) = pending.peek() {
             if fence > upto {
                 break;
@@ -225,8 +225,8 @@ fn replay_partition(
             pending.next();
             record(partition, &mut history, &mut sealed);
         }
-        if let Some((offset, payload)) = message {
-            partition.apply(offset, payload);
+        if let Some(message) = message {
+            partition.apply(message);
             record(partition, &mut history, &mut sealed);
         }
     };
@@ -244,7 +244,13 @@ fn replay_partition(
             if offset >= end {
                 break;
             }
-            step(&mut partition, offset as u64, Some((offset as u64, message.payload().unwrap_or_default())));
+            let message = Message {
+                offset: offset as u64,
+                key: message.key(),
+                timestamp: crate::record_time(message.timestamp()),
+                payload: message.payload().unwrap_or_default(),
+            };
+            step(&mut partition, offset as u64, Some(message));
             read += 1;
             next = offset + 1;
         }

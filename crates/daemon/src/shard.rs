@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clearhouse_engine::stream::{Outcome, Partition};
+use clearhouse_engine::stream::{Message, Outcome, Partition};
 use clearhouse_engine::RejectRecord;
 use clearhouse_formats::events::reject_message;
 use clearhouse_kafka::TopicWriter;
@@ -25,6 +25,8 @@ use crate::{telemetry, Settings};
 pub(crate) struct Msg {
     pub(crate) partition: i32,
     pub(crate) offset: u64,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) timestamp: Option<Timestamp>,
     pub(crate) payload: Vec<u8>,
 }
 
@@ -82,8 +84,16 @@ impl Shard {
             match command {
                 Command::Records(messages) => self.apply(messages),
                 Command::Idle { partition, now } => {
-                    if let Some(slot) = self.slots.get_mut(&partition) {
+                    // A new horizon is a seal the assembler must see even when it closed no
+                    // window here (a partition without messages seals by the wall clock alone),
+                    // or every window would wait for this partition forever.
+                    let moved = self.slots.get_mut(&partition).is_some_and(|slot| {
+                        let before = slot.partition.seals().last().copied();
                         slot.partition.idle(now);
+                        slot.partition.seals().last().copied() != before
+                    });
+                    if moved {
+                        self.persist(partition);
                     }
                 }
                 Command::Checkpoint => {
@@ -131,7 +141,13 @@ impl Shard {
         let (mut consumed, mut accepted, mut duplicates, mut late) = (0, 0, 0, 0);
         for msg in messages {
             let Some(slot) = self.slots.get_mut(&msg.partition) else { continue };
-            let Some(outcome) = slot.partition.apply(msg.offset, &msg.payload) else { continue };
+            let message = Message {
+                offset: msg.offset,
+                key: msg.key.as_deref(),
+                timestamp: msg.timestamp,
+                payload: &msg.payload,
+            };
+            let Some(outcome) = slot.partition.apply(message) else { continue };
             slot.dirty = true;
             consumed += 1;
             match outcome {

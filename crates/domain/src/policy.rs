@@ -40,12 +40,16 @@ pub struct Policy {
     pub default_limits: RefundLimits,
     /// Per-merchant limits, replacing the default for that merchant.
     pub merchant_limits: BTreeMap<CompactString, RefundLimits>,
+    /// How far an event time may lead the message's own timestamp (or a file run's `now`)
+    /// before it is `event_time_in_future` (default 1 hour).
+    pub max_event_time_skew: SignedDuration,
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Policy {
             refund_period: SignedDuration::from_hours(365 * 24),
+            max_event_time_skew: SignedDuration::from_hours(1),
             registry: None,
             default_limits: RefundLimits::default(),
             merchant_limits: BTreeMap::new(),

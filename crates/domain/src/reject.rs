@@ -47,11 +47,17 @@ pub enum RejectReason {
     UnknownMerchant,
     /// Per-merchant refund count or amount limit for the window reached.
     MerchantLimitExceeded,
+    /// Event time further ahead of the message's own timestamp (or the run's `now`) than the
+    /// configured skew: one such instruction must not hold a window open.
+    EventTimeInFuture,
+    /// Kafka: the message key is not its `merchant_id` (a merchant's state lives on one
+    /// partition).
+    PartitionKeyMismatch,
 }
 
 impl RejectReason {
     /// Every reason, in code order (for summaries and documentation).
-    pub const ALL: [RejectReason; 20] = [
+    pub const ALL: [RejectReason; 22] = [
         Self::Malformed,
         Self::TooLarge,
         Self::MissingField,
@@ -72,6 +78,8 @@ impl RejectReason {
         Self::ReversalBeforeRefund,
         Self::UnknownMerchant,
         Self::MerchantLimitExceeded,
+        Self::EventTimeInFuture,
+        Self::PartitionKeyMismatch,
     ];
 
     /// The stable snake_case code written to reject outputs.
@@ -97,6 +105,8 @@ impl RejectReason {
             Self::ReversalBeforeRefund => "reversal_before_refund",
             Self::UnknownMerchant => "unknown_merchant",
             Self::MerchantLimitExceeded => "merchant_limit_exceeded",
+            Self::EventTimeInFuture => "event_time_in_future",
+            Self::PartitionKeyMismatch => "partition_key_mismatch",
         }
     }
 

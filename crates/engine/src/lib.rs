@@ -37,12 +37,15 @@ pub struct EngineConfig {
     pub parse_threads: usize,
     /// Capacity of each stage's queue, in batches.
     pub queue_batches: usize,
+    /// The run's stated `now` with the allowed skew: an event time later than `now + skew` is
+    /// `event_time_in_future`. `None` (the default) checks nothing.
+    pub now: Option<(jiff::Timestamp, jiff::SignedDuration)>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        EngineConfig { shards: cores, parse_threads: cores, queue_batches: 4 }
+        EngineConfig { shards: cores, parse_threads: cores, queue_batches: 4, now: None }
     }
 }
 

@@ -4,9 +4,11 @@ use std::io;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use clearhouse_domain::parse::guard_event_time;
 use clearhouse_domain::{parse, too_large, Calendar, Policy};
 use clearhouse_ingest::RawBatch;
 use crossbeam_channel::{bounded, Receiver, Sender};
+use jiff::{SignedDuration, Timestamp};
 
 use crate::router::{route, ParsedBatch, RouterOutput};
 use crate::shard::{run_shard, ShardBatch, ShardOutput};
@@ -39,7 +41,8 @@ where
     std::thread::scope(|scope| {
         for _ in 0..config.parse_threads {
             let (rx, tx) = (raw_rx.clone(), parsed_tx.clone());
-            scope.spawn(move || parse_worker(rx, tx));
+            let now = config.now;
+            scope.spawn(move || parse_worker(rx, tx, now));
         }
         drop((raw_rx, parsed_tx));
         let shards: Vec<_> = shard_rxs
@@ -76,14 +79,15 @@ fn feed<I: Iterator<Item = io::Result<RawBatch>>>(input: I, tx: Sender<(u64, Raw
     None
 }
 
-fn parse_worker(rx: Receiver<(u64, RawBatch)>, tx: Sender<ParsedBatch>) {
+fn parse_worker(rx: Receiver<(u64, RawBatch)>, tx: Sender<ParsedBatch>, now: Option<(Timestamp, SignedDuration)>) {
     for (index, raw) in rx {
         let parsed = raw
             .records
             .iter()
-            .map(|r| match raw.oversized(r) {
-                Some(o) => too_large(o.len, &o.sha256),
-                None => parse(raw.payload(r)),
+            .map(|r| match (raw.oversized(r), now) {
+                (Some(o), _) => too_large(o.len, &o.sha256),
+                (None, None) => parse(raw.payload(r)),
+                (None, Some((now, skew))) => guard_event_time(parse(raw.payload(r)), now, skew, "the run's --now"),
             })
             .collect();
         if tx.send(ParsedBatch { index, raw: Arc::new(raw), parsed }).is_err() {

@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+use clearhouse_domain::parse::{guard_event_time, guard_key};
 use clearhouse_domain::{
     parse, Calendar, Instruction, Netter, NetterState, Parsed, Placement, Policy, Reject, RejectReason, SettledBatch,
     WindowId,
@@ -96,6 +97,22 @@ pub struct StateView<'a> {
     netter: &'a NetterState,
 }
 
+/// A message of the partition. Besides its value, the key and the record timestamp matter: the
+/// key must be the merchant (`partition_key_mismatch`), and the event time may lead the
+/// timestamp by at most the policy's skew (`event_time_in_future`). Both come from the log, so a
+/// replay decides exactly as the original run did.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    /// Offset in the partition.
+    pub offset: u64,
+    /// The message key.
+    pub key: Option<&'a [u8]>,
+    /// The record's timestamp, when the broker gives one (no future-time check without it).
+    pub timestamp: Option<Timestamp>,
+    /// The value: one instruction.
+    pub payload: &'a [u8],
+}
+
 /// What one message did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -115,6 +132,7 @@ pub enum Outcome {
 pub struct Partition {
     calendar: Arc<Calendar>,
     grace: SignedDuration,
+    skew: SignedDuration,
     netter: Netter,
     state: PartitionState,
     sealed: Vec<SealedPart>,
@@ -124,8 +142,9 @@ impl Partition {
     /// Restores a partition from `state` (or starts it from `PartitionState::default()`).
     pub fn new(calendar: Arc<Calendar>, policy: Arc<Policy>, grace: SignedDuration, mut state: PartitionState) -> Self {
         assert!(!grace.is_negative(), "grace must not be negative");
+        let skew = policy.max_event_time_skew;
         let netter = Netter::restore(policy, std::mem::take(&mut state.netter));
-        Partition { calendar, grace, netter, state, sealed: Vec::new() }
+        Partition { calendar, grace, skew, netter, state, sealed: Vec::new() }
     }
 
     /// Next offset to apply.
@@ -155,13 +174,14 @@ impl Partition {
 
     /// Applies the message at `offset`. Offsets may skip (compaction, transaction markers) but
     /// never go back: an offset below `next_offset` is already reflected and is ignored (`None`).
-    pub fn apply(&mut self, offset: u64, payload: &[u8]) -> Option<Outcome> {
+    pub fn apply(&mut self, message: Message<'_>) -> Option<Outcome> {
+        let offset = message.offset;
         if offset < self.state.next_offset {
             return None;
         }
         self.state.next_offset = offset + 1;
         self.state.stats.input += 1;
-        let outcome = self.classify(offset, payload);
+        let outcome = self.classify(message);
         match &outcome {
             Outcome::Accepted { late } => {
                 self.state.stats.accepted += 1;
@@ -174,9 +194,14 @@ impl Partition {
         Some(outcome)
     }
 
-    fn classify(&mut self, offset: u64, payload: &[u8]) -> Outcome {
+    fn classify(&mut self, message: Message<'_>) -> Outcome {
+        let Message { offset, key, timestamp, payload } = message;
         let reject = |id, reject| Outcome::Rejected(RejectRecord::new(offset, id, reject, payload));
-        let (id, fingerprint, parsed) = match parse(payload) {
+        let mut parsed = guard_key(parse(payload), key);
+        if let Some(timestamp) = timestamp {
+            parsed = guard_event_time(parsed, timestamp, self.skew, "the message's timestamp");
+        }
+        let (id, fingerprint, parsed) = match parsed {
             Parsed::Valid { instruction, fingerprint } => (instruction.id.clone(), fingerprint, Ok(instruction)),
             Parsed::Invalid { identity: Some(identity), reject: r } => (identity.id, identity.fingerprint, Err(r)),
             Parsed::Invalid { identity: None, reject: r } => return reject(None, r),

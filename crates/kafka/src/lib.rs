@@ -169,8 +169,24 @@ impl TopicWriter {
 
     /// Queues a message to `topic`.
     pub fn send_to(&mut self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(), ClientError> {
+        self.send_stamped(topic, key, payload, None)
+    }
+
+    /// Queues a message to `topic` with the record timestamp `timestamp_ms` (milliseconds since
+    /// the epoch; `None`: the producer's clock).
+    pub fn send_stamped(
+        &mut self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        timestamp_ms: Option<i64>,
+    ) -> Result<(), ClientError> {
         loop {
-            match self.producer.send(BaseRecord::<[u8], [u8]>::to(topic).key(key).payload(payload)) {
+            let mut record = BaseRecord::<[u8], [u8]>::to(topic).key(key).payload(payload);
+            if let Some(ms) = timestamp_ms {
+                record = record.timestamp(ms);
+            }
+            match self.producer.send(record) {
                 Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     self.producer.poll(Duration::from_millis(50));

@@ -6,6 +6,7 @@
 //! key order and whitespace excluded), which is what "identical re-delivery" compares.
 
 mod fields;
+mod guards;
 mod json;
 
 use compact_str::CompactString;
@@ -17,6 +18,7 @@ use fields::Fields;
 use json::Json;
 
 pub use fields::{is_valid_id, is_valid_merchant_id, parse_rfc3339};
+pub use guards::{guard_event_time, guard_key};
 
 /// Messages larger than this are rejected unread (`too_large`).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;

@@ -15,6 +15,11 @@ fn capture(id: &str, time: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A message keyed by its merchant (M1), without a record timestamp.
+fn msg(offset: u64, payload: &[u8]) -> Message<'_> {
+    Message { offset, key: Some(b"M1"), timestamp: None, payload }
+}
+
 fn ts(s: &str) -> Timestamp {
     s.parse().expect("timestamp")
 }
@@ -26,18 +31,18 @@ fn window(s: &str) -> WindowId {
 #[test]
 fn seals_when_event_time_passes_end_plus_grace_and_places_late_data_in_the_earliest_open_window() {
     let mut p = partition(PartitionState::default());
-    assert_eq!(p.apply(0, &capture("a", "2026-11-21T10:10:00Z")), Some(Outcome::Accepted { late: false }));
+    assert_eq!(p.apply(msg(0, &capture("a", "2026-11-21T10:10:00Z"))), Some(Outcome::Accepted { late: false }));
     // 11:59 is not yet 11:00 + 1 h of grace: the 10:00 window stays open.
-    assert_eq!(p.apply(1, &capture("b", "2026-11-21T11:59:00Z")), Some(Outcome::Accepted { late: false }));
+    assert_eq!(p.apply(msg(1, &capture("b", "2026-11-21T11:59:00Z"))), Some(Outcome::Accepted { late: false }));
     assert!(!p.has_sealed());
-    assert_eq!(p.apply(2, &capture("c", "2026-11-21T10:30:00Z")), Some(Outcome::Accepted { late: false }));
-    assert_eq!(p.apply(3, &capture("d", "2026-11-21T12:00:00Z")), Some(Outcome::Accepted { late: false }));
+    assert_eq!(p.apply(msg(2, &capture("c", "2026-11-21T10:30:00Z"))), Some(Outcome::Accepted { late: false }));
+    assert_eq!(p.apply(msg(3, &capture("d", "2026-11-21T12:00:00Z"))), Some(Outcome::Accepted { late: false }));
     let sealed = p.take_sealed();
     assert_eq!(sealed.len(), 1);
     assert_eq!((sealed[0].window, sealed[0].fence), (window("20261121T1100Z"), 4));
     assert_eq!(sealed[0].batches[0].details.len(), 2, "a and c");
     // A 10:45 instruction now is late: netted into the 11:00-12:00 window, flagged.
-    assert_eq!(p.apply(4, &capture("e", "2026-11-21T10:45:00Z")), Some(Outcome::Accepted { late: true }));
+    assert_eq!(p.apply(msg(4, &capture("e", "2026-11-21T10:45:00Z"))), Some(Outcome::Accepted { late: true }));
     assert_eq!(p.seals().last(), Some(&Seal { closed_before: ts("2026-11-21T11:00:00Z"), fence: 4 }));
     p.idle(ts("2026-11-21T13:00:00Z"));
     let sealed = p.take_sealed();
@@ -51,12 +56,12 @@ fn seals_when_event_time_passes_end_plus_grace_and_places_late_data_in_the_earli
 #[test]
 fn offsets_already_applied_are_ignored_and_duplicates_counted() {
     let mut p = partition(PartitionState::default());
-    assert!(p.apply(5, &capture("a", "2026-11-21T10:10:00Z")).is_some());
-    assert_eq!(p.apply(5, &capture("a", "2026-11-21T10:10:00Z")), None, "re-delivered offset");
-    assert_eq!(p.apply(3, &capture("z", "2026-11-21T10:10:00Z")), None, "older offset");
-    let dup = p.apply(9, &capture("a", "2026-11-21T10:10:00Z"));
+    assert!(p.apply(msg(5, &capture("a", "2026-11-21T10:10:00Z"))).is_some());
+    assert_eq!(p.apply(msg(5, &capture("a", "2026-11-21T10:10:00Z"))), None, "re-delivered offset");
+    assert_eq!(p.apply(msg(3, &capture("z", "2026-11-21T10:10:00Z"))), None, "older offset");
+    let dup = p.apply(msg(9, &capture("a", "2026-11-21T10:10:00Z")));
     assert!(matches!(dup, Some(Outcome::Duplicate(DuplicateRecord { first_position: 5, .. }))));
-    let bad = p.apply(10, b"{not json");
+    let bad = p.apply(msg(10, b"{not json"));
     assert!(matches!(bad, Some(Outcome::Rejected(_))));
     let stats = p.stats();
     assert_eq!((stats.input, stats.accepted, stats.duplicates, stats.rejected_total()), (3, 1, 1, 1));
@@ -72,7 +77,7 @@ fn a_restored_checkpoint_continues_exactly_like_an_uninterrupted_partition() {
         let mut p = partition(PartitionState::default());
         let mut parts = Vec::new();
         for (offset, m) in messages.iter().enumerate().take(cut) {
-            p.apply(offset as u64, m);
+            p.apply(msg(offset as u64, m));
             parts.extend(p.take_sealed());
         }
         let bytes = postcard::to_stdvec(&p.checkpoint()).expect("serialize");
@@ -80,7 +85,7 @@ fn a_restored_checkpoint_continues_exactly_like_an_uninterrupted_partition() {
         let mut p = partition(state);
         // Re-delivery from an older committed offset is harmless.
         for (offset, m) in messages.iter().enumerate().skip(cut.saturating_sub(3)) {
-            p.apply(offset as u64, m);
+            p.apply(msg(offset as u64, m));
             parts.extend(p.take_sealed());
         }
         p.idle(ts("2026-11-22T00:00:00Z"));
@@ -92,4 +97,27 @@ fn a_restored_checkpoint_continues_exactly_like_an_uninterrupted_partition() {
     for cut in [1, 7, 20, 39] {
         assert_eq!(run(cut), whole, "restored at {cut}");
     }
+}
+
+/// The issue-10 reproduction: one instruction stamped years ahead of its message used to move
+/// the watermark there, so every later instruction was netted "late" into a window that never
+/// closed. It is rejected instead; a mis-keyed message never reaches the netting state.
+#[test]
+fn a_future_dated_or_mis_keyed_instruction_is_rejected_and_holds_nothing_open() {
+    let mut p = partition(PartitionState::default());
+    fn at<'a>(offset: u64, payload: &'a [u8], key: &'a [u8]) -> Message<'a> {
+        Message { offset, key: Some(key), timestamp: Some(ts("2026-11-21T10:00:00Z")), payload }
+    }
+    let future = capture("f", "2031-01-01T00:00:00Z");
+    let Some(Outcome::Rejected(r)) = p.apply(at(0, &future, b"M1")) else { panic!("accepted a future instruction") };
+    assert_eq!(r.reject.reason, RejectReason::EventTimeInFuture);
+    let other_key = capture("k", "2026-11-21T10:05:00Z");
+    let Some(Outcome::Rejected(r)) = p.apply(at(1, &other_key, b"M2")) else { panic!("accepted under another key") };
+    assert_eq!(r.reject.reason, RejectReason::PartitionKeyMismatch);
+    assert_eq!(p.open_instructions(), 0, "neither reached the netting state");
+    let in_skew = capture("a", "2026-11-21T10:59:00Z");
+    assert_eq!(p.apply(at(2, &in_skew, b"M1")), Some(Outcome::Accepted { late: false }));
+    assert_eq!(p.apply(at(3, &capture("b", "2026-11-21T10:01:00Z"), b"M1")), Some(Outcome::Accepted { late: false }));
+    let horizon = p.seals().last().map(|s| s.closed_before);
+    assert_eq!(horizon, Some(ts("2026-11-21T09:00:00Z")), "sealed by the accepted 10:59, not by 2031");
 }
