@@ -40,6 +40,11 @@ impl Deployment {
 
     /// Starts an instance; its log goes to `<name>-<tag>.log`.
     pub fn start(&self, tag: &str) -> Child {
+        self.start_with_env(tag, &[])
+    }
+
+    /// Starts an instance with extra environment variables (fault injection).
+    pub fn start_with_env(&self, tag: &str, env: &[(&str, &str)]) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -48,6 +53,7 @@ impl Deployment {
         Command::new(env!("CARGO_BIN_EXE_clearhouse"))
             .args(["run", "--config", &format!("{}.toml", self.name)])
             .current_dir(&self.dir)
+            .envs(env.iter().copied())
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .spawn()

@@ -118,3 +118,47 @@ fn sigterm_while_the_broker_is_down_exits_within_ten_seconds_and_loses_nothing()
     stop(&reference, "run", undisturbed);
     assert_same_outcome(&broker.addr, &down, &reference);
 }
+
+#[test]
+fn a_dead_shard_or_a_broken_state_directory_stops_the_process_and_a_restart_resumes() {
+    const COUNT: u64 = 20_000;
+    let broker = Tansu::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    gen(&["--count", "20000", "--seed", "47", "--topic", "fail", "--brokers", &broker.addr, "--partitions", "4"]);
+    let reference = Deployment::new(dir.path(), "failref", &broker.addr, "fail", CLOCK, "");
+    let undisturbed = reference.start("run");
+    wait_settled(&[&reference], COUNT);
+    stop(&reference, "run", undisturbed);
+
+    let failing = Deployment::new(dir.path(), "failing", &broker.addr, "fail", CLOCK, "");
+    let log = |tag: &str| std::fs::read_to_string(failing.log_path(tag)).unwrap_or_default();
+    // A shard panics, as a bug would: the instance stops instead of running on without it.
+    let mut daemon = failing.start_with_env("panic", &[("CLEARHOUSE_INJECT_PANIC", "0:500")]);
+    let status = wait_exit(&mut daemon, Duration::from_secs(120));
+    assert!(!status.success(), "a dead shard must stop the process: {status}");
+    let text = log("panic");
+    assert!(text.contains("thread shard-0 panicked: injected fault at partition 0 offset 500"), "{text}");
+    assert!(text.contains("a daemon thread failed: not ready, stopping"), "{text}");
+
+    // The state directory of partition 1 is broken: the partition cannot be restored or saved.
+    let p1 = dir.path().join("failing-state/fail/p1");
+    let moved = dir.path().join("failing-state/fail/p1-moved");
+    if p1.exists() {
+        std::fs::rename(&p1, &moved).expect("move p1");
+    }
+    std::fs::write(&p1, "not a directory").expect("plant a file");
+    let mut daemon = failing.start("broken");
+    let status = wait_exit(&mut daemon, Duration::from_secs(120));
+    assert_eq!(status.code(), Some(70), "{}", log("broken"));
+    assert!(log("broken").contains("p1 is a regular file, not a regular directory"), "{}", log("broken"));
+    std::fs::remove_file(&p1).expect("remove the file");
+    if moved.exists() {
+        std::fs::rename(&moved, &p1).expect("restore p1");
+    }
+
+    let daemon = failing.start("final");
+    failing.wait_for_log("final", "partitions assigned", Duration::from_secs(90));
+    wait_settled(&[&failing], COUNT);
+    stop(&failing, "final", daemon);
+    assert_same_outcome(&broker.addr, &failing, &reference);
+}

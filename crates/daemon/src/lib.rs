@@ -128,6 +128,9 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// A daemon thread died; the process stops so that the orchestrator restarts it.
+    #[error("{0}; stopping (the instance resumes from its checkpoints when restarted)")]
+    ThreadFailed(String),
     /// The admin listener could not bind.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -168,6 +171,7 @@ pub async fn run(
         }
         None => None,
     };
+    let (failures, mut failed) = tokio::sync::mpsc::unbounded_channel::<String>();
     let (report_tx, report_rx) = bounded(4096);
     let (wake_tx, wake_rx) = bounded(1);
     let mut shard_txs = Vec::new();
@@ -177,7 +181,7 @@ pub async fn run(
         shard_txs.push(tx);
         let dlq = TopicWriter::new(&settings.kafka, &settings.dlq_topic)?;
         let shard = shard::Shard::new(Arc::clone(&settings), state.clone(), report_tx.clone(), wake_tx.clone(), dlq);
-        threads.push(spawn(format!("shard-{i}"), move || shard.run(rx))?);
+        threads.push(spawn(format!("shard-{i}"), &failures, move || shard.run(rx))?);
     }
     drop((report_tx, wake_tx));
     let assembler = assemble::Assembler::new(Arc::clone(&settings), state.clone())?;
@@ -185,14 +189,23 @@ pub async fn run(
     tracing::info!(topic = settings.input_topic, group = settings.group_id, shards = settings.shards, "daemon started");
     let assembler_thread = {
         let stop = Arc::clone(&stop);
-        spawn("assembler".into(), move || assembler.run(wake_rx, &stop))?
+        spawn("assembler".into(), &failures, move || assembler.run(wake_rx, &stop))?
     };
     let consumer_thread = {
         let (stop, settings) = (Arc::clone(&stop), Arc::clone(&settings));
-        spawn("consumer".into(), move || consumer::run(consumer, &settings, report_rx, &stop))?
+        spawn("consumer".into(), &failures, move || consumer::run(consumer, &settings, report_rx, &stop))?
     };
-    shutdown.await;
-    tracing::info!("shutdown requested: checkpointing and releasing partitions");
+    tokio::select! {
+        () = shutdown => tracing::info!("shutdown requested: checkpointing and releasing partitions"),
+        Some(failure) = failed.recv() => {
+            // Not ready first, then out: a half-dead instance must not keep its partitions.
+            ready.store(false, Ordering::Relaxed);
+            stop.store(true, Ordering::Relaxed);
+            telemetry::thread_failed(&failure);
+            let _ = admin_stop_tx.send(());
+            return Err(DaemonError::ThreadFailed(failure));
+        }
+    }
     ready.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     let join = tokio::task::spawn_blocking(move || {
@@ -219,10 +232,27 @@ pub async fn run(
     Ok(())
 }
 
-fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<std::thread::JoinHandle<()>, DaemonError> {
+/// Starts a daemon thread whose panic is reported on `failures` instead of ending that thread
+/// alone while the process looks healthy.
+fn spawn(
+    name: String,
+    failures: &tokio::sync::mpsc::UnboundedSender<String>,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, DaemonError> {
+    let failures = failures.clone();
+    let thread = name.clone();
     std::thread::Builder::new()
         .name(name.clone())
-        .spawn(f)
+        .spawn(move || {
+            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)");
+                let _ = failures.send(format!("thread {thread} panicked: {what}"));
+            }
+        })
         .map_err(|source| DaemonError::Io { path: PathBuf::from(format!("thread {name}")), source })
 }
 

@@ -64,6 +64,16 @@ pub(crate) struct Shard {
     reports: Sender<Durable>,
     wake_assembler: Sender<()>,
     dlq: TopicWriter,
+    /// `CLEARHOUSE_INJECT_PANIC=<partition>:<offset>`: panic when applying that message.
+    inject_panic: Option<(i32, u64)>,
+}
+
+/// The fault-injection hook of the failure tests (docs/operations.md): a shard that reaches the
+/// named message panics, as a bug would. Read once; unset in production.
+fn injected_panic() -> Option<(i32, u64)> {
+    let spec = std::env::var("CLEARHOUSE_INJECT_PANIC").ok()?;
+    let (partition, offset) = spec.split_once(':')?;
+    Some((partition.parse().ok()?, offset.parse().ok()?))
 }
 
 impl Shard {
@@ -74,7 +84,8 @@ impl Shard {
         wake_assembler: Sender<()>,
         dlq: TopicWriter,
     ) -> Shard {
-        Shard { settings, state, slots: BTreeMap::new(), reports, wake_assembler, dlq }
+        let inject_panic = injected_panic();
+        Shard { settings, state, slots: BTreeMap::new(), reports, wake_assembler, dlq, inject_panic }
     }
 
     /// Runs until the queue closes. A failure to persist state stops the process: continuing
@@ -140,6 +151,9 @@ impl Shard {
     fn apply(&mut self, messages: Vec<Msg>) {
         let (mut consumed, mut accepted, mut duplicates, mut late) = (0, 0, 0, 0);
         for msg in messages {
+            if self.inject_panic == Some((msg.partition, msg.offset)) {
+                panic!("injected fault at partition {} offset {}", msg.partition, msg.offset);
+            }
             let Some(slot) = self.slots.get_mut(&msg.partition) else { continue };
             let message = Message {
                 offset: msg.offset,

@@ -44,6 +44,9 @@ pub const QUEUE_DEPTH: &str = "clearhouse_queue_depth_batches";
 pub const KAFKA_ERRORS: &str = "clearhouse_kafka_errors_total";
 /// Times this instance rejoined its group because it was stranded without partitions.
 pub const STRANDED_REJOINS: &str = "clearhouse_stranded_rejoins_total";
+/// Daemon threads that died (the process stops right after; seen by a scrape only if it lands
+/// in between, so alert on restarts too).
+pub const THREAD_FAILURES: &str = "clearhouse_thread_failures_total";
 
 /// Installs the Prometheus recorder and describes every metric.
 pub fn install() -> PrometheusHandle {
@@ -75,6 +78,7 @@ pub fn install() -> PrometheusHandle {
         Unit::Count,
         "Group rejoins by an instance without partitions while partitions went unconsumed"
     );
+    metrics::describe_counter!(THREAD_FAILURES, Unit::Count, "Daemon threads that died (the process then stops)");
     handle
 }
 
@@ -112,6 +116,12 @@ pub fn checkpointed(partition: i32, next_offset: u64, open_windows: usize, open_
 pub fn stranded_rejoin(stuck: &[i32]) {
     tracing::warn!(?stuck, "no partitions assigned here while these go unconsumed: rejoining the group");
     counter!(STRANDED_REJOINS).increment(1);
+}
+
+/// A daemon thread died: the instance is no longer ready and stops.
+pub fn thread_failed(failure: &str) {
+    tracing::error!(failure, "a daemon thread failed: not ready, stopping so the instance is restarted");
+    counter!(THREAD_FAILURES).increment(1);
 }
 
 /// A window's files and messages were published.
