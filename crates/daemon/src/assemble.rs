@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clearhouse_domain::{SettledBatch, WindowId};
-use clearhouse_engine::stream::{seal_of, Seal};
+use clearhouse_engine::stream::{seal_of, Seal, SealedPart};
 use clearhouse_formats::events::{credit_messages, window_message};
 use clearhouse_formats::{window_files, DirStore, Fences, Manifest, OutputStore, WindowMeta};
 use clearhouse_kafka::TopicWriter;
@@ -86,19 +86,25 @@ impl Assembler {
             }
             let seals: Option<Vec<Seal>> = progress.iter().map(|pr| seal_of(&pr.seals, window)).collect();
             let Some(seals) = seals else { continue };
-            let mut batches: Vec<SettledBatch> = Vec::new();
-            for (p, seal) in seals.iter().enumerate() {
-                // A part with another fence was left by a run that crashed before its checkpoint.
-                if let Some(part) = self.state.part(window, p as i32)?.filter(|part| part.fence == seal.fence) {
-                    batches.extend(part.batches);
-                }
-            }
+            let Some(mut batches) = self.parts(window, &seals)? else { continue };
             clearhouse_engine::sort_batches(&mut batches);
             let fences = fences(&topic, &seals);
             self.emit(window, &batches, fences)?;
         }
         drop(lock);
         Ok(())
+    }
+
+    /// The batches of `window` from every partition's part ([`match_parts`]); a mismatch is
+    /// reported (log line and `clearhouse_assembly_errors_total`) and the window is not emitted.
+    fn parts(&self, window: WindowId, seals: &[Seal]) -> Result<Option<Vec<SettledBatch>>, DaemonError> {
+        match match_parts(seals, |p| self.state.part(window, p))? {
+            Ok(batches) => Ok(Some(batches)),
+            Err((partition, fence, problem)) => {
+                telemetry::assembly_error(&window.to_string(), partition, fence, &problem);
+                Ok(None)
+            }
+        }
     }
 
     fn emit(&mut self, window: WindowId, batches: &[SettledBatch], fences: Fences) -> Result<(), DaemonError> {
@@ -180,5 +186,49 @@ impl Assembler {
         }
         dir.replace(&done, b"")?;
         Ok(sent)
+    }
+}
+
+/// A partition's part of a window that does not match the seal its checkpoint recorded:
+/// `(partition, recorded fence, what is wrong)`.
+type Mismatch = (i32, u64, String);
+
+/// Every partition's batches of a window. A partition writes its part of W (with its fence)
+/// before the checkpoint that records W's seal, so a part at another fence than the recorded one
+/// is damaged state, and the window must not be emitted without or with the wrong batches. No
+/// part at all means the partition never had an instruction in W (it cannot know the windows of
+/// other partitions, so it writes nothing for them).
+fn match_parts<E>(
+    seals: &[Seal],
+    mut part_of: impl FnMut(i32) -> Result<Option<SealedPart>, E>,
+) -> Result<Result<Vec<SettledBatch>, Mismatch>, E> {
+    let mut batches = Vec::new();
+    for (p, seal) in seals.iter().enumerate() {
+        let p = p as i32;
+        match part_of(p)? {
+            Some(part) if part.fence == seal.fence => batches.extend(part.batches),
+            Some(part) => return Ok(Err((p, seal.fence, format!("its part has fence {}", part.fence)))),
+            None => {}
+        }
+    }
+    Ok(Ok(batches))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_part_at_another_fence_is_a_mismatch_never_a_silent_skip() {
+        let window: WindowId = "20261121T1500Z".parse().expect("id");
+        let closed_before = window.end();
+        let seals = [Seal { closed_before, fence: 10 }, Seal { closed_before, fence: 20 }];
+        let part = |fence| Some(SealedPart { window, fence, batches: Vec::new() });
+        let all = match_parts::<()>(&seals, |p| Ok(part(if p == 0 { 10 } else { 20 }))).expect("read");
+        assert_eq!(all, Ok(Vec::new()));
+        let stale = match_parts::<()>(&seals, |p| Ok(part(if p == 0 { 10 } else { 19 }))).expect("read");
+        assert_eq!(stale, Err((1, 20, "its part has fence 19".to_owned())));
+        let quiet = match_parts::<()>(&seals, |p| Ok(if p == 0 { part(10) } else { None })).expect("read");
+        assert_eq!(quiet, Ok(Vec::new()), "a partition with nothing in the window wrote no part");
     }
 }

@@ -183,10 +183,10 @@ impl Shard {
     fn persist(&mut self, partition: i32) {
         let Some(slot) = self.slots.get_mut(&partition) else { return };
         let started = Instant::now();
+        // Written before the checkpoint that records the seal: the assembler can then tell a
+        // part at another fence for damage.
         for part in slot.partition.take_sealed() {
-            if !part.batches.is_empty() {
-                self.state.save_part(partition, &part).unwrap_or_else(|e| fatal("cannot save a window part", &e));
-            }
+            self.state.save_part(partition, &part).unwrap_or_else(|e| fatal("cannot save a window part", &e));
         }
         let open = slot.partition.open_instructions() as u64;
         let open_windows = slot.partition.open_windows();

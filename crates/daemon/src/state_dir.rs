@@ -2,8 +2,9 @@
 //! and the markers of what was already emitted.
 //!
 //! ```text
-//! <state_dir>/<topic>/p<N>/checkpoint.bin   netting state + next offset (replaced atomically)
-//! <state_dir>/<topic>/p<N>/progress.json    seals, next offset and counts (read by the assembler)
+//! <state_dir>/<topic>/p<N>/checkpoint.bin   progress (seals, next offset, counts) in its head,
+//!                                            then the netting state (replaced atomically)
+//! <state_dir>/<topic>/p<N>/progress.json    a readable copy of the head, for people and tools
 //! <state_dir>/<topic>/parts/<W>/p<N>.bin     partition N's batches of window W, with its fence
 //! <state_dir>/<topic>/emitted/<W>/*          what was already published for window W
 //! ```
@@ -14,6 +15,7 @@
 //! carries a length and an xxh3 checksum: a torn or foreign file is an error, never silently an
 //! empty state.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,8 +26,13 @@ use clearhouse_engine::stream::{PartitionState, Seal, SealedPart, StateView};
 use clearhouse_engine::Stats;
 use serde::{Deserialize, Serialize};
 
-/// v2: captures remember their amount and event time (refunds are held to them).
-const MAGIC: &[u8; 8] = b"CHCKPT02";
+/// v3: the progress record sits in the checkpoint's head, so one rename makes both durable
+/// (v2: captures remember their amount and event time, so refunds are held to them).
+const MAGIC: &[u8; 8] = b"CHCKPT03";
+/// Magic, progress length and checksum, body length and checksum.
+const HEAD: usize = 8 + 8 + 16 + 8 + 16;
+/// A progress record larger than this is damage, not a record (seal history is bounded).
+const MAX_PROGRESS: u64 = 64 << 20;
 
 /// A state file is unreadable or cannot be written.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +66,45 @@ pub struct Progress {
     pub late: u64,
     /// Instructions in open windows.
     pub open_instructions: u64,
+}
+
+/// The fixed head of a checkpoint file.
+struct Head {
+    path: PathBuf,
+    progress_len: u64,
+    progress_sum: u128,
+    body_len: u64,
+    body_sum: u128,
+}
+
+impl Head {
+    fn parse(bytes: &[u8], path: &Path) -> Result<Head, StateError> {
+        let corrupt = |problem: &str| StateError::Corrupt { path: path.to_owned(), problem: problem.to_owned() };
+        if bytes.len() < HEAD || &bytes[..8] != MAGIC {
+            return Err(corrupt("not a clearhouse checkpoint (v3)"));
+        }
+        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let u128_at = |at: usize| u128::from_le_bytes(bytes[at..at + 16].try_into().expect("16 bytes"));
+        let head = Head {
+            path: path.to_owned(),
+            progress_len: u64_at(8),
+            progress_sum: u128_at(16),
+            body_len: u64_at(32),
+            body_sum: u128_at(40),
+        };
+        if head.progress_len > MAX_PROGRESS {
+            return Err(corrupt("progress record length out of range"));
+        }
+        Ok(head)
+    }
+
+    fn body_start(&self) -> usize {
+        HEAD + self.progress_len as usize
+    }
+
+    fn corrupt(&self, problem: &str) -> StateError {
+        StateError::Corrupt { path: self.path.clone(), problem: problem.to_owned() }
+    }
 }
 
 /// The state directory of one input topic.
@@ -103,32 +149,26 @@ impl StateDir {
         dir.remove_temps(STALE_TEMP)?;
         let path = dir.path().join("checkpoint.bin");
         let Some(bytes) = dir.read("checkpoint.bin")? else { return Ok(None) };
-        let corrupt = |problem: &str| StateError::Corrupt { path: path.clone(), problem: problem.to_owned() };
-        if bytes.len() < 32 || &bytes[..8] != MAGIC {
-            return Err(corrupt("not a clearhouse checkpoint (v2)"));
+        let head = Head::parse(&bytes, &path)?;
+        let body = head.body_start();
+        let body = bytes
+            .get(body..)
+            .filter(|b| b.len() as u64 == head.body_len)
+            .ok_or_else(|| head.corrupt("length mismatch"))?;
+        if xxhash_rust::xxh3::xxh3_128(body) != head.body_sum {
+            return Err(head.corrupt("checksum mismatch"));
         }
-        let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
-        let sum = u128::from_le_bytes(bytes[16..32].try_into().expect("16 bytes"));
-        let body = &bytes[32..];
-        if body.len() != len || xxhash_rust::xxh3::xxh3_128(body) != sum {
-            return Err(corrupt("length or checksum mismatch"));
-        }
-        postcard::from_bytes(body).map(Some).map_err(|e| corrupt(&e.to_string()))
+        postcard::from_bytes(body).map(Some).map_err(|e| head.corrupt(&e.to_string()))
     }
 
-    /// Saves a checkpoint, then the progress record that announces it.
+    /// Saves a checkpoint with its progress record in one atomic replace, then a readable copy
+    /// of the progress.
     pub fn save(&self, partition: i32, view: &StateView<'_>, open_instructions: u64) -> Result<(), StateError> {
         let dir = self.partition_dir(partition)?;
         let body = postcard::to_stdvec(view).map_err(|e| StateError::Corrupt {
             path: dir.path().to_owned(),
             problem: format!("cannot encode checkpoint: {e}"),
         })?;
-        let mut bytes = Vec::with_capacity(body.len() + 32);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(&body).to_le_bytes());
-        bytes.extend_from_slice(&body);
-        dir.replace("checkpoint.bin", &bytes)?;
         let progress = Progress {
             partition,
             next_offset: view.next_offset,
@@ -138,15 +178,33 @@ impl StateDir {
             open_instructions,
         };
         let json = serde_json::to_vec_pretty(&progress).expect("serialize progress");
+        let mut bytes = Vec::with_capacity(HEAD + json.len() + body.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(&json).to_le_bytes());
+        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(&body).to_le_bytes());
+        bytes.extend_from_slice(&json);
+        bytes.extend_from_slice(&body);
+        dir.replace("checkpoint.bin", &bytes)?;
         Ok(dir.replace("progress.json", &json)?)
     }
 
-    /// The last progress record of `partition`.
+    /// The progress of `partition`'s last checkpoint, read from the checkpoint's head only.
     pub fn progress(&self, partition: i32) -> Result<Option<Progress>, StateError> {
         let dir = self.partition_dir(partition)?;
-        let path = dir.path().join("progress.json");
-        let Some(bytes) = dir.read("progress.json")? else { return Ok(None) };
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| StateError::Corrupt { path, problem: e.to_string() })
+        let path = dir.path().join("checkpoint.bin");
+        let Some(mut file) = dir.open_file("checkpoint.bin")? else { return Ok(None) };
+        let io = |source| StateError::Storage(clearhouse_storage::StorageError::Io { path: path.clone(), source });
+        let mut head = vec![0; HEAD];
+        file.read_exact(&mut head).map_err(io)?;
+        let parsed = Head::parse(&head, &path)?;
+        let mut json = vec![0; parsed.progress_len as usize];
+        file.read_exact(&mut json).map_err(io)?;
+        if xxhash_rust::xxh3::xxh3_128(&json) != parsed.progress_sum {
+            return Err(parsed.corrupt("progress checksum mismatch"));
+        }
+        serde_json::from_slice(&json).map(Some).map_err(|e| parsed.corrupt(&e.to_string()))
     }
 
     fn parts_dir(&self, window: WindowId) -> Result<Dir, StateError> {
@@ -195,7 +253,7 @@ mod tests {
         let dir = StateDir::open(tmp.path(), "topic").expect("open");
         assert!(dir.load(0).expect("load").is_none());
         let p0 = dir.partition_dir(0).expect("p0");
-        p0.replace("checkpoint.bin", b"CHCKPT02 but then garbage that is long enough").expect("write");
+        p0.replace("checkpoint.bin", b"CHCKPT03 but then garbage that is long enough for a head").expect("write");
         let err = dir.load(0).expect_err("damaged");
         assert!(err.to_string().contains("damaged"), "{err}");
     }

@@ -44,6 +44,8 @@ pub const QUEUE_DEPTH: &str = "clearhouse_queue_depth_batches";
 pub const KAFKA_ERRORS: &str = "clearhouse_kafka_errors_total";
 /// Times this instance rejoined its group because it was stranded without partitions.
 pub const STRANDED_REJOINS: &str = "clearhouse_stranded_rejoins_total";
+/// Windows not assembled because a partition's part did not match its recorded seal.
+pub const ASSEMBLY_ERRORS: &str = "clearhouse_assembly_errors_total";
 /// Daemon threads that died (the process stops right after; seen by a scrape only if it lands
 /// in between, so alert on restarts too).
 pub const THREAD_FAILURES: &str = "clearhouse_thread_failures_total";
@@ -77,6 +79,11 @@ pub fn install() -> PrometheusHandle {
         STRANDED_REJOINS,
         Unit::Count,
         "Group rejoins by an instance without partitions while partitions went unconsumed"
+    );
+    metrics::describe_counter!(
+        ASSEMBLY_ERRORS,
+        Unit::Count,
+        "Window assemblies refused because a partition's part did not match its recorded seal"
     );
     metrics::describe_counter!(THREAD_FAILURES, Unit::Count, "Daemon threads that died (the process then stops)");
     handle
@@ -116,6 +123,19 @@ pub fn checkpointed(partition: i32, next_offset: u64, open_windows: usize, open_
 pub fn stranded_rejoin(stuck: &[i32]) {
     tracing::warn!(?stuck, "no partitions assigned here while these go unconsumed: rejoining the group");
     counter!(STRANDED_REJOINS).increment(1);
+}
+
+/// A window could not be assembled: partition `partition` sealed it at `fence`, but its part
+/// does not match. Damaged state: an operator must look (docs/operations.md).
+pub fn assembly_error(window: &str, partition: i32, fence: u64, problem: &str) {
+    tracing::error!(
+        window,
+        partition,
+        fence,
+        problem,
+        "window not assembled: a partition's part does not match its seal"
+    );
+    counter!(ASSEMBLY_ERRORS).increment(1);
 }
 
 /// A daemon thread died: the instance is no longer ready and stops.

@@ -179,13 +179,24 @@ impl Dir {
     /// The bytes of the regular file `name`; `None` when absent. A symlink, FIFO, device or
     /// directory under the name is an error naming it.
     pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let Some(mut file) = self.open_file(name)? else { return Ok(None) };
+        let path = self.path.join(name);
+        let len = file.metadata().map_err(io_err(&path))?.len();
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        file.read_to_end(&mut bytes).map_err(io_err(&path))?;
+        Ok(Some(bytes))
+    }
+
+    /// The regular file `name` opened for reading (to read part of it); `None` when absent, an
+    /// error for anything else under the name, as for [`Dir::read`].
+    pub fn open_file(&self, name: &str) -> Result<Option<File>, StorageError> {
         check_name(name)?;
         let path = self.path.join(name);
         let opened = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&path);
-        let mut file = match opened {
+        let file = match opened {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
@@ -197,9 +208,7 @@ impl Dir {
         if !meta.is_file() {
             return Err(StorageError::NotRegular { path, kind: kind_of(meta.file_type()), expected: "file" });
         }
-        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-        file.read_to_end(&mut bytes).map_err(io_err(&path))?;
-        Ok(Some(bytes))
+        Ok(Some(file))
     }
 
     /// Opens (creating, never truncating or following a link) the regular file `name`, for use
