@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs that cargo does not: xmllint (Debian's libxml2-utils) and the
+# Installs what the test suite needs that cargo does not: xmllint (Debian's libxml2-utils), socat
+# and openssl for the TLS test, and the
 # official ISO 20022 pain.001.001.09 XSD, taken from the pinned `sepaxml` wheel on PyPI and checked
 # against a known SHA-256. Idempotent: a second run only re-checks.
 set -euo pipefail
@@ -14,10 +15,16 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-if ! command -v xmllint >/dev/null 2>&1; then
-  echo "setup: installing xmllint (libxml2-utils)"
+# Debian packages the tests run: xmllint (libxml2-utils), socat (the TLS-terminating proxy in
+# front of the test broker), openssl (test CA).
+missing=()
+command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
+command -v socat >/dev/null 2>&1 || missing+=(socat)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libxml2-utils >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if [ ! -s "$xsd" ] || ! echo "$xsd_sha256  $xsd" | sha256sum --check --status; then

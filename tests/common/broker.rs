@@ -11,6 +11,7 @@ pub struct Tansu {
     child: Child,
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    advertised: String,
     dir: tempfile::TempDir,
 }
 
@@ -28,12 +29,18 @@ impl Tansu {
     /// Starts a broker on a free loopback port with fresh SQLite storage and waits until it
     /// accepts connections.
     pub fn start() -> Tansu {
+        Tansu::start_advertising(None)
+    }
+
+    /// Starts a broker that tells clients to connect to `advertised` (a proxy in front of it)
+    /// instead of its own address.
+    pub fn start_advertising(advertised: Option<&str>) -> Tansu {
         let dir = tempfile::tempdir().expect("broker dir");
         std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
-        let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = spawn(dir.path(), &addr);
-        let broker = Tansu { child, addr, dir };
+        let addr = format!("127.0.0.1:{}", free_port());
+        let advertised = advertised.unwrap_or(&addr).to_owned();
+        let child = spawn(dir.path(), &addr, &advertised);
+        let broker = Tansu { child, addr, advertised, dir };
         broker.wait_listening();
         broker
     }
@@ -46,7 +53,7 @@ impl Tansu {
 
     /// Starts the broker again on the same port and storage, after [`Tansu::stop`].
     pub fn restart(&mut self) {
-        self.child = spawn(self.dir.path(), &self.addr);
+        self.child = spawn(self.dir.path(), &self.addr, &self.advertised);
         self.wait_listening();
     }
 
@@ -59,11 +66,16 @@ impl Tansu {
     }
 }
 
-fn spawn(dir: &Path, addr: &str) -> Child {
-    let url = format!("tcp://{addr}");
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
+}
+
+fn spawn(dir: &Path, addr: &str, advertised: &str) -> Child {
+    let (url, advertised) = (format!("tcp://{addr}"), format!("tcp://{advertised}"));
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("broker.log")).expect("log");
     Command::new(tansu_binary())
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &advertised])
         .args(["--storage-engine", "sqlite://data/tansu.db"])
         .current_dir(dir)
         .stdout(Stdio::from(log.try_clone().expect("log")))

@@ -33,6 +33,14 @@ impl Deployment {
         Deployment { dir: dir.to_owned(), name: name.to_owned(), input: input.to_owned() }
     }
 
+    /// Adds a librdkafka property to the instance's `[kafka.properties]` (the file's last table).
+    pub fn add_kafka_property(&self, key: &str, value: &str) {
+        use std::io::Write as _;
+        let path = self.dir.join(format!("{}.toml", self.name));
+        let mut file = std::fs::OpenOptions::new().append(true).open(path).expect("config");
+        writeln!(file, "{key:?} = {value:?}").expect("write property");
+    }
+
     /// Output directory.
     pub fn out(&self) -> PathBuf {
         self.dir.join(format!("{}-out", self.name))

@@ -13,13 +13,14 @@ mod faults;
 mod guards;
 mod rebalance;
 mod replay;
+mod tls;
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use common::broker::free_port;
 use common::clearhouse;
 use common::daemon::{files, key_counts, read_topic, Deployment};
 
@@ -44,10 +45,6 @@ fn phased_workload(brokers: &str, dir: &Path, topic: &str, count: u32, seed: u32
     let kafka = clearhouse_kafka::KafkaOptions { brokers: brokers.to_owned(), properties: Default::default() };
     kafka.ensure_topic(topic, 4).expect("topic");
     common::daemon::lines_of(&file)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port()
 }
 
 fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {

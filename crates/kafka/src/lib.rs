@@ -94,6 +94,12 @@ impl KafkaOptions {
         for (key, value) in &self.properties {
             config.set(key, value);
         }
+        // OpenSSL is built in (vendored), so its compiled-in CA directory is not the system's:
+        // unless told otherwise, look for the system's CA bundle where distributions keep it.
+        let tls = self.properties.get("security.protocol").is_some_and(|p| p.to_ascii_lowercase().ends_with("ssl"));
+        if tls && !self.properties.contains_key("ssl.ca.location") && !self.properties.contains_key("ssl.ca.pem") {
+            config.set("ssl.ca.location", "probe");
+        }
         config
     }
 
