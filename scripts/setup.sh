@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs that cargo does not: xmllint (Debian's libxml2-utils), socat
-# and openssl for the TLS test, and the
+# and openssl for the TLS test, promtool for the alert rules, and the
 # official ISO 20022 pain.001.001.09 XSD, taken from the pinned `sepaxml` wheel on PyPI and checked
 # against a known SHA-256. Idempotent: a second run only re-checks.
 set -euo pipefail
@@ -16,11 +16,12 @@ as_root() {
 }
 
 # Debian packages the tests run: xmllint (libxml2-utils), socat (the TLS-terminating proxy in
-# front of the test broker), openssl (test CA).
+# front of the test broker), openssl (test CA), promtool (prometheus: the alert rules).
 missing=()
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 command -v socat >/dev/null 2>&1 || missing+=(socat)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   as_root apt-get update -qq

@@ -31,7 +31,7 @@ fn compose_has_kafka_kraft_clearhouse_and_prometheus_scraping_it() {
     assert_eq!(names, BTreeSet::from(["clearhouse", "kafka", "prometheus"]));
     assert_eq!(compose["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"], "broker,controller", "KRaft");
     assert_eq!(compose["services"]["clearhouse"]["build"]["dockerfile"], "deploy/Dockerfile");
-    let prometheus = &yaml_documents("prometheus.yml")[0];
+    let prometheus = &yaml_documents("prometheus/prometheus.yml")[0];
     let target = &prometheus["scrape_configs"][0]["static_configs"][0]["targets"][0];
     assert_eq!(target, "clearhouse:9464");
 }
@@ -77,4 +77,43 @@ fn dockerfile_is_well_formed_and_the_image_config_is_valid() {
     let config = Config::load(&deploy("clearhouse.toml")).expect("deploy/clearhouse.toml loads");
     let settings = config.daemon_settings().expect("valid daemon settings");
     assert_eq!(settings.admin_listen.map(|a| a.port()), Some(9464));
+}
+
+#[test]
+fn alert_rules_pass_promtool_and_every_monitored_metric_is_one_the_daemon_declares() {
+    let check = |path: &std::path::Path| {
+        std::process::Command::new("promtool")
+            .args(["check", "rules"])
+            .arg(path)
+            .output()
+            .unwrap_or_else(|e| panic!("promtool could not run ({e}): run scripts/setup.sh"))
+    };
+    let output = check(&deploy("prometheus/alerts.yml"));
+    assert!(output.status.success(), "promtool: {}", String::from_utf8_lossy(&output.stdout));
+    // The checker must be able to say no.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broken = dir.path().join("broken.yml");
+    let text = std::fs::read_to_string(deploy("prometheus/alerts.yml")).expect("rules");
+    std::fs::write(&broken, text.replacen("expr: up{job=\"clearhouse\"} == 0", "expr: up{job=", 1)).expect("write");
+    assert!(!check(&broken).status.success(), "promtool accepted a broken rule");
+
+    let telemetry = std::fs::read_to_string(common::root().join("crates/daemon/src/telemetry.rs")).expect("telemetry");
+    let monitored = common::monitored_metrics();
+    assert!(monitored.len() >= 15, "{monitored:?}");
+    for name in &monitored {
+        assert!(
+            telemetry.contains(&format!("\"{name}\"")),
+            "{name} is queried but not a metric of crates/daemon/src/telemetry.rs"
+        );
+    }
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(deploy("grafana/clearhouse.json")).expect("dashboard"))
+            .expect("json");
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(
+            !targets.is_empty() && targets.iter().all(|t| t["expr"].as_str().is_some_and(|e| !e.is_empty())),
+            "{panel}"
+        );
+    }
 }

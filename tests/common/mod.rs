@@ -109,3 +109,19 @@ fn assert_valid_pain001_all(files: &[PathBuf]) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Every `clearhouse_*` metric the shipped alert rules and Grafana dashboard query, by base name
+/// (a histogram's `_bucket`, `_sum` and `_count` series count as the histogram).
+pub fn monitored_metrics() -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for file in ["deploy/prometheus/alerts.yml", "deploy/grafana/clearhouse.json"] {
+        let text = std::fs::read_to_string(root().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        for (at, _) in text.match_indices("clearhouse_") {
+            let name: String =
+                text[at..].chars().take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_').collect();
+            let base = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(&name);
+            names.insert(base.to_owned());
+        }
+    }
+    names
+}

@@ -41,6 +41,20 @@ fn daemon_output_equals_net_with_metrics_and_a_clean_sigterm() {
     assert_eq!(count("clearhouse_duplicate_instructions_total"), summary["duplicates"].as_u64().expect("n"));
     assert_eq!(count("clearhouse_windows_emitted_total"), windows as u64);
     assert!(body.contains("clearhouse_checkpoint_duration_seconds_count"), "checkpoint histogram exported");
+    // Every metric the shipped alerts and dashboard query is really on /metrics (consumer lag
+    // comes with librdkafka's statistics, every 5 s: scrape until it is there).
+    let missing = |body: &str| -> Vec<String> {
+        let exported =
+            |name: &str| body.lines().any(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(['{', ' ', '_'])));
+        super::common::monitored_metrics().into_iter().filter(|name| !exported(name)).collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut body = body;
+    while !missing(&body).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        body = http_get(&admin, "/metrics").1;
+    }
+    assert_eq!(missing(&body), Vec::<String>::new(), "queried by deploy/ but not exported:\n{body}");
 
     signal(&daemon, "-TERM");
     let status = wait_exit(&mut daemon, Duration::from_secs(60));

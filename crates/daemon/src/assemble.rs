@@ -68,6 +68,8 @@ impl Assembler {
     fn pass(&mut self) -> Result<(), DaemonError> {
         let lock = self.state.assembler_lock()?;
         if lock.try_lock().is_err() {
+            // Another instance assembles and reports what is pending; this one has nothing.
+            telemetry::pending_windows(0, None);
             return Ok(());
         }
         let topic = self.settings.input_topic.clone();
@@ -80,10 +82,15 @@ impl Assembler {
                 None => return Ok(()),
             }
         }
+        let mut pending = Vec::new();
         for window in self.state.windows_with_parts()? {
             if self.state.emitted(window)?.read("window.done")?.is_some() {
                 continue;
             }
+            pending.push(window);
+        }
+        telemetry::pending_windows(pending.len(), pending.first().map(|w| w.end()));
+        for window in pending {
             let seals: Option<Vec<Seal>> = progress.iter().map(|pr| seal_of(&pr.seals, window)).collect();
             let Some(seals) = seals else { continue };
             let Some(mut batches) = self.parts(window, &seals)? else { continue };

@@ -194,7 +194,14 @@ impl Shard {
         saved.unwrap_or_else(|e| fatal("cannot save a checkpoint", &e));
         slot.dirty = false;
         let next_offset = slot.partition.next_offset();
-        telemetry::checkpointed(partition, next_offset, open_windows, open, started.elapsed());
+        telemetry::checkpointed(&telemetry::Checkpointed {
+            partition,
+            next_offset,
+            open_windows,
+            open_instructions: open,
+            oldest_open_end: slot.partition.oldest_open_window().map(|w| w.end()),
+            took: started.elapsed(),
+        });
         let _ = self.reports.try_send(Durable { partition, next_offset });
         let _ = self.wake_assembler.try_send(());
         if slot.rejects.is_empty() {

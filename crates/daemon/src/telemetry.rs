@@ -44,6 +44,16 @@ pub const QUEUE_DEPTH: &str = "clearhouse_queue_depth_batches";
 pub const KAFKA_ERRORS: &str = "clearhouse_kafka_errors_total";
 /// Times this instance rejoined its group because it was stranded without partitions.
 pub const STRANDED_REJOINS: &str = "clearhouse_stranded_rejoins_total";
+/// 1, labelled with the version: which build is running where.
+pub const BUILD_INFO: &str = "clearhouse_build_info";
+/// When each owned partition last made a checkpoint durable (Unix seconds).
+pub const CHECKPOINT_LAST: &str = "clearhouse_checkpoint_last_timestamp_seconds";
+/// End of the oldest window still open on each owned partition (Unix seconds; 0: none).
+pub const OLDEST_OPEN_WINDOW_END: &str = "clearhouse_oldest_open_window_end_timestamp_seconds";
+/// Windows sealed by some partition whose files and messages are not yet all published.
+pub const PENDING_WINDOWS: &str = "clearhouse_pending_windows";
+/// End of the oldest such window (Unix seconds; 0: none).
+pub const OLDEST_PENDING_WINDOW_END: &str = "clearhouse_oldest_pending_window_end_timestamp_seconds";
 /// Windows not assembled because a partition's part did not match its recorded seal.
 pub const ASSEMBLY_ERRORS: &str = "clearhouse_assembly_errors_total";
 /// Daemon threads that died (the process stops right after; seen by a scrape only if it lands
@@ -80,6 +90,16 @@ pub fn install() -> PrometheusHandle {
         Unit::Count,
         "Group rejoins by an instance without partitions while partitions went unconsumed"
     );
+    metrics::describe_gauge!(BUILD_INFO, Unit::Count, "1, labelled with the running version");
+    metrics::describe_gauge!(CHECKPOINT_LAST, Unit::Seconds, "When each owned partition last checkpointed");
+    metrics::describe_gauge!(OLDEST_OPEN_WINDOW_END, Unit::Seconds, "End of the oldest open window per partition");
+    metrics::describe_gauge!(PENDING_WINDOWS, Unit::Count, "Sealed windows not yet fully published");
+    metrics::describe_gauge!(OLDEST_PENDING_WINDOW_END, Unit::Seconds, "End of the oldest sealed, unpublished window");
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // Failure counters exist from the start, so `increase()` alerts have a series to watch.
+    for name in [KAFKA_ERRORS, STRANDED_REJOINS, ASSEMBLY_ERRORS, THREAD_FAILURES] {
+        counter!(name).increment(0);
+    }
     metrics::describe_counter!(
         ASSEMBLY_ERRORS,
         Unit::Count,
@@ -103,20 +123,46 @@ pub fn rejected(partition: i32, offset: u64, reason: RejectReason) {
     counter!(REJECTED, "reason" => reason.code()).increment(1);
 }
 
+/// What a durable checkpoint of one partition leaves behind.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpointed {
+    /// The partition.
+    pub partition: i32,
+    /// Next offset it reflects.
+    pub next_offset: u64,
+    /// Open windows on the partition.
+    pub open_windows: usize,
+    /// Instructions in them.
+    pub open_instructions: u64,
+    /// End of the oldest open window.
+    pub oldest_open_end: Option<jiff::Timestamp>,
+    /// Time the checkpoint took.
+    pub took: Duration,
+}
+
 /// A partition checkpoint became durable.
-pub fn checkpointed(partition: i32, next_offset: u64, open_windows: usize, open_instructions: u64, took: Duration) {
+pub fn checkpointed(c: &Checkpointed) {
     tracing::debug!(
-        partition,
-        next_offset,
-        open_windows,
-        open_instructions,
-        ms = took.as_millis() as u64,
+        partition = c.partition,
+        next_offset = c.next_offset,
+        open_windows = c.open_windows,
+        open_instructions = c.open_instructions,
+        ms = c.took.as_millis() as u64,
         "checkpoint"
     );
-    let label = partition.to_string();
-    histogram!(CHECKPOINT_DURATION).record(took.as_secs_f64());
-    gauge!(OPEN_WINDOWS, "partition" => label.clone()).set(open_windows as f64);
-    gauge!(OPEN_INSTRUCTIONS, "partition" => label).set(open_instructions as f64);
+    let label = c.partition.to_string();
+    histogram!(CHECKPOINT_DURATION).record(c.took.as_secs_f64());
+    gauge!(OPEN_WINDOWS, "partition" => label.clone()).set(c.open_windows as f64);
+    gauge!(OPEN_INSTRUCTIONS, "partition" => label.clone()).set(c.open_instructions as f64);
+    let oldest = c.oldest_open_end.map_or(0.0, |t| t.as_second() as f64);
+    gauge!(OLDEST_OPEN_WINDOW_END, "partition" => label.clone()).set(oldest);
+    gauge!(CHECKPOINT_LAST, "partition" => label).set(jiff::Timestamp::now().as_second() as f64);
+}
+
+/// What the assembler still has to publish.
+pub fn pending_windows(count: usize, oldest_end: Option<jiff::Timestamp>) {
+    gauge!(PENDING_WINDOWS).set(count as f64);
+    gauge!(OLDEST_PENDING_WINDOW_END).set(oldest_end.map_or(0.0, |t| t.as_second() as f64));
 }
 
 /// This instance owns no partition while `stuck` partitions go unconsumed: it rejoins the group.

@@ -167,6 +167,11 @@ impl Partition {
         self.netter.open_windows().count()
     }
 
+    /// The oldest window still open here (its end is when it was due to close, plus grace).
+    pub fn oldest_open_window(&self) -> Option<WindowId> {
+        self.netter.open_windows().next()
+    }
+
     /// Instructions in open windows.
     pub fn open_instructions(&self) -> usize {
         self.netter.open_details()
