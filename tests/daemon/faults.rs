@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::common::broker::Tansu;
-use super::common::daemon::{produce_lines, signal, Deployment};
+use super::common::daemon::{produce_lines, read_topic, signal, Deployment};
 use super::{assert_same_outcome, gen, phased_workload, stop, wait_exit, wait_settled, wait_until, CLOCK, PAST};
 
 /// Lines of the instance's log that report a Kafka client error.
@@ -161,4 +161,35 @@ fn a_dead_shard_or_a_broken_state_directory_stops_the_process_and_a_restart_resu
     wait_settled(&[&failing], COUNT);
     stop(&failing, "final", daemon);
     assert_same_outcome(&broker.addr, &failing, &reference);
+}
+
+#[test]
+fn a_crash_between_a_checkpoint_and_its_dead_letters_loses_no_reject() {
+    const COUNT: u64 = 10_000;
+    let broker = Tansu::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    gen(&["--count", "10000", "--seed", "59", "--topic", "dlq", "--brokers", &broker.addr, "--partitions", "4"]);
+    let reference = Deployment::new(dir.path(), "dlqref", &broker.addr, "dlq", CLOCK, "");
+    let undisturbed = reference.start("run");
+    wait_settled(&[&reference], COUNT);
+    stop(&reference, "run", undisturbed);
+
+    // Aborts right after the first checkpoint that holds rejects not yet on the dead-letter topic.
+    let crashed = Deployment::new(dir.path(), "dlqcrash", &broker.addr, "dlq", CLOCK, "");
+    let mut daemon = crashed.start_with_env("crash", &[("CLEARHOUSE_INJECT_CRASH", "after-checkpoint")]);
+    let status = wait_exit(&mut daemon, Duration::from_secs(120));
+    assert!(!status.success(), "the injected crash happened: {status}");
+    assert!(std::fs::read_to_string(crashed.log_path("crash")).unwrap_or_default().contains("injected crash"));
+    let checkpointed = crashed.accounting();
+    assert!(checkpointed.2 > 0, "the crash came after a checkpoint with rejects: {checkpointed:?}");
+
+    let daemon = crashed.start("final");
+    wait_settled(&[&crashed], COUNT);
+    stop(&crashed, "final", daemon);
+    let keys = |topic: &str| -> std::collections::BTreeSet<String> {
+        read_topic(&broker.addr, topic).into_iter().map(|(key, _)| key).collect()
+    };
+    let (want, got) = (keys("dlqref.dlq"), keys("dlqcrash.dlq"));
+    assert_eq!(want.len() as u64, reference.accounting().2, "the reference dead-lettered every reject");
+    assert_eq!(got, want, "every reject reached the dead-letter topic despite the crash");
 }

@@ -66,6 +66,9 @@ pub(crate) struct Shard {
     dlq: TopicWriter,
     /// `CLEARHOUSE_INJECT_PANIC=<partition>:<offset>`: panic when applying that message.
     inject_panic: Option<(i32, u64)>,
+    /// `CLEARHOUSE_INJECT_CRASH=after-checkpoint`: abort right after saving a checkpoint that
+    /// holds unpublished dead letters.
+    inject_crash_after_checkpoint: bool,
 }
 
 /// The fault-injection hook of the failure tests (docs/operations.md): a shard that reaches the
@@ -85,7 +88,18 @@ impl Shard {
         dlq: TopicWriter,
     ) -> Shard {
         let inject_panic = injected_panic();
-        Shard { settings, state, slots: BTreeMap::new(), reports, wake_assembler, dlq, inject_panic }
+        let inject_crash_after_checkpoint =
+            std::env::var("CLEARHOUSE_INJECT_CRASH").is_ok_and(|v| v == "after-checkpoint");
+        Shard {
+            settings,
+            state,
+            slots: BTreeMap::new(),
+            reports,
+            wake_assembler,
+            dlq,
+            inject_panic,
+            inject_crash_after_checkpoint,
+        }
     }
 
     /// Runs until the queue closes. A failure to persist state stops the process: continuing
@@ -144,7 +158,10 @@ impl Shard {
             open_instructions = p.open_instructions(),
             "partition assigned"
         );
-        self.slots.insert(partition, Slot { partition: p, dirty: resume.is_none(), rejects: Vec::new() });
+        // Dead letters a previous owner saved but may not have published go out at the next
+        // checkpoint.
+        let dirty = resume.is_none() || !p.dead_letters().is_empty();
+        self.slots.insert(partition, Slot { partition: p, dirty, rejects: Vec::new() });
         Ok(resume)
     }
 
@@ -179,7 +196,9 @@ impl Shard {
         telemetry::netted(consumed, accepted, duplicates, late);
     }
 
-    /// Writes sealed parts, then the checkpoint, then reports it and publishes its rejects.
+    /// Writes sealed parts, then the checkpoint (with the dead letters of its rejects), then
+    /// publishes those dead letters and, once the broker acknowledged them, reports the
+    /// checkpoint so its offsets may be committed.
     fn persist(&mut self, partition: i32) {
         let Some(slot) = self.slots.get_mut(&partition) else { return };
         let started = Instant::now();
@@ -188,6 +207,9 @@ impl Shard {
         for part in slot.partition.take_sealed() {
             self.state.save_part(partition, &part).unwrap_or_else(|e| fatal("cannot save a window part", &e));
         }
+        let topic = &self.settings.input_topic;
+        let letters: Vec<_> = slot.rejects.drain(..).map(|r| reject_message(topic, partition, &r)).collect();
+        slot.partition.queue_dead_letters(letters);
         let open = slot.partition.open_instructions() as u64;
         let open_windows = slot.partition.open_windows();
         let saved = self.state.save(partition, &slot.partition.checkpoint(), open);
@@ -202,23 +224,38 @@ impl Shard {
             oldest_open_end: slot.partition.oldest_open_window().map(|w| w.end()),
             took: started.elapsed(),
         });
-        let _ = self.reports.try_send(Durable { partition, next_offset });
         let _ = self.wake_assembler.try_send(());
-        if slot.rejects.is_empty() {
-            return;
+        if self.inject_crash_after_checkpoint && !slot.partition.dead_letters().is_empty() {
+            tracing::warn!(partition, "injected crash after a checkpoint with unpublished dead letters");
+            std::process::abort();
         }
-        let topic = &self.settings.input_topic;
-        for record in &slot.rejects {
-            let (key, payload) = reject_message(topic, partition, record);
-            if let Err(e) = self.dlq.send_to(&self.settings.dlq_topic, key.as_bytes(), &payload) {
-                telemetry::kafka_error(&e);
-            }
+        if publish(&mut self.dlq, &self.settings.dlq_topic, slot.partition.dead_letters()) {
+            slot.partition.dead_letters_published();
+            let _ = self.reports.try_send(Durable { partition, next_offset });
+        } else {
+            // Kept in the checkpoint and in memory: sent again at the next checkpoint (or by the
+            // next owner), and no offset past them is committed until then.
+            slot.dirty = true;
         }
-        match self.dlq.flush(Duration::from_secs(30)) {
-            Ok(_) => slot.rejects.clear(),
-            // Kept and sent again after the next checkpoint: the dead-letter topic is
-            // at-least-once, keyed by source position.
-            Err(e) => telemetry::kafka_error(&e),
+    }
+}
+
+/// Publishes dead letters and waits for the broker's acknowledgement of every one.
+fn publish(dlq: &mut TopicWriter, topic: &str, letters: &[(String, Vec<u8>)]) -> bool {
+    if letters.is_empty() {
+        return true;
+    }
+    for (key, payload) in letters {
+        if let Err(e) = dlq.send_to(topic, key.as_bytes(), payload) {
+            telemetry::kafka_error(&e);
+            return false;
+        }
+    }
+    match dlq.flush(Duration::from_secs(30)) {
+        Ok(_) => true,
+        Err(e) => {
+            telemetry::kafka_error(&e);
+            false
         }
     }
 }

@@ -62,6 +62,10 @@ pub struct PartitionState {
     pub stats: Stats,
     /// Accepted late instructions.
     pub late: u64,
+    /// Dead-letter messages `(key, value)` of rejects not yet acknowledged by the broker: saved
+    /// with the checkpoint that passes their offsets, so a crash before they are published
+    /// cannot lose them (the next owner publishes them again: at-least-once).
+    pub dead_letters: Vec<(String, Vec<u8>)>,
     ids: IdIndex,
     netter: NetterState,
 }
@@ -93,6 +97,7 @@ pub struct StateView<'a> {
     pub seals: &'a [Seal],
     pub stats: &'a Stats,
     pub late: u64,
+    pub dead_letters: &'a [(String, Vec<u8>)],
     ids: &'a IdIndex,
     netter: &'a NetterState,
 }
@@ -276,6 +281,21 @@ impl Partition {
         std::mem::take(&mut self.sealed)
     }
 
+    /// Queues dead-letter messages to be saved with the next checkpoint.
+    pub fn queue_dead_letters(&mut self, messages: impl IntoIterator<Item = (String, Vec<u8>)>) {
+        self.state.dead_letters.extend(messages);
+    }
+
+    /// Dead-letter messages saved (or to be saved) but not yet acknowledged.
+    pub fn dead_letters(&self) -> &[(String, Vec<u8>)] {
+        &self.state.dead_letters
+    }
+
+    /// The broker acknowledged every queued dead letter.
+    pub fn dead_letters_published(&mut self) {
+        self.state.dead_letters.clear();
+    }
+
     /// True when sealed windows wait for [`Partition::take_sealed`].
     pub fn has_sealed(&self) -> bool {
         !self.sealed.is_empty()
@@ -292,6 +312,7 @@ impl Partition {
             seals: &s.seals,
             stats: &s.stats,
             late: s.late,
+            dead_letters: &s.dead_letters,
             ids: &s.ids,
             netter: self.netter.state(),
         }
