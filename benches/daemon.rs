@@ -81,7 +81,7 @@ impl Daemon {
         let port = TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
         let admin = format!("127.0.0.1:{port}");
         let config = format!(
-            "[kafka]\nbrokers = \"{brokers}\"\n[daemon]\ninput_topic = \"{topic}\"\ngroup_id = \"{topic}\"\n\
+            "[kafka]\nbrokers = \"{brokers}\"\n[daemon]\nreplication_factor = 1\ninput_topic = \"{topic}\"\ngroup_id = \"{topic}\"\n\
              credits_topic = \"{topic}.credits\"\nwindows_topic = \"{topic}.windows\"\ndlq_topic = \"{topic}.dlq\"\n\
              admin_listen = \"{admin}\"\n{extra}"
         );

@@ -189,7 +189,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let shutdown = runtime.block_on(shutdown_signal())?;
     let config = Config::load(&args.config)?;
     let settings = config.daemon_settings()?;
-    clearhouse_core::daemon::ensure_output_topics(&config, &settings).context("creating output topics")?;
+    clearhouse_core::topics::ensure_output_topics(&config, &settings).context("creating output topics")?;
     let result = runtime.block_on(clearhouse_daemon::run(settings, shutdown));
     // A shutdown cut short leaves threads blocked on the broker: do not wait for them again.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));

@@ -23,7 +23,7 @@ impl Deployment {
     /// `admin` is the admin listener ("" for none).
     pub fn new(dir: &Path, name: &str, brokers: &str, input: &str, clock: &str, admin: &str) -> Deployment {
         let config = format!(
-            "[kafka]\nbrokers = \"{brokers}\"\n\n[daemon]\ngroup_id = \"{name}\"\ninput_topic = \"{input}\"\n\
+            "[kafka]\nbrokers = \"{brokers}\"\n\n[daemon]\nreplication_factor = 1\ngroup_id = \"{name}\"\ninput_topic = \"{input}\"\n\
              credits_topic = \"{name}.credits\"\nwindows_topic = \"{name}.windows\"\ndlq_topic = \"{name}.dlq\"\n\
              out_dir = \"{name}-out\"\nstate_dir = \"{name}-state\"\nadmin_listen = \"{admin}\"\nclock = \"{clock}\"\n\
              checkpoint_interval_ms = 300\nidle_tick_ms = 200\nshards = 2\n\n\

@@ -59,3 +59,34 @@ fn mis_keyed_and_future_dated_instructions_go_to_the_dead_letter_topic() {
     );
     assert_eq!(deployment.manifests(), 2, "both days settled: the 2031 instruction held nothing open");
 }
+
+#[test]
+fn a_credits_topic_that_can_forget_is_refused_at_start_unless_allowed() {
+    let broker = Tansu::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kafka = clearhouse_kafka::KafkaOptions { brokers: broker.addr.clone(), ..Default::default() };
+    kafka.ensure_topic("forget", 1).expect("input topic");
+    let week = [("cleanup.policy", "delete"), ("retention.ms", "604800000")];
+    let spec = clearhouse_kafka::TopicSpec { name: "forget.credits", partitions: 1, replication: 1, configs: &week };
+    kafka.create_topic(&spec).expect("a week-long credits topic");
+    let deployment = Deployment::new(dir.path(), "forget", &broker.addr, "forget", CLOCK, "");
+    let mut daemon = deployment.start("refused");
+    let status = super::wait_exit(&mut daemon, Duration::from_secs(60));
+    let log = std::fs::read_to_string(deployment.log_path("refused")).unwrap_or_default();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("topic forget.credits can forget messages (cleanup.policy=delete, retention.ms=604800000"),
+        "{log}"
+    );
+    let config = dir.path().join("forget.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, text.replace("[daemon]\n", "[daemon]\nallow_forgetful_output_topics = true\n"))
+        .expect("config");
+    let daemon = deployment.start("allowed");
+    deployment.wait_for_log(
+        "allowed",
+        "output topic can forget messages (allowed by configuration)",
+        Duration::from_secs(60),
+    );
+    stop(&deployment, "allowed", daemon);
+}

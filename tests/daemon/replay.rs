@@ -155,6 +155,23 @@ fn lost_output_is_restored_by_replay_emit_and_nobody_is_paid_twice() {
     assert_eq!(std::fs::read(live.out().join(clearing)).expect("read"), b"tampered\n");
     std::fs::write(live.out().join(clearing), &original[clearing]).expect("put back");
 
+    // The credits topic forgets (here: replaced by an empty one) and the output is lost again:
+    // the windows this state directory marked done are restored as files, but nothing is sent.
+    let kafka = clearhouse_kafka::KafkaOptions { brokers: broker.addr.clone(), ..Default::default() };
+    kafka.ensure_topic("re.credits-forgot", 1).expect("topic");
+    let config = dir.path().join("re.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let forgetful = text.replace("credits_topic = \"re.credits\"", "credits_topic = \"re.credits-forgot\"");
+    std::fs::write(dir.path().join("re-forgot.toml"), forgetful).expect("config");
+    std::fs::remove_dir_all(live.out()).expect("lose the output");
+    clearhouse()
+        .current_dir(dir.path())
+        .args(["replay", "--config", "re-forgot.toml", "--out", "staged-forgot", "--from-windows-topic", "--emit"])
+        .assert()
+        .success();
+    assert!(files(&live.out()) == original, "every file restored byte for byte");
+    assert!(read_topic(&broker.addr, "re.credits-forgot").is_empty(), "no credit sent again for a window marked done");
+
     // State and output both lost: the daemon re-nets the topic and rewrites the same files, and
     // the window events already on the windows topic stop it from paying anybody again.
     std::fs::remove_dir_all(live.out()).expect("lose the output");

@@ -27,8 +27,14 @@ pub struct DaemonSection {
     pub windows_topic: String,
     /// Dead-letter topic for rejected instructions (key = topic/partition/offset).
     pub dlq_topic: String,
-    /// Create the three output topics (1 partition) at start when they are missing.
+    /// Create the three output topics (1 partition) at start when they are missing: credits and
+    /// windows compacted with unlimited retention.
     pub create_topics: bool,
+    /// Replication factor of the output topics it creates (1 only for a single-broker cluster).
+    pub replication_factor: u16,
+    /// Start even when the credits or windows topic can forget messages (not compacted, finite
+    /// retention). The double-payment guard reads them back; only for tests and migrations.
+    pub allow_forgetful_output_topics: bool,
     /// Directory of window files; shared by all instances of a group. Relative to the config.
     pub out_dir: PathBuf,
     /// Directory of checkpoints; shared by all instances of a group. Relative to the config.
@@ -65,6 +71,8 @@ impl Default for DaemonSection {
             windows_topic: "clearhouse.windows".to_owned(),
             dlq_topic: "clearhouse.dlq".to_owned(),
             create_topics: true,
+            replication_factor: 3,
+            allow_forgetful_output_topics: false,
             out_dir: PathBuf::from("out"),
             state_dir: PathBuf::from("state"),
             grace_secs: 300,
@@ -127,14 +135,4 @@ impl Config {
             debtor: self.debtor()?,
         })
     }
-}
-
-/// Creates the daemon's output topics when configured to.
-pub fn ensure_output_topics(config: &Config, settings: &Settings) -> Result<(), clearhouse_kafka::ClientError> {
-    if config.daemon.create_topics {
-        for topic in [&settings.credits_topic, &settings.windows_topic, &settings.dlq_topic] {
-            settings.kafka.ensure_topic(topic, 1)?;
-        }
-    }
-    Ok(())
 }

@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod limits;
 pub mod net;
 pub mod registry;
+pub mod topics;
 
 use std::path::PathBuf;
 

@@ -43,6 +43,7 @@ pub fn check_ranges(config: &Config) -> Result<(), ConfigError> {
     check("[daemon] grace_secs", d.grace_secs, 0..=7 * 86_400)?;
     check("[daemon] checkpoint_interval_ms", d.checkpoint_interval_ms, 100..=3_600_000)?;
     check("[daemon] idle_tick_ms", d.idle_tick_ms, 10..=3_600_000)?;
+    check("[daemon] replication_factor", d.replication_factor, 1..=16)?;
     check("[daemon] shutdown_timeout_ms", d.shutdown_timeout_ms, 1_000..=600_000)?;
     check("[daemon] shards", d.shards, 0..=MAX_THREADS)?;
     check("[daemon] queue_batches", d.queue_batches, 1..=65_536)?;

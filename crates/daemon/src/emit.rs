@@ -97,18 +97,25 @@ pub fn emit_missing(
         for (name, bytes) in &files {
             live.put(name, bytes)?;
         }
+        // A window this state directory marked done was published: whatever the topics no longer
+        // show (a retention that forgot, a restored backup), sending it again would pay twice.
+        let emitted = state.emitted(w.window)?;
+        let done = emitted.read("window.done")?.is_some();
+        if done {
+            tracing::info!(window = %w.window, "already published (marked done): only files restored");
+        }
         let mut sent = 0;
-        for (key, payload) in w.credits.iter().filter(|(key, _)| !credits_present.contains_key(key)) {
+        let missing = w.credits.iter().filter(|(key, _)| !done && !credits_present.contains_key(key));
+        for (key, payload) in missing {
             writer.send_to(&settings.credits_topic, key.as_bytes(), payload)?;
             sent += 1;
         }
-        let event_sent = !events_present.contains_key(&event.0);
+        let event_sent = !done && !events_present.contains_key(&event.0);
         if event_sent {
             writer.flush(TIMEOUT)?;
             writer.send_to(&settings.windows_topic, event.0.as_bytes(), &event.1)?;
         }
         writer.flush(TIMEOUT)?;
-        let emitted = state.emitted(w.window)?;
         emitted.replace("credits.done", b"")?;
         emitted.replace("window.done", b"")?;
         let restored = Emitted::Restored {

@@ -10,13 +10,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use serde::Deserialize;
+
+mod topics;
+pub use topics::TopicSpec;
 
 /// How to reach the cluster.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -101,30 +102,6 @@ impl KafkaOptions {
             config.set("ssl.ca.location", "probe");
         }
         config
-    }
-
-    /// Creates `topic` with `partitions` partitions unless it exists.
-    pub fn ensure_topic(&self, topic: &str, partitions: i32) -> Result<(), ClientError> {
-        let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .map_err(|e| ClientError::CreateTopic { topic: topic.to_owned(), message: format!("no runtime: {e}") })?;
-        let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-        let timeout = Some(Duration::from_secs(15));
-        let options = AdminOptions::new().operation_timeout(timeout).request_timeout(timeout);
-        let results =
-            runtime.block_on(admin.create_topics([&new_topic], &options)).map_err(|e| ClientError::CreateTopic {
-                topic: topic.to_owned(),
-                message: format!("{e} (is {} reachable?)", self.brokers),
-            })?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, code)) => return Err(ClientError::CreateTopic { topic: name, message: code.to_string() }),
-            }
-        }
-        Ok(())
     }
 }
 
