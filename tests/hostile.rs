@@ -47,7 +47,7 @@ fn a_refund_cannot_exceed_or_predate_the_capture_it_names() {
         [
             (
                 "original_amount_mismatch".to_owned(),
-                "original_amount 1000000.00 differs from the amount 10.00 of capture C1".to_owned()
+                "original_amount 1000000.00 differs from 10.00, the amount of capture C1".to_owned()
             ),
             (
                 "refund_before_original".to_owned(),

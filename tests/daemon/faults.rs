@@ -4,7 +4,10 @@ use std::time::{Duration, Instant};
 
 use super::common::broker::Tansu;
 use super::common::daemon::{produce_lines, read_topic, signal, Deployment};
-use super::{assert_same_outcome, gen, phased_workload, stop, wait_exit, wait_settled, wait_until, CLOCK, PAST};
+use super::{
+    assert_same_outcome, gen, phased_workload, settled_reference, stop, wait_exit, wait_settled, wait_until, CLOCK,
+    PAST,
+};
 
 /// Lines of the instance's log that report a Kafka client error.
 fn kafka_warnings(deployment: &Deployment, tag: &str) -> usize {
@@ -26,10 +29,7 @@ fn kill_nine_twenty_times_loses_nothing_and_pays_nobody_twice() {
     let count = COUNT.to_string();
     gen(&["--count", &count, "--seed", "23", "--topic", "crash", "--brokers", &broker.addr, "--partitions", "4"]);
 
-    let reference = Deployment::new(dir.path(), "ref", &broker.addr, "crash", CLOCK, "");
-    let daemon = reference.start("run");
-    wait_settled(&[&reference], COUNT);
-    stop(&reference, "run", daemon);
+    let reference = settled_reference(&broker.addr, dir.path(), "ref", "crash", COUNT);
     let windows = reference.manifests();
 
     // The same topic, killed at 20 pseudo-random points after it got its partitions back (and
@@ -125,10 +125,7 @@ fn a_dead_shard_or_a_broken_state_directory_stops_the_process_and_a_restart_resu
     let broker = Tansu::start();
     let dir = tempfile::tempdir().expect("tempdir");
     gen(&["--count", "20000", "--seed", "47", "--topic", "fail", "--brokers", &broker.addr, "--partitions", "4"]);
-    let reference = Deployment::new(dir.path(), "failref", &broker.addr, "fail", CLOCK, "");
-    let undisturbed = reference.start("run");
-    wait_settled(&[&reference], COUNT);
-    stop(&reference, "run", undisturbed);
+    let reference = settled_reference(&broker.addr, dir.path(), "failref", "fail", COUNT);
 
     let failing = Deployment::new(dir.path(), "failing", &broker.addr, "fail", CLOCK, "");
     let log = |tag: &str| std::fs::read_to_string(failing.log_path(tag)).unwrap_or_default();
@@ -169,10 +166,7 @@ fn a_crash_between_a_checkpoint_and_its_dead_letters_loses_no_reject() {
     let broker = Tansu::start();
     let dir = tempfile::tempdir().expect("tempdir");
     gen(&["--count", "10000", "--seed", "59", "--topic", "dlq", "--brokers", &broker.addr, "--partitions", "4"]);
-    let reference = Deployment::new(dir.path(), "dlqref", &broker.addr, "dlq", CLOCK, "");
-    let undisturbed = reference.start("run");
-    wait_settled(&[&reference], COUNT);
-    stop(&reference, "run", undisturbed);
+    let reference = settled_reference(&broker.addr, dir.path(), "dlqref", "dlq", COUNT);
 
     // Aborts right after the first checkpoint that holds rejects not yet on the dead-letter topic.
     let crashed = Deployment::new(dir.path(), "dlqcrash", &broker.addr, "dlq", CLOCK, "");

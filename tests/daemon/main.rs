@@ -86,6 +86,16 @@ fn wait_settled(deployments: &[&Deployment], count: u64) {
 }
 
 /// Stops a daemon with SIGTERM and asserts a clean exit, printing its log if not.
+/// An undisturbed deployment named `name` that has consumed all `count` messages of `topic`
+/// and stopped: what a disturbed one must end up identical to.
+fn settled_reference(brokers: &str, dir: &Path, name: &str, topic: &str, count: u64) -> Deployment {
+    let reference = Deployment::new(dir, name, brokers, topic, CLOCK, "");
+    let daemon = reference.start("run");
+    wait_settled(&[&reference], count);
+    stop(&reference, "run", daemon);
+    reference
+}
+
 fn stop(deployment: &Deployment, tag: &str, mut child: Child) {
     common::daemon::signal(&child, "-TERM");
     let status = wait_exit(&mut child, Duration::from_secs(60));

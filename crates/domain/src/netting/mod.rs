@@ -191,8 +191,9 @@ impl Netter {
         let original_key = (ins.merchant_id.clone(), refund.original_transaction_id.clone());
         let capture = self.state.captures.get(&original_key).copied();
         let original_time = capture.map_or(refund.original_time, |c| c.event_time);
-        if let Some(capture) = capture {
-            check_against_capture(ins, refund, &capture)?;
+        if let Some(c) = capture {
+            let source = format!("capture {}", refund.original_transaction_id);
+            check_stated_original(ins, refund, c.currency, c.amount, &source)?;
         }
         if ins.event_time < original_time {
             let message = format!("refund at {} is before its original at {original_time}", ins.event_time);
@@ -311,19 +312,25 @@ impl Netter {
     }
 }
 
-/// A refund of a capture the engine accepted: same currency, and the original amount it states
-/// is the capture's (so the cap below is the capture's amount, not a number the refund chose).
-fn check_against_capture(ins: &Instruction, refund: &RefundFields, capture: &CaptureRecord) -> Result<(), Reject> {
-    if capture.currency != ins.currency {
-        let message = format!("refund in {} of a {} capture", ins.currency, capture.currency);
+/// A refund is held to its original as the engine knows it: the capture it accepted, or else what
+/// the first accepted refund of that original stated. Same currency, same original amount (so
+/// the cap is that amount, not a number each refund chooses).
+fn check_stated_original(
+    ins: &Instruction,
+    refund: &RefundFields,
+    currency: Currency,
+    amount: Decimal,
+    source: &str,
+) -> Result<(), Reject> {
+    if currency != ins.currency {
+        let message = format!("refund in {} of {source} in {currency}", ins.currency);
         return Err(Reject::field(RejectReason::CurrencyMismatch, "currency", message));
     }
-    if refund.original_amount != capture.amount {
+    if refund.original_amount != amount {
         let message = format!(
-            "original_amount {} differs from the amount {} of capture {}",
+            "original_amount {} differs from {}, the amount of {source}",
             ins.currency.format(refund.original_amount),
-            ins.currency.format(capture.amount),
-            refund.original_transaction_id
+            ins.currency.format(amount)
         );
         return Err(Reject::field(RejectReason::OriginalAmountMismatch, "original_amount", message));
     }
@@ -331,19 +338,8 @@ fn check_against_capture(ins: &Instruction, refund: &RefundFields, capture: &Cap
 }
 
 fn check_against_original(ins: &Instruction, refund: &RefundFields, state: &OriginalState) -> Result<Decimal, Reject> {
-    if state.currency != ins.currency {
-        let message = format!("refund in {} of an original refunded in {}", ins.currency, state.currency);
-        return Err(Reject::field(RejectReason::CurrencyMismatch, "currency", message));
-    }
-    if state.original_amount != refund.original_amount {
-        let message = format!(
-            "original_amount {} differs from {} stated by the first refund of {}",
-            ins.currency.format(refund.original_amount),
-            ins.currency.format(state.original_amount),
-            refund.original_transaction_id
-        );
-        return Err(Reject::field(RejectReason::OriginalAmountMismatch, "original_amount", message));
-    }
+    let source = format!("original {} as its first refund stated", refund.original_transaction_id);
+    check_stated_original(ins, refund, state.currency, state.original_amount, &source)?;
     if state.refunded + ins.amount > state.original_amount {
         return Err(exceeds(ins, state.refunded, state.original_amount));
     }
