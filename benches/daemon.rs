@@ -7,8 +7,8 @@
 //! After the throughput run it replays the topic with `clearhouse replay` and checks the result
 //! with `verify --against` against the daemon's files, timed against the same bare consumer.
 //!
-//! `cargo bench --bench daemon -- [MESSAGES] [OPEN]` (defaults 500,000 and 1,000,000; 0 skips
-//! that part). Under
+//! `cargo bench --bench daemon -- [MESSAGES] [OPEN] [BACKLOG]` (defaults 500,000, 1,000,000 and
+//! 200,000; 0 skips that part; `CLEARHOUSE_BENCH_BIN` runs another build of `clearhouse`). Under
 //! `cargo test` (no `--bench` argument) it runs once on 2,000 messages, to keep the harness itself working.
 //! The daemon is timed from its first consumed message to its last netted one, read from its own
 //! `/metrics`, so process start and the group join are not counted against it (they are printed
@@ -28,12 +28,17 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-const BIN: &str = env!("CARGO_BIN_EXE_clearhouse");
+/// The binary under test: this build's, or `CLEARHOUSE_BENCH_BIN` (another build, to compare two
+/// commits side by side on the same broker and machine).
+fn bin() -> String {
+    std::env::var("CLEARHOUSE_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_clearhouse").to_owned())
+}
 const START: &str = "2026-10-01T00:00:00+08:00";
 const LIMIT: Duration = Duration::from_secs(1800);
 
 fn gen(brokers: &str, topic: &str, count: u64, seed: u64, days: u32) {
-    let status = Command::new(BIN)
+    // Always this build's generator, so that two binaries compared see the same messages.
+    let status = Command::new(env!("CARGO_BIN_EXE_clearhouse"))
         .args(["gen", "--topic", topic, "--brokers", brokers, "--partitions", "4", "--start", START])
         .args(["--count", &count.to_string(), "--seed", &seed.to_string(), "--days", &days.to_string()])
         .status()
@@ -92,7 +97,7 @@ impl Daemon {
     fn start(&mut self) -> Instant {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("run.log")).expect("log");
         let started = Instant::now();
-        let child = Command::new(BIN)
+        let child = Command::new(bin())
             .args(["run", "--config", "clearhouse.toml"])
             .current_dir(&self.dir)
             .stdout(Stdio::from(log.try_clone().expect("log")))
@@ -150,6 +155,13 @@ fn consumed(body: &str) -> u64 {
     http::metric(body, "clearhouse_consumed_messages_total") as u64
 }
 
+/// Window directories under `<state>/<sub>`; with `done`, only those holding `window.done`.
+fn count_dirs(state: &Path, sub: &str, done: bool) -> usize {
+    std::fs::read_dir(state.join(sub))
+        .map(|d| d.filter_map(Result::ok).filter(|e| !done || e.path().join("window.done").exists()).count())
+        .unwrap_or(0)
+}
+
 /// Instructions covered by the checkpoints in a topic's state directory.
 fn checkpointed(state: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(state) else { return 0 };
@@ -188,18 +200,13 @@ fn throughput(brokers: &str, dir: &Path, count: u64) {
     let (_, last) = daemon.wait("every message netted", |b| netted(b) >= count);
     // Every window the partitions sealed (a `parts/` directory each) written and published.
     let state = dir.join("state/bench");
-    let count_dirs = |sub: &str, done: bool| {
-        std::fs::read_dir(state.join(sub))
-            .map(|d| d.filter_map(Result::ok).filter(|e| !done || e.path().join("window.done").exists()).count())
-            .unwrap_or(0)
-    };
     let deadline = Instant::now() + LIMIT;
-    while count_dirs("parts", false) == 0 || count_dirs("emitted", true) < count_dirs("parts", false) {
+    while count_dirs(&state, "parts", false) == 0 || count_dirs(&state, "emitted", true) < count_dirs(&state, "parts", false) {
         assert!(Instant::now() < deadline, "windows not emitted");
         std::thread::sleep(Duration::from_millis(10));
     }
     let emitted = Instant::now();
-    let windows = count_dirs("emitted", true);
+    let windows = count_dirs(&state, "emitted", true);
     daemon.signal("-TERM");
     let netting = last - first;
     let (bare, ours) = (rate(count, bare_time), rate(count, netting));
@@ -223,7 +230,7 @@ fn throughput(brokers: &str, dir: &Path, count: u64) {
 /// the daemon's output (issue #4's target: under twice the bare consumer's time).
 fn replay_and_verify(dir: &Path, bare_time: Duration) {
     let started = Instant::now();
-    let replay = Command::new(BIN)
+    let replay = Command::new(bin())
         .args(["replay", "--config", "clearhouse.toml", "--out", "replayed"])
         .current_dir(dir)
         .stdout(Stdio::null())
@@ -231,7 +238,7 @@ fn replay_and_verify(dir: &Path, bare_time: Duration) {
         .expect("replay");
     assert!(replay.success(), "replay failed");
     let replayed = started.elapsed();
-    let verify = Command::new(BIN)
+    let verify = Command::new(bin())
         .args(["verify", "--against", "out", "replayed"])
         .current_dir(dir)
         .stdout(Stdio::null())
@@ -252,7 +259,7 @@ fn replay_and_verify(dir: &Path, bare_time: Duration) {
     let id = last.lines().rev().find_map(|l| l.strip_prefix("D|")).and_then(|l| l.split('|').next()).expect("an id");
     let bytes: u64 = names.iter().filter_map(|n| std::fs::metadata(out.join(n)).ok()).map(|m| m.len()).sum();
     let traced = Instant::now();
-    let trace = Command::new(BIN).args(["trace", id, "--out", "out"]).current_dir(dir).stdout(Stdio::null()).status();
+    let trace = Command::new(bin()).args(["trace", id, "--out", "out"]).current_dir(dir).stdout(Stdio::null()).status();
     assert!(trace.expect("trace").success(), "trace found it");
     println!(
         "  trace of one id over {} clearing files ({:.0} MiB): {:.2} s",
@@ -266,6 +273,47 @@ fn replay_and_verify(dir: &Path, bare_time: Duration) {
         (total - replayed).as_secs_f64(),
         total.as_secs_f64(),
         total.as_secs_f64() / bare_time.as_secs_f64()
+    );
+}
+
+/// A backlog of sealed windows (issue #11): `count` instructions over five days in one-hour
+/// windows (about 120), with a wall clock in the future so that each window is sealed as soon as
+/// the topic's event times pass it. Prints when the last window was sealed and when the last one
+/// was published, and each window's time from sealed to published
+/// (`clearhouse_window_seal_to_publish_seconds`).
+fn window_backlog(brokers: &str, dir: &Path, count: u64) {
+    gen(brokers, "hourly", count, 11, 5);
+    let extra = "clock = \"2030-01-01T00:00:00Z\"\n[calendar]\ninterval_secs = 3600\n";
+    let mut daemon = Daemon::new(dir, brokers, "hourly", extra);
+    let started = daemon.start();
+    let (_, first) = daemon.wait("first message consumed", |b| consumed(b) > 0);
+    let (_, last) = daemon.wait("every message netted", |b| netted(b) >= count);
+    let open = |b: &str| http::metric(b, "clearhouse_open_windows");
+    let (_, sealed) = daemon.wait("every window sealed", |b| open(b) == 0.0);
+    let state = dir.join("state/hourly");
+    let (body, published) = daemon.wait("every window published", |b| {
+        let parts = count_dirs(&state, "parts", false);
+        let reported = http::metric(b, "clearhouse_windows_emitted_total") as usize;
+        open(b) == 0.0 && parts > 0 && count_dirs(&state, "emitted", true) == parts && reported == parts
+    });
+    daemon.signal("-TERM");
+    let windows = count_dirs(&state, "emitted", true);
+    let name = "clearhouse_window_seal_to_publish_seconds";
+    let (n, sum) = (http::metric(&body, &format!("{name}_count")), http::metric(&body, &format!("{name}_sum")));
+    let secs = |t: Instant| (t - started).as_secs_f64();
+    println!("window backlog, {count} messages over {windows} hourly windows on 4 partitions:");
+    println!(
+        "  start to first message {:.2} s, every message netted {:.2} s, every window sealed {:.2} s, every window published {:.2} s",
+        secs(first),
+        secs(last),
+        secs(sealed),
+        secs(published)
+    );
+    println!(
+        "  last seal to last window published {:.2} s; sealed to published per window: mean {:.2} s, all within {} s ({n} windows)",
+        (published - sealed).as_secs_f64(),
+        sum / n.max(1.0),
+        slowest_bucket(&body, name, n)
     );
 }
 
@@ -321,21 +369,22 @@ fn open_windows(brokers: &str, dir: &Path, open: u64) {
 fn main() {
     let test_mode = !std::env::args().any(|a| a == "--bench");
     let numbers: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let (count, open) = if test_mode {
-        (2_000, 2_000)
-    } else {
-        (numbers.first().copied().unwrap_or(500_000), numbers.get(1).copied().unwrap_or(1_000_000))
-    };
+    let arg = |i: usize, default: u64| numbers.get(i).copied().unwrap_or(default);
+    let (count, open, backlog) = if test_mode { (2_000, 2_000, 2_000) } else { (arg(0, 500_000), arg(1, 1_000_000), arg(2, 200_000)) };
     let broker = broker::Tansu::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (a, b) = (dir.path().join("throughput"), dir.path().join("open"));
-    std::fs::create_dir_all(&a).expect("dir");
-    std::fs::create_dir_all(&b).expect("dir");
+    let (a, b, c) = (dir.path().join("throughput"), dir.path().join("open"), dir.path().join("backlog"));
+    for d in [&a, &b, &c] {
+        std::fs::create_dir_all(d).expect("dir");
+    }
     // A count of 0 skips that part.
     if count > 0 {
         throughput(&broker.addr, &a, count);
     }
     if open > 0 {
         open_windows(&broker.addr, &b, open);
+    }
+    if backlog > 0 {
+        window_backlog(&broker.addr, &c, backlog);
     }
 }

@@ -30,6 +30,9 @@ pub const OPEN_WINDOWS: &str = "clearhouse_open_windows";
 pub const OPEN_INSTRUCTIONS: &str = "clearhouse_open_instructions";
 /// From `end + grace` of a window to its files and messages being published.
 pub const CLOSE_LATENCY: &str = "clearhouse_window_close_latency_seconds";
+/// From the assembler finding a window sealed by every partition to its window event being
+/// acknowledged (the daemon's own share of a window's close latency).
+pub const SEAL_TO_PUBLISH: &str = "clearhouse_window_seal_to_publish_seconds";
 /// Windows whose files and messages were published by this instance.
 pub const WINDOWS_EMITTED: &str = "clearhouse_windows_emitted_total";
 /// Credits published on the credits topic.
@@ -79,6 +82,11 @@ pub fn install() -> PrometheusHandle {
     metrics::describe_gauge!(OPEN_WINDOWS, Unit::Count, "Open windows per owned partition");
     metrics::describe_gauge!(OPEN_INSTRUCTIONS, Unit::Count, "Instructions held in open windows per partition");
     metrics::describe_histogram!(CLOSE_LATENCY, Unit::Seconds, "Window end + grace to outputs published");
+    metrics::describe_histogram!(
+        SEAL_TO_PUBLISH,
+        Unit::Seconds,
+        "Every partition's seal of a window seen by the assembler to its window event acknowledged"
+    );
     metrics::describe_counter!(WINDOWS_EMITTED, Unit::Count, "Windows published by this instance");
     metrics::describe_counter!(CREDITS_PUBLISHED, Unit::Count, "Credits published on the credits topic");
     metrics::describe_histogram!(CHECKPOINT_DURATION, Unit::Seconds, "Time to write one partition checkpoint");
@@ -190,12 +198,25 @@ pub fn thread_failed(failure: &str) {
     counter!(THREAD_FAILURES).increment(1);
 }
 
-/// A window's files and messages were published.
-pub fn window_emitted(window: &str, batches: usize, credits: usize, published: usize, latency: Duration) {
-    tracing::info!(window, batches, credits, published, latency_ms = latency.as_millis() as u64, "window emitted");
+/// A window's files and messages were published, `latency` after its end plus grace and
+/// `since_sealed` after this instance found it sealed (unknown when another instance began it).
+pub fn window_emitted(
+    window: &str,
+    batches: usize,
+    credits: usize,
+    published: usize,
+    latency: Duration,
+    since_sealed: Option<Duration>,
+) {
+    let since_sealed_ms = since_sealed.map(|d| d.as_millis() as u64);
+    let latency_ms = latency.as_millis() as u64;
+    tracing::info!(window, batches, credits, published, latency_ms, since_sealed_ms, "window emitted");
     counter!(WINDOWS_EMITTED).increment(1);
     counter!(CREDITS_PUBLISHED).increment(published as u64);
     histogram!(CLOSE_LATENCY).record(latency.as_secs_f64());
+    if let Some(since) = since_sealed {
+        histogram!(SEAL_TO_PUBLISH).record(since.as_secs_f64());
+    }
 }
 
 /// The Kafka client reported an error; it retries on its own. Every error is counted, but with
