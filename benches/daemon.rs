@@ -309,11 +309,14 @@ fn window_backlog(brokers: &str, dir: &Path, count: u64) {
         secs(sealed),
         secs(published)
     );
+    let per_window = if n > 0.0 {
+        format!("mean {:.2} s, all within {} s ({n} windows)", sum / n, slowest_bucket(&body, name, n))
+    } else {
+        "not reported by this build".to_owned()
+    };
     println!(
-        "  last seal to last window published {:.2} s; sealed to published per window: mean {:.2} s, all within {} s ({n} windows)",
-        (published - sealed).as_secs_f64(),
-        sum / n.max(1.0),
-        slowest_bucket(&body, name, n)
+        "  last seal to last window published {:.2} s; sealed to published per window: {per_window}",
+        (published - sealed).as_secs_f64()
     );
 }
 
