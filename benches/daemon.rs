@@ -201,7 +201,9 @@ fn throughput(brokers: &str, dir: &Path, count: u64) {
     // Every window the partitions sealed (a `parts/` directory each) written and published.
     let state = dir.join("state/bench");
     let deadline = Instant::now() + LIMIT;
-    while count_dirs(&state, "parts", false) == 0 || count_dirs(&state, "emitted", true) < count_dirs(&state, "parts", false) {
+    while count_dirs(&state, "parts", false) == 0
+        || count_dirs(&state, "emitted", true) < count_dirs(&state, "parts", false)
+    {
         assert!(Instant::now() < deadline, "windows not emitted");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -373,7 +375,8 @@ fn main() {
     let test_mode = !std::env::args().any(|a| a == "--bench");
     let numbers: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let arg = |i: usize, default: u64| numbers.get(i).copied().unwrap_or(default);
-    let (count, open, backlog) = if test_mode { (2_000, 2_000, 2_000) } else { (arg(0, 500_000), arg(1, 1_000_000), arg(2, 200_000)) };
+    let (count, open, backlog) =
+        if test_mode { (2_000, 2_000, 2_000) } else { (arg(0, 500_000), arg(1, 1_000_000), arg(2, 200_000)) };
     let broker = broker::Tansu::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let (a, b, c) = (dir.path().join("throughput"), dir.path().join("open"), dir.path().join("backlog"));

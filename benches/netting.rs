@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use clearhouse_domain::parse::parse_reference;
 use clearhouse_domain::{parse, Calendar, Netter, Parsed, Payee, Placement, Policy, Schedule, SettledBatch};
 use clearhouse_formats::{window_files, WindowMeta};
 use clearhouse_gen::{generate, GenOptions};
@@ -56,6 +57,10 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(lines.len() as u64));
     group.bench_function("parse_validate", |b| {
         b.iter(|| lines.iter().map(|l| parse(l)).filter(|p| matches!(p, Parsed::Valid { .. })).count())
+    });
+    // The reference tree parser on the same lines: what the fast decoder replaced.
+    group.bench_function("parse_validate_reference", |b| {
+        b.iter(|| lines.iter().map(|l| parse_reference(l)).filter(|p| matches!(p, Parsed::Valid { .. })).count())
     });
 
     let calendar = calendar();

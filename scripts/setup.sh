@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs that cargo does not: xmllint (Debian's libxml2-utils), socat
-# and openssl for the TLS test, promtool for the alert rules, and the
+# and openssl for the TLS test, promtool for the alert rules, cargo-fuzz (crates.io) for the
+# bounded fuzz runs, and the
 # official ISO 20022 pain.001.001.09 XSD, taken from the pinned `sepaxml` wheel on PyPI and checked
 # against a known SHA-256. Idempotent: a second run only re-checks.
 set -euo pipefail
@@ -26,6 +27,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# cargo-fuzz drives libFuzzer; `--sanitizer none` lets it build on the stable toolchain.
+cargo_fuzz_version=0.13.2
+if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $cargo_fuzz_version" ]; then
+  echo "setup: installing cargo-fuzz $cargo_fuzz_version"
+  cargo install --quiet --locked cargo-fuzz --version "$cargo_fuzz_version"
 fi
 
 if [ ! -s "$xsd" ] || ! echo "$xsd_sha256  $xsd" | sha256sum --check --status; then

@@ -132,7 +132,12 @@ impl Assembler {
 
     /// Writes the window's files (deterministic; the store refuses other content under a name
     /// already written) and returns what is to be published for it.
-    fn write_files(&mut self, window: WindowId, batches: &[SettledBatch], fences: Fences) -> Result<Ready, DaemonError> {
+    fn write_files(
+        &mut self,
+        window: WindowId,
+        batches: &[SettledBatch],
+        fences: Fences,
+    ) -> Result<Ready, DaemonError> {
         let settings = Arc::clone(&self.settings);
         let meta = WindowMeta::new(&settings.calendar, &settings.calendar.window(window));
         let files = window_files(&meta, batches, fences, &settings.debtor);
@@ -224,9 +229,10 @@ impl Assembler {
                 continue;
             }
             let start = match dir.read(&start_name)? {
-                Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
-                    DaemonError::State(format!("{}: {e}", dir.path().join(&start_name).display()))
-                })?),
+                Some(bytes) => Some(
+                    serde_json::from_slice(&bytes)
+                        .map_err(|e| DaemonError::State(format!("{}: {e}", dir.path().join(&start_name).display())))?,
+                ),
                 None => None,
             };
             resumed.extend(start.clone());
@@ -237,7 +243,9 @@ impl Assembler {
             return Ok(sent);
         }
         let present: HashSet<String> = match earliest(&resumed) {
-            Some(from) => messages_since(&self.client, topic, &from, TIMEOUT)?.into_iter().map(|(key, _)| key).collect(),
+            Some(from) => {
+                messages_since(&self.client, topic, &from, TIMEOUT)?.into_iter().map(|(key, _)| key).collect()
+            }
             None => HashSet::new(),
         };
         if todo.iter().any(|(_, _, fresh)| *fresh) {
@@ -278,7 +286,10 @@ struct Ready {
 fn earliest(starts: &[BTreeMap<i32, i64>]) -> Option<BTreeMap<i32, i64>> {
     let partitions: std::collections::BTreeSet<i32> = starts.iter().flat_map(|s| s.keys().copied()).collect();
     (!starts.is_empty()).then(|| {
-        partitions.into_iter().map(|p| (p, starts.iter().map(|s| s.get(&p).copied().unwrap_or(0)).min().unwrap_or(0))).collect()
+        partitions
+            .into_iter()
+            .map(|p| (p, starts.iter().map(|s| s.get(&p).copied().unwrap_or(0)).min().unwrap_or(0)))
+            .collect()
     })
 }
 

@@ -4,6 +4,7 @@ use jiff::Timestamp;
 use rust_decimal::Decimal;
 
 use super::json::Json;
+use super::scan::Flat;
 use crate::instruction::{Payee, PayeePart};
 use crate::money::{parse_amount, AmountError, Currency};
 use crate::reject::{Reject, RejectReason};
@@ -13,36 +14,98 @@ use crate::reject::{Reject, RejectReason};
 const EARLIEST_TIME: i64 = 0;
 pub(super) const LATEST_TIME: i64 = 221_845_392_000;
 
-/// Read access to one JSON object's fields.
-pub(super) struct Fields<'j, 'a> {
-    json: &'j Json<'a>,
+/// A schema field: its slot (`json::KEYS`) and the name used in messages (dotted for payee
+/// parts). The rules look fields up by slot, never by comparing names.
+#[derive(Clone, Copy)]
+pub(super) struct Field {
+    slot: usize,
+    pub(super) name: &'static str,
 }
 
-impl<'j, 'a> Fields<'j, 'a> {
-    pub(super) fn new(json: &'j Json<'a>) -> Self {
-        Fields { json }
+macro_rules! fields {
+    ($($constant:ident = $slot:literal $name:literal),* $(,)?) => {
+        $(pub(super) const $constant: Field = Field { slot: $slot, name: $name };)*
+        #[cfg(test)]
+        const ALL: &[Field] = &[$($constant),*];
+    };
+}
+
+fields! {
+    ID = 0 "id", TYPE = 1 "type", MERCHANT_ID = 2 "merchant_id", AMOUNT = 3 "amount",
+    CURRENCY = 4 "currency", EVENT_TIME = 5 "event_time", FEE = 6 "fee",
+    ORIGINAL_TRANSACTION_ID = 7 "original_transaction_id", ORIGINAL_AMOUNT = 8 "original_amount",
+    ORIGINAL_TIME = 9 "original_time", PAYEE = 10 "payee", REVERSES = 11 "reverses",
+    PAYEE_NAME = 12 "payee.name", PAYEE_ACCOUNT = 13 "payee.account", PAYEE_BANK = 14 "payee.bank",
+}
+
+/// An object whose fields are read: the reference tree's, or the fast decoder's flat message
+/// or its payee. Both give the same answers for the same message, so the rules below are
+/// written once for both.
+#[derive(Clone, Copy)]
+pub(super) enum Node<'j> {
+    Tree(&'j Json<'j>),
+    Flat(&'j Flat<'j>),
+    Payee(&'j [Option<&'j str>; 3]),
+}
+
+/// A field's value as the rules see it.
+enum Value<'j> {
+    Str(&'j str),
+    Obj(Node<'j>),
+    Other(&'static str),
+}
+
+impl<'j> Node<'j> {
+    fn get(self, field: Field) -> Option<Value<'j>> {
+        match self {
+            Node::Tree(json) => json.get_slot(field.slot).map(|value| match value {
+                Json::Str(s) => Value::Str(s),
+                Json::Obj(_) => Value::Obj(Node::Tree(value)),
+                other => Value::Other(other.type_name()),
+            }),
+            Node::Flat(flat) if field.slot == PAYEE.slot => flat.payee().map(|parts| Value::Obj(Node::Payee(parts))),
+            Node::Flat(flat) => flat.str_slot(field.slot).map(Value::Str),
+            Node::Payee(parts) => {
+                field.slot.checked_sub(PAYEE_NAME.slot).and_then(|i| parts.get(i).copied().flatten()).map(Value::Str)
+            }
+        }
+    }
+}
+
+/// Read access to one JSON object's fields.
+pub(super) struct Fields<'j> {
+    node: Node<'j>,
+}
+
+impl<'j> Fields<'j> {
+    pub(super) fn new(node: Node<'j>) -> Self {
+        Fields { node }
     }
 
-    /// The string at `key`, reported as `label` (the dotted path) when wrong.
-    fn str_at(&self, key: &str, label: &'static str) -> Result<Option<&'j str>, Reject> {
-        match self.json.get(key) {
+    /// The string at `field`, when present.
+    fn str_at(&self, field: Field) -> Result<Option<&'j str>, Reject> {
+        let label = field.name;
+        let found = |kind| Err(invalid(label, format!("{label} must be a string, found {kind}")));
+        match self.node.get(field) {
             None => Ok(None),
-            Some(Json::Str(s)) => Ok(Some(s.as_ref())),
-            Some(other) => Err(invalid(label, format!("{label} must be a string, found {}", other.type_name()))),
+            Some(Value::Str(s)) => Ok(Some(s)),
+            Some(Value::Obj(_)) => found("object"),
+            Some(Value::Other(kind)) => found(kind),
         }
     }
 
-    fn optional_str(&self, name: &'static str) -> Result<Option<&'j str>, Reject> {
-        self.str_at(name, name)
+    fn optional_str(&self, field: Field) -> Result<Option<&'j str>, Reject> {
+        self.str_at(field)
     }
 
-    pub(super) fn required_str(&self, name: &'static str) -> Result<&'j str, Reject> {
-        self.str_at(name, name)?.ok_or_else(|| missing(name))
+    pub(super) fn required_str(&self, field: Field) -> Result<&'j str, Reject> {
+        self.str_at(field)?.ok_or_else(|| missing(field.name))
     }
 
     /// An identifier: 1-64 characters of `[A-Za-z0-9._:-]`.
-    pub(super) fn id(&self, name: &'static str) -> Result<&'j str, Reject> {
-        let value = self.required_str(name)?;
+    pub(super) fn id(&self, field: Field) -> Result<&'j str, Reject> {
+        let name = field.name;
+        let value = self.required_str(field)?;
         if is_valid_id(value) {
             Ok(value)
         } else {
@@ -50,8 +113,9 @@ impl<'j, 'a> Fields<'j, 'a> {
         }
     }
 
-    pub(super) fn merchant_id(&self, name: &'static str) -> Result<&'j str, Reject> {
-        let value = self.required_str(name)?;
+    pub(super) fn merchant_id(&self, field: Field) -> Result<&'j str, Reject> {
+        let name = field.name;
+        let value = self.required_str(field)?;
         if is_valid_merchant_id(value) {
             Ok(value)
         } else {
@@ -59,8 +123,9 @@ impl<'j, 'a> Fields<'j, 'a> {
         }
     }
 
-    pub(super) fn currency(&self, name: &'static str) -> Result<Currency, Reject> {
-        let code = self.required_str(name)?;
+    pub(super) fn currency(&self, field: Field) -> Result<Currency, Reject> {
+        let name = field.name;
+        let code = self.required_str(field)?;
         if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(invalid(name, format!("{name} must be an ISO 4217 alpha-3 code, got {code:?}")));
         }
@@ -69,17 +134,20 @@ impl<'j, 'a> Fields<'j, 'a> {
         })
     }
 
-    pub(super) fn amount(&self, name: &'static str, currency: Currency, allow_zero: bool) -> Result<Decimal, Reject> {
-        let text = self.required_str(name)?;
+    pub(super) fn amount(&self, field: Field, currency: Currency, allow_zero: bool) -> Result<Decimal, Reject> {
+        let name = field.name;
+        let text = self.required_str(field)?;
         amount_of(name, text, currency, allow_zero)
     }
 
-    pub(super) fn optional_amount(&self, name: &'static str, currency: Currency) -> Result<Option<Decimal>, Reject> {
-        self.optional_str(name)?.map(|text| amount_of(name, text, currency, true)).transpose()
+    pub(super) fn optional_amount(&self, field: Field, currency: Currency) -> Result<Option<Decimal>, Reject> {
+        let name = field.name;
+        self.optional_str(field)?.map(|text| amount_of(name, text, currency, true)).transpose()
     }
 
-    pub(super) fn time(&self, name: &'static str) -> Result<Timestamp, Reject> {
-        let text = self.required_str(name)?;
+    pub(super) fn time(&self, field: Field) -> Result<Timestamp, Reject> {
+        let name = field.name;
+        let text = self.required_str(field)?;
         let time = parse_rfc3339(text)
             .ok_or_else(|| invalid(name, format!("{name} must be an RFC 3339 time with offset, got {text:?}")))?;
         if !(EARLIEST_TIME..LATEST_TIME).contains(&time.as_second()) {
@@ -88,16 +156,17 @@ impl<'j, 'a> Fields<'j, 'a> {
         Ok(time)
     }
 
-    pub(super) fn payee(&self, name: &'static str) -> Result<Payee, Reject> {
-        let json = self.json.get(name).ok_or_else(|| missing(name))?;
-        if !matches!(json, Json::Obj(_)) {
-            return Err(invalid(name, format!("{name} must be an object, found {}", json.type_name())));
-        }
-        let payee = Fields { json };
-        let part = |key, label| payee.str_at(key, label)?.ok_or_else(|| missing(label));
-        let name_text = part("name", "payee.name")?;
-        let account = part("account", "payee.account")?;
-        let bank = part("bank", "payee.bank")?;
+    pub(super) fn payee(&self, field: Field) -> Result<Payee, Reject> {
+        let name = field.name;
+        let node = match self.node.get(field).ok_or_else(|| missing(name))? {
+            Value::Obj(node) => node,
+            Value::Str(_) => return Err(invalid(name, format!("{name} must be an object, found string"))),
+            Value::Other(kind) => return Err(invalid(name, format!("{name} must be an object, found {kind}"))),
+        };
+        let payee = Fields { node };
+        let name_text = payee.required_str(PAYEE_NAME)?;
+        let account = payee.required_str(PAYEE_ACCOUNT)?;
+        let bank = payee.required_str(PAYEE_BANK)?;
         Payee::validated(name_text, account, bank).map_err(|e| {
             let label = match e.part {
                 PayeePart::Name => "payee.name",
@@ -184,4 +253,17 @@ pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
         return None;
     }
     text.parse::<Timestamp>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::json::KEYS;
+    use super::*;
+
+    #[test]
+    fn each_field_names_its_slot() {
+        for field in ALL {
+            assert_eq!(field.name.rsplit('.').next(), Some(KEYS[field.slot]));
+        }
+    }
 }

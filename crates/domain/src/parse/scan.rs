@@ -1,0 +1,162 @@
+//! The fast decoder: one pass over the borrowed bytes of a message of the common shape, with no
+//! tree, no allocation per field and the fingerprint hashed from the same slices.
+//!
+//! The common shape is what every producer sends: one object whose keys are schema fields, each
+//! value a string without escapes, and `payee` an object of `name`, `account` and `bank`. Anything
+//! else (an escape, an unknown or repeated key, a number, a nested value, malformed JSON) makes
+//! [`scan`] answer `None`, and the message goes to the reference tree parser (`json.rs`), which
+//! is the definition of what a message means. So the fast path only has to agree with the tree
+//! on the messages it takes, and the differential tests (a proptest in `tests.rs`, the
+//! `parse_differential` fuzz target) check that it does, field by field and fingerprint by
+//! fingerprint.
+
+use xxhash_rust::xxh3::xxh3_128;
+
+use super::json::{canonical_bytes, slot, KEYS};
+
+/// The top-level schema fields a flat message may hold (every slot before the payee's own).
+const TOP: usize = 12;
+/// The slot of `payee`, and of its first part (`name`, then `account`, `bank`).
+const PAYEE: usize = 10;
+const PAYEE_PARTS: usize = 12;
+
+/// A message of the common shape: each schema field's string, and the payee's parts.
+#[derive(Debug, Default)]
+pub(super) struct Flat<'a> {
+    fields: [Option<&'a str>; TOP],
+    payee: Option<[Option<&'a str>; 3]>,
+}
+
+impl<'a> Flat<'a> {
+    /// The string in top-level slot `i`; `None` when absent (or the payee's slot).
+    pub(super) fn str_slot(&self, i: usize) -> Option<&'a str> {
+        self.fields.get(i).copied().flatten()
+    }
+
+    /// The payee's parts, when there is a payee object.
+    pub(super) fn payee(&self) -> Option<&[Option<&'a str>; 3]> {
+        self.payee.as_ref()
+    }
+
+    /// The same fingerprint the tree gives the same message: its canonical encoding hashed.
+    pub(super) fn fingerprint(&self, len_hint: usize) -> u128 {
+        let mut out = Vec::with_capacity(len_hint + 16 * KEYS.len());
+        out.push(b'o');
+        for (i, key) in KEYS.iter().enumerate().take(TOP) {
+            if i == PAYEE {
+                if let Some(parts) = &self.payee {
+                    canonical_bytes(&mut out, b'k', key.as_bytes());
+                    out.push(b'o');
+                    for (part, name) in parts.iter().zip(&KEYS[PAYEE_PARTS..]) {
+                        if let Some(value) = part {
+                            canonical_bytes(&mut out, b'k', name.as_bytes());
+                            canonical_bytes(&mut out, b's', value.as_bytes());
+                        }
+                    }
+                    out.push(b'e');
+                }
+            } else if let Some(value) = self.fields[i] {
+                canonical_bytes(&mut out, b'k', key.as_bytes());
+                canonical_bytes(&mut out, b's', value.as_bytes());
+            }
+        }
+        out.push(b'e');
+        xxh3_128(&out)
+    }
+}
+
+/// Scans `bytes` as a message of the common shape; `None` for anything else.
+pub(super) fn scan(bytes: &[u8]) -> Option<Flat<'_>> {
+    // One UTF-8 check for the whole message (invalid UTF-8 is the tree's to report).
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut s = Scanner { text, bytes, at: 0 };
+    let mut flat = Flat::default();
+    s.skip_ws();
+    s.expect(b'{')?;
+    s.skip_ws();
+    loop {
+        let key = s.string()?;
+        s.skip_ws();
+        s.expect(b':')?;
+        s.skip_ws();
+        match slot(key)? {
+            PAYEE if flat.payee.is_none() => flat.payee = Some(s.payee()?),
+            i if i < TOP && i != PAYEE && flat.fields[i].is_none() => flat.fields[i] = Some(s.string()?),
+            _ => return None,
+        }
+        s.skip_ws();
+        match s.next()? {
+            b',' => s.skip_ws(),
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    s.skip_ws();
+    (s.at == bytes.len()).then_some(flat)
+}
+
+struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn next(&mut self) -> Option<u8> {
+        let b = *self.bytes.get(self.at)?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, want: u8) -> Option<()> {
+        (self.next()? == want).then_some(())
+    }
+
+    /// JSON's four whitespace bytes.
+    fn skip_ws(&mut self) {
+        while matches!(self.bytes.get(self.at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    /// A string with no escape and no control character. Schema strings are short, so one loop
+    /// over the bytes beats a vectorised search per string; the quotes are ASCII, so the slice
+    /// between them is on character boundaries of the (already checked) UTF-8 text.
+    fn string(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let start = self.at;
+        loop {
+            match *self.bytes.get(self.at)? {
+                b'"' => break,
+                b'\\' | 0..0x20 => return None,
+                _ => self.at += 1,
+            }
+        }
+        self.at += 1;
+        self.text.get(start..self.at - 1)
+    }
+
+    /// The payee object: `name`, `account` and `bank`, each at most once, strings only.
+    fn payee(&mut self) -> Option<[Option<&'a str>; 3]> {
+        let mut parts = [None; 3];
+        self.expect(b'{')?;
+        self.skip_ws();
+        loop {
+            let key = self.string()?;
+            self.skip_ws();
+            self.expect(b':')?;
+            self.skip_ws();
+            let i = slot(key)?.checked_sub(PAYEE_PARTS)?;
+            if parts.get(i)?.is_some() {
+                return None;
+            }
+            parts[i] = Some(self.string()?);
+            self.skip_ws();
+            match self.next()? {
+                b',' => self.skip_ws(),
+                b'}' => return Some(parts),
+                _ => return None,
+            }
+        }
+    }
+}
