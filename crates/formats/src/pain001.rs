@@ -4,15 +4,16 @@
 //! random source, so a replay produces the same bytes and the bank can de-duplicate on
 //! `MsgId` and `EndToEndId`. Validated against the official XSD in the test suite.
 
-use std::collections::BTreeSet;
-use std::io;
+mod check;
+mod read;
 
 use clearhouse_domain::{Credit, CreditKind, Currency, Payee, SettledBatch};
-use quick_xml::events::{BytesDecl, BytesText, Event};
-use quick_xml::{Reader, Writer};
 use rust_decimal::Decimal;
 
 use crate::WindowMeta;
+
+pub use check::check;
+pub use read::{read, ReadPain, ReadPayment};
 
 /// The message's XML namespace.
 pub const NAMESPACE: &str = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09";
@@ -97,316 +98,125 @@ fn encode_file(
     let credits = blocks.iter().flat_map(|(_, credits)| credits.iter());
     let records = credits.clone().count() as u64;
     let total: Decimal = credits.map(|c| c.amount).sum();
-    let mut writer = Writer::new_with_indent(Vec::with_capacity(4096), b' ', 2);
-    let result: io::Result<()> = (|| {
-        writer.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
-        writer.create_element("Document").with_attribute(("xmlns", NAMESPACE)).write_inner_content(|w| {
-            w.create_element("CstmrCdtTrfInitn").write_inner_content(|w| {
-                w.create_element("GrpHdr").write_inner_content(|w| {
-                    text(w, "MsgId", &message_id(meta, currency, part))?;
-                    text(w, "CreDtTm", &meta.end_local)?;
-                    text(w, "NbOfTxs", &records.to_string())?;
-                    text(w, "CtrlSum", &currency.format(total))?;
-                    w.create_element("InitgPty").write_inner_content(|w| text(w, "Nm", &debtor.name))?;
-                    Ok(())
-                })?;
-                for (n, block) in blocks.iter().enumerate() {
-                    payment(w, meta, currency, block, first_block + n, debtor)?;
-                }
-                Ok(())
-            })?;
-            Ok(())
-        })?;
-        Ok(())
-    })();
-    result.expect("writing XML to memory cannot fail");
-    let mut bytes = writer.into_inner();
-    bytes.push(b'\n');
-    Encoded { bytes, records, total }
+    // About 560 bytes a transfer; sized once so the buffer never doubles past it.
+    let mut x = Xml(Vec::with_capacity(2048 + 600 * records as usize));
+    x.raw("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Document xmlns=\"");
+    x.raw(NAMESPACE);
+    x.raw("\"><CstmrCdtTrfInitn>\n<GrpHdr>");
+    x.text("MsgId", &message_id(meta, currency, part));
+    x.text("CreDtTm", &meta.end_local);
+    x.text("NbOfTxs", &records.to_string());
+    x.text("CtrlSum", &currency.format(total));
+    x.raw("<InitgPty>");
+    x.text("Nm", &debtor.name);
+    x.raw("</InitgPty></GrpHdr>\n");
+    for (n, block) in blocks.iter().enumerate() {
+        payment(&mut x, meta, currency, block, first_block + n, debtor);
+    }
+    x.raw("</CstmrCdtTrfInitn></Document>\n");
+    Encoded { bytes: x.0, records, total }
 }
 
-fn text<W: io::Write>(w: &mut Writer<W>, name: &str, value: &str) -> io::Result<()> {
-    w.create_element(name).write_text_content(BytesText::new(value))?;
-    Ok(())
-}
+/// The compact writer: no indentation, one line per group header, payment header and transfer
+/// (so the file diffs and greps line by line), text escaped by quick-xml.
+struct Xml(Vec<u8>);
 
-fn payment<W: io::Write>(
-    w: &mut Writer<W>,
-    meta: &WindowMeta,
-    currency: Currency,
-    (batch, credits): &Block<'_>,
-    n: usize,
-    debtor: &Payee,
-) -> io::Result<()> {
-    let sum: Decimal = credits.iter().map(|c| c.amount).sum();
-    w.create_element("PmtInf").write_inner_content(|w| {
-        text(w, "PmtInfId", &format!("{}-{currency}-{n:05}", meta.id))?;
-        text(w, "PmtMtd", "TRF")?;
-        text(w, "BtchBookg", "true")?;
-        text(w, "NbOfTxs", &credits.len().to_string())?;
-        text(w, "CtrlSum", &currency.format(sum))?;
-        w.create_element("ReqdExctnDt").write_inner_content(|w| text(w, "Dt", &meta.settlement_date.to_string()))?;
-        w.create_element("Dbtr").write_inner_content(|w| text(w, "Nm", &debtor.name))?;
-        account(w, "DbtrAcct", debtor)?;
-        agent(w, "DbtrAgt", debtor)?;
-        for credit in credits.iter() {
-            transfer(w, currency, batch, credit)?;
+impl Xml {
+    fn raw(&mut self, s: &str) {
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn text(&mut self, name: &str, value: &str) {
+        self.0.push(b'<');
+        self.raw(name);
+        self.0.push(b'>');
+        self.raw(&quick_xml::escape::escape(value));
+        self.raw("</");
+        self.raw(name);
+        self.0.push(b'>');
+    }
+
+    fn account(&mut self, element: &str, party: &Payee) {
+        self.open(element);
+        self.raw("<Id>");
+        if party.account_is_iban() {
+            self.text("IBAN", &party.account);
+        } else {
+            self.raw("<Othr>");
+            self.text("Id", &party.account);
+            self.raw("</Othr>");
         }
-        Ok(())
-    })?;
-    Ok(())
+        self.raw("</Id>");
+        self.close(element);
+    }
+
+    fn agent(&mut self, element: &str, party: &Payee) {
+        self.open(element);
+        self.raw("<FinInstnId>");
+        if party.bank_is_bic() {
+            self.text("BICFI", &party.bank);
+        } else {
+            self.raw("<ClrSysMmbId>");
+            self.text("MmbId", &party.bank);
+            self.raw("</ClrSysMmbId>");
+        }
+        self.raw("</FinInstnId>");
+        self.close(element);
+    }
+
+    fn open(&mut self, name: &str) {
+        self.0.push(b'<');
+        self.raw(name);
+        self.0.push(b'>');
+    }
+
+    fn close(&mut self, name: &str) {
+        self.raw("</");
+        self.raw(name);
+        self.0.push(b'>');
+    }
 }
 
-fn transfer<W: io::Write>(
-    w: &mut Writer<W>,
-    currency: Currency,
-    batch: &SettledBatch,
-    credit: &Credit,
-) -> io::Result<()> {
+fn payment(x: &mut Xml, meta: &WindowMeta, currency: Currency, (batch, credits): &Block<'_>, n: usize, debtor: &Payee) {
+    let sum: Decimal = credits.iter().map(|c| c.amount).sum();
+    x.raw("<PmtInf>");
+    x.text("PmtInfId", &format!("{}-{currency}-{n:05}", meta.id));
+    x.text("PmtMtd", "TRF");
+    x.text("BtchBookg", "true");
+    x.text("NbOfTxs", &credits.len().to_string());
+    x.text("CtrlSum", &currency.format(sum));
+    x.raw("<ReqdExctnDt>");
+    x.text("Dt", &meta.settlement_date.to_string());
+    x.raw("</ReqdExctnDt><Dbtr>");
+    x.text("Nm", &debtor.name);
+    x.raw("</Dbtr>");
+    x.account("DbtrAcct", debtor);
+    x.agent("DbtrAgt", debtor);
+    x.raw("\n");
+    for credit in credits.iter() {
+        transfer(x, currency, batch, credit);
+    }
+    x.raw("</PmtInf>\n");
+}
+
+fn transfer(x: &mut Xml, currency: Currency, batch: &SettledBatch, credit: &Credit) {
     let remittance = match credit.kind {
         CreditKind::Refund => format!("Refund from merchant {} ({} refunds)", batch.merchant_id, credit.refunds),
         CreditKind::Payout => format!("Settlement payout to merchant {} window {}", batch.merchant_id, batch.window),
     };
-    w.create_element("CdtTrfTxInf").write_inner_content(|w| {
-        w.create_element("PmtId").write_inner_content(|w| text(w, "EndToEndId", &credit.end_to_end_id))?;
-        w.create_element("Amt").write_inner_content(|w| {
-            w.create_element("InstdAmt")
-                .with_attribute(("Ccy", currency.code()))
-                .write_text_content(BytesText::new(&currency.format(credit.amount)))?;
-            Ok(())
-        })?;
-        agent(w, "CdtrAgt", &credit.creditor)?;
-        w.create_element("Cdtr").write_inner_content(|w| text(w, "Nm", &credit.creditor.name))?;
-        account(w, "CdtrAcct", &credit.creditor)?;
-        w.create_element("RmtInf").write_inner_content(|w| text(w, "Ustrd", &remittance))?;
-        Ok(())
-    })?;
-    Ok(())
-}
-
-fn account<W: io::Write>(w: &mut Writer<W>, element: &str, party: &Payee) -> io::Result<()> {
-    w.create_element(element).write_inner_content(|w| {
-        w.create_element("Id").write_inner_content(|w| {
-            if party.account_is_iban() {
-                text(w, "IBAN", &party.account)
-            } else {
-                w.create_element("Othr").write_inner_content(|w| text(w, "Id", &party.account))?;
-                Ok(())
-            }
-        })?;
-        Ok(())
-    })?;
-    Ok(())
-}
-
-fn agent<W: io::Write>(w: &mut Writer<W>, element: &str, party: &Payee) -> io::Result<()> {
-    w.create_element(element).write_inner_content(|w| {
-        w.create_element("FinInstnId").write_inner_content(|w| {
-            if party.bank_is_bic() {
-                text(w, "BICFI", &party.bank)
-            } else {
-                w.create_element("ClrSysMmbId").write_inner_content(|w| text(w, "MmbId", &party.bank))?;
-                Ok(())
-            }
-        })?;
-        Ok(())
-    })?;
-    Ok(())
-}
-
-/// One `PmtInf` read back.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReadPayment {
-    /// `PmtInfId`.
-    pub id: String,
-    /// `ReqdExctnDt/Dt`.
-    pub execution_date: String,
-    /// `(EndToEndId, amount)` per transfer.
-    pub transfers: Vec<(String, Decimal)>,
-    /// Sum of the transfers.
-    pub total: Decimal,
-}
-
-/// A credit file read back and checked.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReadPain {
-    /// `GrpHdr/MsgId`.
-    pub message_id: String,
-    /// Payments in file order.
-    pub payments: Vec<ReadPayment>,
-    /// Sum of all transfers.
-    pub total: Decimal,
-}
-
-#[derive(Default)]
-struct Tally {
-    stated: Vec<(String, String)>,
-}
-
-/// The elements the reader looks at; everything else is `Other`. Keeps the element path
-/// allocation-free.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tag {
-    GrpHdr,
-    MsgId,
-    NbOfTxs,
-    CtrlSum,
-    PmtInf,
-    PmtInfId,
-    ReqdExctnDt,
-    Dt,
-    PmtId,
-    EndToEndId,
-    Amt,
-    InstdAmt,
-    Other,
-}
-
-impl Tag {
-    fn of(name: &[u8]) -> Tag {
-        match name {
-            b"GrpHdr" => Tag::GrpHdr,
-            b"MsgId" => Tag::MsgId,
-            b"NbOfTxs" => Tag::NbOfTxs,
-            b"CtrlSum" => Tag::CtrlSum,
-            b"PmtInf" => Tag::PmtInf,
-            b"PmtInfId" => Tag::PmtInfId,
-            b"ReqdExctnDt" => Tag::ReqdExctnDt,
-            b"Dt" => Tag::Dt,
-            b"PmtId" => Tag::PmtId,
-            b"EndToEndId" => Tag::EndToEndId,
-            b"Amt" => Tag::Amt,
-            b"InstdAmt" => Tag::InstdAmt,
-            _ => Tag::Other,
-        }
-    }
-}
-
-/// Reads a credit file and checks `NbOfTxs`/`CtrlSum` at both levels, the currency of every
-/// amount and the uniqueness of `EndToEndId`s.
-pub fn read(bytes: &[u8], currency: Currency) -> Result<ReadPain, String> {
-    check_xml_chars(bytes)?;
-    let mut reader = Reader::from_reader(bytes);
-    reader.config_mut().trim_text(true);
-    let mut path: Vec<Tag> = Vec::new();
-    let mut out = ReadPain::default();
-    let mut group = Tally::default();
-    let mut payment_counts: Vec<Tally> = Vec::new();
-    let mut pending_e2e = String::new();
-    loop {
-        match reader.read_event().map_err(|e| format!("XML error at byte {}: {e}", reader.buffer_position()))? {
-            Event::Start(e) => {
-                let name = Tag::of(e.local_name().as_ref());
-                if name == Tag::PmtInf {
-                    out.payments.push(ReadPayment::default());
-                    payment_counts.push(Tally::default());
-                }
-                if name == Tag::InstdAmt {
-                    let ccy = e.try_get_attribute("Ccy").map_err(|e| e.to_string())?.map(|a| a.value.into_owned());
-                    if ccy.as_deref() != Some(currency.code().as_bytes()) {
-                        return Err(format!("InstdAmt in a currency other than {currency}"));
-                    }
-                }
-                path.push(name);
-            }
-            Event::End(_) => {
-                path.pop();
-            }
-            Event::Text(t) => {
-                let value = t.decode().map_err(|e| e.to_string())?;
-                let n = path.len();
-                let (parent, element) = (n.checked_sub(2).map(|i| path[i]), path.last().copied());
-                match (parent, element) {
-                    (Some(Tag::GrpHdr), Some(Tag::MsgId)) => out.message_id = value.into_owned(),
-                    (Some(Tag::GrpHdr), Some(tag @ (Tag::NbOfTxs | Tag::CtrlSum))) => {
-                        group.stated.push((format!("{tag:?}"), value.into_owned()))
-                    }
-                    (Some(Tag::PmtInf), Some(tag @ (Tag::NbOfTxs | Tag::CtrlSum))) => {
-                        last(&mut payment_counts)?.stated.push((format!("{tag:?}"), value.into_owned()))
-                    }
-                    (Some(Tag::PmtInf), Some(Tag::PmtInfId)) => last(&mut out.payments)?.id = value.into_owned(),
-                    (Some(Tag::ReqdExctnDt), Some(Tag::Dt)) => {
-                        last(&mut out.payments)?.execution_date = value.into_owned()
-                    }
-                    (Some(Tag::PmtId), Some(Tag::EndToEndId)) => pending_e2e = value.into_owned(),
-                    (Some(Tag::Amt), Some(Tag::InstdAmt)) => {
-                        let amount = amount(&value, currency)?;
-                        let payment = last(&mut out.payments)?;
-                        payment.transfers.push((std::mem::take(&mut pending_e2e), amount));
-                        payment.total += amount;
-                        out.total += amount;
-                    }
-                    _ => {}
-                }
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    check_counts(&group, out.payments.iter().map(|p| p.transfers.len()).sum(), out.total, currency, "GrpHdr")?;
-    for (payment, tally) in out.payments.iter().zip(&payment_counts) {
-        check_counts(tally, payment.transfers.len(), payment.total, currency, &payment.id)?;
-    }
-    let mut seen = BTreeSet::new();
-    for (e2e, _) in out.payments.iter().flat_map(|p| &p.transfers) {
-        if e2e.is_empty() || e2e.len() > 35 || !seen.insert(e2e.clone()) {
-            return Err(format!("EndToEndId {e2e:?} is empty, too long or repeated"));
-        }
-    }
-    Ok(out)
-}
-
-/// XML 1.0 allows only certain characters; quick-xml does not check, a bank's parser does.
-fn check_xml_chars(bytes: &[u8]) -> Result<(), String> {
-    // Fast path (vectorised): printable ASCII and newlines, which is what nearly every file is.
-    let plain = |chunk: &[u8]| !chunk.iter().fold(false, |odd, &b| odd | ((b < 0x20 && b != b'\n') | (b >= 0x7f)));
-    if bytes.chunks(4096).all(plain) {
-        return Ok(());
-    }
-    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
-    let allowed = |c: char| matches!(c, '\t' | '\n' | '\r') || clearhouse_domain::is_xml_text(c);
-    match text.char_indices().find(|(_, c)| !allowed(*c)) {
-        Some((at, c)) => Err(format!("not well-formed XML: character U+{:04X} at byte {at}", u32::from(c))),
-        None => Ok(()),
-    }
-}
-
-fn last<T>(items: &mut [T]) -> Result<&mut T, String> {
-    items.last_mut().ok_or_else(|| "element outside PmtInf".to_owned())
-}
-
-fn amount(text: &str, currency: Currency) -> Result<Decimal, String> {
-    let value = crate::bounded_amount(text).ok_or_else(|| format!("{text:?} is not an amount"))?;
-    if value > currency.max_transfer_amount() {
-        return Err(format!("amount {text} has more than the 18 digits ISO 20022 allows"));
-    }
-    if value.scale() != currency.minor_units() || value <= Decimal::ZERO {
-        return Err(format!(
-            "amount {text} is not a positive {currency} amount with {} decimals",
-            currency.minor_units()
-        ));
-    }
-    Ok(value)
-}
-
-fn check_counts(tally: &Tally, transfers: usize, total: Decimal, currency: Currency, at: &str) -> Result<(), String> {
-    if total > currency.max_transfer_amount() {
-        return Err(format!("{at}: CtrlSum {} has more than the 18 digits ISO 20022 allows", currency.format(total)));
-    }
-    for (tag, value) in &tally.stated {
-        let ok = match tag.as_str() {
-            "NbOfTxs" => value == &transfers.to_string(),
-            _ => value == &currency.format(total),
-        };
-        if !ok {
-            return Err(format!(
-                "{at}: {tag} says {value} but the transfers give {}",
-                if tag == "NbOfTxs" { transfers.to_string() } else { currency.format(total) }
-            ));
-        }
-    }
-    if tally.stated.len() != 2 {
-        return Err(format!("{at}: NbOfTxs and CtrlSum are both required"));
-    }
-    Ok(())
+    x.raw("<CdtTrfTxInf><PmtId>");
+    x.text("EndToEndId", &credit.end_to_end_id);
+    x.raw("</PmtId><Amt><InstdAmt Ccy=\"");
+    x.raw(currency.code());
+    x.raw("\">");
+    x.raw(&currency.format(credit.amount));
+    x.raw("</InstdAmt></Amt>");
+    x.agent("CdtrAgt", &credit.creditor);
+    x.raw("<Cdtr>");
+    x.text("Nm", &credit.creditor.name);
+    x.raw("</Cdtr>");
+    x.account("CdtrAcct", &credit.creditor);
+    x.raw("<RmtInf>");
+    x.text("Ustrd", &remittance);
+    x.raw("</RmtInf></CdtTrfTxInf>\n");
 }
