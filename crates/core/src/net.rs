@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use clearhouse_domain::Currency;
 use clearhouse_engine::{net_all, EngineError, Stats};
 use clearhouse_formats::evidence::{self, Summary};
-use clearhouse_formats::{sha256_hex, window_files, DirStore, OutputStore, PutOutcome, StoreError, WindowMeta};
+use clearhouse_formats::{sha256_hex, window_files, DirStore, Fences, OutputStore, PutOutcome, StoreError, WindowMeta};
 use clearhouse_ingest::JsonlReader;
 use rust_decimal::Decimal;
 
@@ -132,54 +132,102 @@ pub fn net_reader<R: Read + Send>(
         }
         Ok(())
     };
-    let fences = BTreeMap::from([(input_name.to_owned(), result.last_position + 1)]);
-    let mut windows = Vec::new();
-    let mut totals: BTreeMap<Currency, (Decimal, Decimal)> = BTreeMap::new();
-    let mut batches = 0;
-    let (mut encode_time, mut publish_time) = (Duration::ZERO, Duration::ZERO);
-    for closed in &result.windows {
-        let meta = WindowMeta::new(&calendar, &closed.window);
-        let encode_start = Instant::now();
-        let files = window_files(&meta, &closed.batches, fences.clone().into(), &debtor);
-        encode_time += encode_start.elapsed();
-        let publish_start = Instant::now();
-        for file in files {
-            publish(&file.name, &file.bytes, file.sha256)?;
-        }
-        publish_time += publish_start.elapsed();
-        for b in &closed.batches {
-            let entry = totals.entry(b.currency).or_default();
-            entry.0 += b.totals.payout;
-            entry.1 += b.totals.refund_credits;
-        }
-        batches += closed.batches.len();
-        windows.push(closed.window.id.to_string());
-    }
+    let fences: Fences = BTreeMap::from([(input_name.to_owned(), result.last_position + 1)]).into();
+    let (rejects, duplicates, stats) = (result.rejects, result.duplicates, result.stats);
+    let outputs = encode_and_publish(result.windows, &calendar, &fences, &debtor, &mut publish)?;
     for (name, bytes) in [
-        (evidence::REJECTED, evidence::rejects_jsonl(input_name, &result.rejects)),
-        (evidence::DUPLICATES, evidence::duplicates_jsonl(input_name, &result.duplicates)),
+        (evidence::REJECTED, evidence::rejects_jsonl(input_name, &rejects)),
+        (evidence::DUPLICATES, evidence::duplicates_jsonl(input_name, &duplicates)),
     ] {
         publish(name, &bytes, sha256_hex(&bytes))?;
     }
-    let summary = Summary::new(input_name, &result.stats, windows.clone(), sealed.take());
+    let summary = Summary::new(input_name, &stats, outputs.windows.clone(), sealed.take());
     let summary = summary.to_bytes();
     publish(evidence::SUMMARY, &summary, sha256_hex(&summary))?;
     tracing::info!(
-        windows = windows.len(),
-        batches,
+        windows = outputs.windows.len(),
+        batches = outputs.batches,
         written = report.files_written,
-        encode_ms = encode_time.as_millis() as u64,
-        publish_ms = publish_time.as_millis() as u64,
+        encode_ms = outputs.encode_time.as_millis() as u64,
+        publish_ms = outputs.publish_time.as_millis() as u64,
         peak_rss_kb = peak_rss_kb(),
         "net finished"
     );
-    report.windows = windows;
-    report.batches = batches;
-    report.totals = totals;
+    report.windows = outputs.windows;
+    report.batches = outputs.batches;
+    report.totals = outputs.totals;
     report.elapsed = started.elapsed();
     Ok(report)
 }
 
+/// What the window outputs of a run came to.
+#[derive(Default)]
+struct Outputs {
+    windows: Vec<String>,
+    batches: usize,
+    totals: BTreeMap<Currency, (Decimal, Decimal)>,
+    encode_time: Duration,
+    publish_time: Duration,
+}
+
+/// Encodes the windows on one thread while publishing them on this one, oldest first: window
+/// N+1 is encoded (and checked) while window N's files are written and synced, so the two
+/// phases overlap instead of adding up. The channel holds no window (a hand-over), so at most
+/// two windows' files are in memory, and each window's batches are freed once encoded.
+fn encode_and_publish(
+    windows: Vec<clearhouse_engine::ClosedWindow>,
+    calendar: &clearhouse_domain::Calendar,
+    fences: &Fences,
+    debtor: &clearhouse_domain::Payee,
+    publish: &mut dyn FnMut(&str, &[u8], String) -> Result<(), StoreError>,
+) -> Result<Outputs, StoreError> {
+    let (tx, rx) = crossbeam_channel::bounded(0);
+    let mut out = Outputs::default();
+    std::thread::scope(|scope| {
+        let encoder = scope.spawn(move || {
+            let mut encode_time = Duration::ZERO;
+            for closed in windows {
+                let started = Instant::now();
+                let meta = WindowMeta::new(calendar, &closed.window);
+                let files = window_files(&meta, &closed.batches, fences.clone(), debtor);
+                let mut totals: BTreeMap<Currency, (Decimal, Decimal)> = BTreeMap::new();
+                for b in &closed.batches {
+                    let entry = totals.entry(b.currency).or_default();
+                    entry.0 += b.totals.payout;
+                    entry.1 += b.totals.refund_credits;
+                }
+                let summary = (closed.window.id.to_string(), closed.batches.len(), totals);
+                drop(closed);
+                encode_time += started.elapsed();
+                if tx.send((summary, files)).is_err() {
+                    break; // the publisher stopped on an error
+                }
+            }
+            encode_time
+        });
+        let published = (|| {
+            for ((id, batches, totals), files) in rx {
+                let started = Instant::now();
+                for file in files {
+                    publish(&file.name, &file.bytes, file.sha256)?;
+                }
+                out.publish_time += started.elapsed();
+                for (currency, (payout, credits)) in totals {
+                    let entry = out.totals.entry(currency).or_default();
+                    entry.0 += payout;
+                    entry.1 += credits;
+                }
+                out.batches += batches;
+                out.windows.push(id);
+            }
+            Ok(())
+        })();
+        // An encoder that failed its own check panicked: the run stops with that panic.
+        out.encode_time = encoder.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        published
+    })?;
+    Ok(out)
+}
 /// The process's peak resident set so far (Linux `VmHWM`), for the phase logs; 0 elsewhere.
 fn peak_rss_kb() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
