@@ -42,6 +42,10 @@ pub struct DaemonSection {
     /// Allowed lateness: a window is sealed on a partition when its event time (or, while the
     /// partition is idle, the wall clock) passes the window end plus this.
     pub grace_secs: u32,
+    /// Days added to the refund period to make the history horizon: ids, captures, originals
+    /// and refunds whose event time is that far before a partition's latest event time are
+    /// forgotten, and instructions that old are rejected `history_expired` (docs/decisions.md).
+    pub history_margin_days: u32,
     /// Maximum time between checkpoints of a partition that changed.
     pub checkpoint_interval_ms: u64,
     /// How often idle partitions are ticked with the wall clock.
@@ -76,6 +80,7 @@ impl Default for DaemonSection {
             out_dir: PathBuf::from("out"),
             state_dir: PathBuf::from("state"),
             grace_secs: 300,
+            history_margin_days: 30,
             checkpoint_interval_ms: 5000,
             idle_tick_ms: 1000,
             shards: 0,
@@ -122,6 +127,7 @@ impl Config {
             out_dir: self.base_dir.join(&d.out_dir),
             state_dir: self.base_dir.join(&d.state_dir),
             grace: SignedDuration::from_secs(i64::from(d.grace_secs)),
+            history_margin: SignedDuration::from_hours(24 * i64::from(d.history_margin_days)),
             checkpoint_interval: Duration::from_millis(d.checkpoint_interval_ms),
             idle_tick: Duration::from_millis(d.idle_tick_ms),
             shutdown_timeout: Duration::from_millis(d.shutdown_timeout_ms),

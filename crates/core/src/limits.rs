@@ -41,6 +41,7 @@ pub fn check_ranges(config: &Config) -> Result<(), ConfigError> {
     check("[engine] block_bytes", e.block_bytes, 4_096..=clearhouse_ingest::MAX_BLOCK_BYTES)?;
     let d = &config.daemon;
     check("[daemon] grace_secs", d.grace_secs, 0..=7 * 86_400)?;
+    check("[daemon] history_margin_days", d.history_margin_days, 1..=3660)?;
     check("[daemon] checkpoint_interval_ms", d.checkpoint_interval_ms, 100..=3_600_000)?;
     check("[daemon] idle_tick_ms", d.idle_tick_ms, 10..=3_600_000)?;
     check("[daemon] replication_factor", d.replication_factor, 1..=16)?;

@@ -77,6 +77,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Allowed lateness before a window is sealed.
     pub grace: SignedDuration,
+    /// Added to the refund period: history older than both is forgotten.
+    pub history_margin: SignedDuration,
     /// Maximum time between checkpoints of a changed partition.
     pub checkpoint_interval: Duration,
     /// How often idle partitions are ticked with the wall clock.
@@ -99,6 +101,13 @@ pub struct Settings {
     pub policy: Arc<Policy>,
     /// The acquirer's settlement account.
     pub debtor: Payee,
+}
+
+impl Settings {
+    /// What a partition's stream needs of the settings: grace and history margin.
+    pub fn horizons(&self) -> clearhouse_engine::stream::Horizons {
+        clearhouse_engine::stream::Horizons { grace: self.grace, history_margin: self.history_margin }
+    }
 }
 
 /// Why the daemon could not start or had to stop.

@@ -211,7 +211,7 @@ fn replay_partition(
     let (low, _) = consumer.fetch_watermarks(topic, p, TIMEOUT)?;
     let calendar = Arc::clone(&settings.calendar);
     let mut partition =
-        Partition::new(calendar, Arc::clone(&settings.policy), settings.grace, PartitionState::default());
+        Partition::new(calendar, Arc::clone(&settings.policy), settings.horizons(), PartitionState::default());
     let mut pending = seals.iter().peekable();
     let mut history: Vec<Seal> = Vec::new();
     let mut sealed = Vec::new();

@@ -149,7 +149,7 @@ impl Shard {
         let p = Partition::new(
             Arc::clone(&settings.calendar),
             Arc::clone(&settings.policy),
-            settings.grace,
+            settings.horizons(),
             state.unwrap_or_default(),
         );
         tracing::info!(

@@ -53,11 +53,15 @@ pub enum RejectReason {
     /// Kafka: the message key is not its `merchant_id` (a merchant's state lives on one
     /// partition).
     PartitionKeyMismatch,
+    /// Daemon: the event time is older than the partition's history horizon (its latest event
+    /// time minus the refund period and the history margin): the ids and refunds of that time are
+    /// no longer kept, so a re-delivery could not be told from a new instruction.
+    HistoryExpired,
 }
 
 impl RejectReason {
     /// Every reason, in code order (for summaries and documentation).
-    pub const ALL: [RejectReason; 22] = [
+    pub const ALL: [RejectReason; 23] = [
         Self::Malformed,
         Self::TooLarge,
         Self::MissingField,
@@ -80,6 +84,7 @@ impl RejectReason {
         Self::MerchantLimitExceeded,
         Self::EventTimeInFuture,
         Self::PartitionKeyMismatch,
+        Self::HistoryExpired,
     ];
 
     /// The stable snake_case code written to reject outputs.
@@ -107,6 +112,7 @@ impl RejectReason {
             Self::MerchantLimitExceeded => "merchant_limit_exceeded",
             Self::EventTimeInFuture => "event_time_in_future",
             Self::PartitionKeyMismatch => "partition_key_mismatch",
+            Self::HistoryExpired => "history_expired",
         }
     }
 

@@ -22,6 +22,8 @@ pub enum Seen {
 struct Entry {
     fingerprint: [u64; 2],
     position: u64,
+    /// Event time (Unix seconds) the entry is kept by: see [`IdIndex::expire`].
+    time: i64,
 }
 
 /// Remembers every id with the fingerprint of its first delivery, plus the fingerprints of
@@ -29,7 +31,7 @@ struct Entry {
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct IdIndex {
     first: HashMap<CompactString, Entry, RandomState>,
-    conflicts: HashMap<(CompactString, [u64; 2]), u64, RandomState>,
+    conflicts: HashMap<(CompactString, [u64; 2]), (u64, i64), RandomState>,
 }
 
 fn split(fp: Fingerprint) -> [u64; 2] {
@@ -37,26 +39,35 @@ fn split(fp: Fingerprint) -> [u64; 2] {
 }
 
 impl IdIndex {
-    /// Records a delivery at `position` and classifies it.
-    pub fn observe(&mut self, id: &CompactString, fingerprint: Fingerprint, position: u64) -> Seen {
+    /// Records a delivery at `position`, of event time `time` (Unix seconds; what expiry goes
+    /// by), and classifies it.
+    pub fn observe(&mut self, id: &CompactString, fingerprint: Fingerprint, position: u64, time: i64) -> Seen {
         let fingerprint = split(fingerprint);
         match self.first.get(id) {
             None => {
-                self.first.insert(id.clone(), Entry { fingerprint, position });
+                self.first.insert(id.clone(), Entry { fingerprint, position, time });
                 Seen::New
             }
             Some(entry) if entry.fingerprint == fingerprint => Seen::Duplicate(entry.position),
             Some(entry) => {
                 let first = entry.position;
                 match self.conflicts.get(&(id.clone(), fingerprint)) {
-                    Some(&earlier) => Seen::Duplicate(earlier),
+                    Some(&(earlier, _)) => Seen::Duplicate(earlier),
                     None => {
-                        self.conflicts.insert((id.clone(), fingerprint), position);
+                        self.conflicts.insert((id.clone(), fingerprint), (position, time));
                         Seen::Conflict(first)
                     }
                 }
             }
         }
+    }
+
+    /// Forgets the deliveries of event time before `before` (Unix seconds). The daemon calls it
+    /// as its history horizon advances, and refuses instructions older than the horizon before
+    /// they reach the index, so a forgotten id cannot come back as new with its old content.
+    pub fn expire(&mut self, before: i64) {
+        self.first.retain(|_, e| e.time >= before);
+        self.conflicts.retain(|_, (_, time)| *time >= before);
     }
 
     /// Number of distinct ids seen.
@@ -75,7 +86,7 @@ mod tests {
     use super::*;
 
     fn seen(index: &mut IdIndex, id: &str, fp: u128, position: u64) -> Seen {
-        index.observe(&CompactString::from(id), fp, position)
+        index.observe(&CompactString::from(id), fp, position, position as i64)
     }
 
     #[test]
@@ -88,5 +99,9 @@ mod tests {
         assert_eq!(seen(&mut index, "a", 3, 5), Seen::Conflict(1));
         assert_eq!(seen(&mut index, "b", 2, 6), Seen::New);
         assert_eq!(index.len(), 2);
+        index.expire(6);
+        assert_eq!(index.len(), 1, "a (seen at 1) forgotten, b (seen at 6) kept");
+        assert_eq!(seen(&mut index, "b", 2, 7), Seen::Duplicate(6));
+        assert_eq!(seen(&mut index, "a", 2, 8), Seen::New, "forgotten ids and their conflicts");
     }
 }

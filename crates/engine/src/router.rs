@@ -16,6 +16,10 @@ use crate::dedupe::{IdIndex, Seen};
 use crate::records::{DuplicateRecord, RejectRecord, Stats};
 use crate::shard::ShardBatch;
 
+/// File mode keeps every id until the end of the run (no history horizon), so the event time
+/// the index keeps its entries by is irrelevant there.
+const FILE_MODE_TIME: i64 = 0;
+
 /// A source batch after parsing, tagged with its position in the source.
 pub(crate) struct ParsedBatch {
     pub(crate) index: u64,
@@ -90,7 +94,7 @@ impl Router {
                 return None;
             }
         };
-        match (self.index.observe(&id, fingerprint, record.position), outcome) {
+        match (self.index.observe(&id, fingerprint, record.position, FILE_MODE_TIME), outcome) {
             (Seen::New, Ok(instruction)) => return Some(instruction),
             (Seen::New, Err(reject)) => self.reject(raw, record, Some(id), reject),
             (Seen::Duplicate(first_position), _) => {

@@ -66,6 +66,8 @@ pub struct PartitionState {
     /// with the checkpoint that passes their offsets, so a crash before they are published
     /// cannot lose them (the next owner publishes them again: at-least-once).
     pub dead_letters: Vec<(String, Vec<u8>)>,
+    /// The history horizon at the last time history was forgotten (see [`Horizons`]).
+    pub forgotten_before: Option<Timestamp>,
     ids: IdIndex,
     netter: NetterState,
 }
@@ -98,9 +100,27 @@ pub struct StateView<'a> {
     pub stats: &'a Stats,
     pub late: u64,
     pub dead_letters: &'a [(String, Vec<u8>)],
+    pub forgotten_before: Option<Timestamp>,
     ids: &'a IdIndex,
     netter: &'a NetterState,
 }
+
+/// How long a partition waits for late data and how long it remembers.
+#[derive(Debug, Clone, Copy)]
+pub struct Horizons {
+    /// A window is sealed once the partition's event time, or the wall clock while it is idle,
+    /// passes the window's end plus this.
+    pub grace: SignedDuration,
+    /// Added to the refund period: ids, captures, originals and refunds whose event time is
+    /// older than the partition's latest event time minus both are forgotten (so its state is
+    /// bounded by what can still change), and instructions that old are `history_expired`.
+    pub history_margin: SignedDuration,
+}
+
+/// History is forgotten when the horizon has moved this far since the last time: the retain
+/// passes over the id index and refund history then cost little, and where they happen depends
+/// only on the messages (the horizon follows event times), so a replay forgets at the same points.
+const FORGET_EVERY: SignedDuration = SignedDuration::from_hours(24);
 
 /// A message of the partition. Besides its value, the key and the record timestamp matter: the
 /// key must be the merchant (`partition_key_mismatch`), and the event time may lead the
@@ -137,6 +157,8 @@ pub enum Outcome {
 pub struct Partition {
     calendar: Arc<Calendar>,
     grace: SignedDuration,
+    /// Refund period plus history margin.
+    history: SignedDuration,
     skew: SignedDuration,
     netter: Netter,
     state: PartitionState,
@@ -145,11 +167,23 @@ pub struct Partition {
 
 impl Partition {
     /// Restores a partition from `state` (or starts it from `PartitionState::default()`).
-    pub fn new(calendar: Arc<Calendar>, policy: Arc<Policy>, grace: SignedDuration, mut state: PartitionState) -> Self {
-        assert!(!grace.is_negative(), "grace must not be negative");
+    pub fn new(calendar: Arc<Calendar>, policy: Arc<Policy>, horizons: Horizons, mut state: PartitionState) -> Self {
+        let Horizons { grace, history_margin } = horizons;
+        assert!(!grace.is_negative() && !history_margin.is_negative(), "grace and margin must not be negative");
         let skew = policy.max_event_time_skew;
+        let history = policy.refund_period + history_margin;
         let netter = Netter::restore(policy, std::mem::take(&mut state.netter));
-        Partition { calendar, grace, skew, netter, state, sealed: Vec::new() }
+        Partition { calendar, grace, history, skew, netter, state, sealed: Vec::new() }
+    }
+
+    /// Instructions older than this are `history_expired`; history older than it is forgotten.
+    pub fn history_horizon(&self) -> Option<Timestamp> {
+        self.state.watermark.and_then(|w| w.checked_sub(self.history).ok())
+    }
+
+    /// Ids and refund history remembered (what the history horizon bounds).
+    pub fn history_len(&self) -> usize {
+        self.state.ids.len() + self.netter.history_len()
     }
 
     /// Next offset to apply.
@@ -211,12 +245,30 @@ impl Partition {
         if let Some(timestamp) = timestamp {
             parsed = guard_event_time(parsed, timestamp, self.skew, "the message's timestamp");
         }
-        let (id, fingerprint, parsed) = match parsed {
-            Parsed::Valid { instruction, fingerprint } => (instruction.id.clone(), fingerprint, Ok(instruction)),
-            Parsed::Invalid { identity: Some(identity), reject: r } => (identity.id, identity.fingerprint, Err(r)),
+        let horizon = self.history_horizon();
+        let (id, fingerprint, parsed, time) = match parsed {
+            Parsed::Valid { instruction, .. } if horizon.is_some_and(|h| instruction.event_time < h) => {
+                let message = format!(
+                    "event_time {} is more than {} days (refund period plus history margin) before this partition's latest event time {}: its ids and refunds are no longer remembered",
+                    instruction.event_time,
+                    self.history.as_hours() / 24,
+                    self.state.watermark.map(|w| w.to_string()).unwrap_or_default()
+                );
+                let r = Reject::field(RejectReason::HistoryExpired, "event_time", message);
+                return reject(Some(instruction.id), r);
+            }
+            Parsed::Valid { instruction, fingerprint } => {
+                let time = instruction.event_time.as_second();
+                (instruction.id.clone(), fingerprint, Ok(instruction), time)
+            }
+            // A refused message has no trusted event time: it is remembered as of the watermark.
+            Parsed::Invalid { identity: Some(identity), reject: r } => {
+                let time = self.state.watermark.map_or(0, |w| w.as_second());
+                (identity.id, identity.fingerprint, Err(r), time)
+            }
             Parsed::Invalid { identity: None, reject: r } => return reject(None, r),
         };
-        match (self.state.ids.observe(&id, fingerprint, offset), parsed) {
+        match (self.state.ids.observe(&id, fingerprint, offset, time), parsed) {
             (Seen::New, Ok(instruction)) => self.net(offset, id, instruction, payload),
             (Seen::New, Err(r)) => reject(Some(id), r),
             (Seen::Duplicate(first_position), _) => {
@@ -243,11 +295,24 @@ impl Partition {
                 if place.late_from.is_none() && self.state.watermark.is_none_or(|w| event_time > w) {
                     self.state.watermark = Some(event_time);
                     self.advance(event_time - self.grace);
+                    self.forget();
                 }
                 Outcome::Accepted { late: place.late_from.is_some() }
             }
             Err(r) => Outcome::Rejected(RejectRecord::new(offset, Some(id), r, payload)),
         }
+    }
+
+    /// Forgets the history older than the horizon, once it has moved [`FORGET_EVERY`] since the
+    /// last time.
+    fn forget(&mut self) {
+        let Some(horizon) = self.history_horizon() else { return };
+        if self.state.forgotten_before.is_some_and(|f| horizon < f + FORGET_EVERY) {
+            return;
+        }
+        self.state.ids.expire(horizon.as_second());
+        self.netter.expire(horizon);
+        self.state.forgotten_before = Some(horizon);
     }
 
     /// The partition has no backlog at wall-clock instant `now`: windows whose `end + grace`
@@ -313,6 +378,7 @@ impl Partition {
             stats: &s.stats,
             late: s.late,
             dead_letters: &s.dead_letters,
+            forgotten_before: s.forgotten_before,
             ids: &s.ids,
             netter: self.netter.state(),
         }

@@ -46,6 +46,8 @@ struct OriginalState {
     original_amount: Decimal,
     currency: Currency,
     refunded: Decimal,
+    /// The original's time the first accepted refund was held to (what expiry goes by).
+    original_time: Timestamp,
 }
 
 /// What a later refund of an accepted capture is held to: the spec's rule that a refund never
@@ -112,6 +114,21 @@ impl Netter {
     /// Ids of open windows, oldest first.
     pub fn open_windows(&self) -> impl Iterator<Item = WindowId> + '_ {
         self.state.open.keys().copied()
+    }
+
+    /// Forgets the history older than `before`: captures and refunds whose event time, and
+    /// originals whose time, is before it. Open windows and carried debt are kept. The daemon
+    /// calls it as its partition's history horizon advances (`engine::stream`); what an
+    /// instruction referring to forgotten history gets is in docs/decisions.md.
+    pub fn expire(&mut self, before: Timestamp) {
+        self.state.captures.retain(|_, c| c.event_time >= before);
+        self.state.originals.retain(|_, o| o.original_time >= before);
+        self.state.refunds.retain(|_, r| r.event_time >= before);
+    }
+
+    /// Remembered captures, originals and refunds (what [`Netter::expire`] bounds).
+    pub fn history_len(&self) -> usize {
+        self.state.captures.len() + self.state.originals.len() + self.state.refunds.len()
     }
 
     /// The newest window closed so far.
@@ -215,12 +232,14 @@ impl Netter {
         let (count, total, detail_index) =
             batch.map_or((0, Decimal::ZERO, 0), |b| (b.counts.refunds, b.refunds, b.details.len()));
         self.check_limits(ins, place.window, count, total)?;
+        let first_time = self.state.originals.get(&original_key).map_or(original_time, |o| o.original_time);
         self.state.originals.insert(
             original_key,
             OriginalState {
                 original_amount: refund.original_amount,
                 currency: ins.currency,
                 refunded: refunded + ins.amount,
+                original_time: first_time,
             },
         );
         let record = RefundRecord {

@@ -1,11 +1,15 @@
 use super::*;
 use clearhouse_domain::Schedule;
 
+/// One hour of grace; history kept for the refund period plus a day.
+const HORIZONS: Horizons =
+    Horizons { grace: SignedDuration::from_hours(1), history_margin: SignedDuration::from_hours(24) };
+
 /// Hourly windows (UTC), one hour of grace.
 fn partition(state: PartitionState) -> Partition {
     let schedule = Schedule::from_config(None, Some(3600)).expect("schedule");
     let calendar = Calendar::new("UTC", schedule, 1, []).expect("calendar");
-    Partition::new(Arc::new(calendar), Arc::new(Policy::default()), SignedDuration::from_hours(1), state)
+    Partition::new(Arc::new(calendar), Arc::new(Policy::default()), HORIZONS, state)
 }
 
 fn capture(id: &str, time: &str) -> Vec<u8> {
@@ -120,4 +124,56 @@ fn a_future_dated_or_mis_keyed_instruction_is_rejected_and_holds_nothing_open() 
     assert_eq!(p.apply(at(3, &capture("b", "2026-11-21T10:01:00Z"), b"M1")), Some(Outcome::Accepted { late: false }));
     let horizon = p.seals().last().map(|s| s.closed_before);
     assert_eq!(horizon, Some(ts("2026-11-21T09:00:00Z")), "sealed by the accepted 10:59, not by 2031");
+}
+
+/// A partition whose refund period is two days, so the history horizon (plus the one-day
+/// margin of `HORIZONS`) is three days behind its latest event time.
+fn short_memory() -> Partition {
+    let schedule = Schedule::from_config(None, Some(3600)).expect("schedule");
+    let calendar = Calendar::new("UTC", schedule, 1, []).expect("calendar");
+    let policy = Policy { refund_period: SignedDuration::from_hours(48), ..Policy::default() };
+    Partition::new(Arc::new(calendar), Arc::new(policy), HORIZONS, PartitionState::default())
+}
+
+fn reason_of(outcome: Option<Outcome>) -> RejectReason {
+    match outcome {
+        Some(Outcome::Rejected(record)) => record.reject.reason,
+        other => panic!("not rejected: {other:?}"),
+    }
+}
+
+#[test]
+fn history_older_than_the_horizon_is_forgotten_and_instructions_that_old_are_refused() {
+    let mut p = short_memory();
+    let (c1, c2) = (capture("c1", "2026-11-01T00:00:00Z"), capture("c2", "2026-11-02T00:00:00Z"));
+    assert_eq!(p.apply(msg(0, &c1)), Some(Outcome::Accepted { late: false }));
+    assert_eq!(p.apply(msg(1, &c2)), Some(Outcome::Accepted { late: false }));
+    assert_eq!(p.history_len(), 4, "two ids, two captures");
+    assert_eq!(p.apply(msg(2, &capture("c3", "2026-11-05T00:00:00Z"))), Some(Outcome::Accepted { late: false }));
+    assert_eq!(p.history_horizon(), Some(ts("2026-11-02T00:00:00Z")));
+    assert_eq!(p.history_len(), 4, "c1 forgotten; c2 (at the horizon) and c3 kept");
+    // c1 again would be new to the index now: it is refused for its age, never netted twice.
+    assert_eq!(reason_of(p.apply(msg(3, &c1))), RejectReason::HistoryExpired);
+    assert!(matches!(p.apply(msg(4, &c2)), Some(Outcome::Duplicate(_))), "c2 is still remembered");
+    let stats = p.stats();
+    assert_eq!((stats.input, stats.accepted, stats.duplicates, stats.rejected_total()), (5, 3, 1, 1));
+}
+
+#[test]
+fn a_partition_that_runs_for_months_remembers_a_bounded_history() {
+    let mut p = short_memory();
+    let start = ts("2026-01-01T00:00:00Z");
+    let mut most = 0;
+    for i in 0..24 * 90 {
+        let time = start + SignedDuration::from_hours(i);
+        assert_eq!(
+            p.apply(msg(i as u64, &capture(&format!("c{i}"), &time.to_string()))),
+            Some(Outcome::Accepted { late: false })
+        );
+        p.take_sealed();
+        most = most.max(p.history_len());
+    }
+    // Three days of horizon plus at most one day between forgets, one capture an hour, each
+    // remembered twice (id and capture): at most 2 × 24 × 4 entries, against 4,320 without it.
+    assert!(most <= 2 * 24 * 4 + 2, "{most} entries remembered");
 }
