@@ -22,6 +22,9 @@ pub struct Encoded {
     pub bytes: Vec<u8>,
     /// Records covered by the trailer hash (every line but the trailer).
     pub records: u64,
+    /// SHA-256 of the whole file (hex): the trailer's hash state carried on over the trailer,
+    /// so every byte is hashed once.
+    pub sha256: String,
 }
 
 /// Encodes the batches of one currency of a window.
@@ -76,9 +79,13 @@ pub fn encode(meta: &WindowMeta, currency: Currency, batches: &[&SettledBatch]) 
     }
     // Header, then per batch its header, details and control record.
     let records = 1 + 2 * batches.len() as u64 + details;
-    let hash = hex::encode(Sha256::digest(out.as_bytes()));
+    let mut hasher = Sha256::new();
+    hasher.update(out.as_bytes());
+    let hash = hex::encode(hasher.clone().finalize());
+    let body = out.len();
     let _ = writeln!(out, "T|{}|{details}|{}|{hash}", batches.len(), sum.map(|a| currency.format(a)).join("|"));
-    Encoded { bytes: out.into_bytes(), records }
+    hasher.update(&out.as_bytes()[body..]);
+    Encoded { bytes: out.into_bytes(), records, sha256: hex::encode(hasher.finalize()) }
 }
 
 /// Writes a late-from window id, or `-`.

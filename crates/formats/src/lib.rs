@@ -106,12 +106,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn encode_clearing(meta: &WindowMeta, currency: Currency, group: &[&SettledBatch]) -> (String, Vec<u8>, u64) {
+fn encode_clearing(meta: &WindowMeta, currency: Currency, group: &[&SettledBatch]) -> (OutputFile, u64) {
     let clearing = clearing::encode(meta, currency, group);
     let read = clearing::read(&clearing.bytes)
         .unwrap_or_else(|e| panic!("clearing file for {} {currency} fails its own check: {e}", meta.id));
     assert_eq!(read.batches.len(), group.len(), "clearing file read-back lost batches");
-    (clearing_name(meta.id, currency), clearing.bytes, clearing.records)
+    let file = OutputFile { name: clearing_name(meta.id, currency), bytes: clearing.bytes, sha256: clearing.sha256 };
+    debug_assert_eq!(file.sha256, sha256_hex(&file.bytes));
+    (file, clearing.records)
 }
 
 fn encode_pain001(
@@ -152,8 +154,8 @@ pub fn window_files(meta: &WindowMeta, batches: &[SettledBatch], fences: Fences,
             let clearing = encode_clearing(meta, currency, &group);
             (clearing, pain.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
         });
-        for (name, bytes, records) in std::iter::once(clearing).chain(pain) {
-            let file = OutputFile::new(name, bytes);
+        let pain = pain.into_iter().map(|(name, bytes, records)| (OutputFile::new(name, bytes), records));
+        for (file, records) in std::iter::once(clearing).chain(pain) {
             listed.push(ManifestFile { path: file.name.clone(), sha256: file.sha256.clone(), records });
             files.push(file);
         }
