@@ -218,7 +218,7 @@ impl Assembler {
         &mut self,
         name: &str,
         topic: &str,
-        windows: &[(WindowId, &[(String, Vec<u8>)])],
+        windows: &[(WindowId, &[Message])],
     ) -> Result<Vec<usize>, DaemonError> {
         let (done, start_name) = (format!("{name}.done"), format!("{name}.start"));
         let mut todo = Vec::new();
@@ -272,6 +272,9 @@ impl Assembler {
         Ok(sent)
     }
 }
+
+/// A message to publish: key and payload.
+type Message = (String, Vec<u8>);
 
 /// What is published for one window.
 struct Ready {

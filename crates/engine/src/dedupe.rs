@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use clearhouse_domain::Fingerprint;
 use compact_str::CompactString;
 use foldhash::fast::RandomState;
+use xxhash_rust::xxh3::xxh3_128;
 
 /// What the index says about a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,8 +31,14 @@ struct Entry {
 /// conflicting deliveries (rare), so re-delivering a conflict is a duplicate too.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct IdIndex {
-    first: HashMap<CompactString, Entry, RandomState>,
-    conflicts: HashMap<(CompactString, [u64; 2]), (u64, i64), RandomState>,
+    first: HashMap<u128, Entry, RandomState>,
+    conflicts: HashMap<(u128, [u64; 2]), (u64, i64), RandomState>,
+}
+
+/// An id as the index keys it: its 128-bit hash (16 bytes, no string kept). Two ids collide
+/// with probability about 2^-128 per pair (docs/decisions.md).
+fn id_key(id: &str) -> u128 {
+    xxh3_128(id.as_bytes())
 }
 
 fn split(fp: Fingerprint) -> [u64; 2] {
@@ -43,18 +50,19 @@ impl IdIndex {
     /// by), and classifies it.
     pub fn observe(&mut self, id: &CompactString, fingerprint: Fingerprint, position: u64, time: i64) -> Seen {
         let fingerprint = split(fingerprint);
-        match self.first.get(id) {
+        let key = id_key(id);
+        match self.first.get(&key) {
             None => {
-                self.first.insert(id.clone(), Entry { fingerprint, position, time });
+                self.first.insert(key, Entry { fingerprint, position, time });
                 Seen::New
             }
             Some(entry) if entry.fingerprint == fingerprint => Seen::Duplicate(entry.position),
             Some(entry) => {
                 let first = entry.position;
-                match self.conflicts.get(&(id.clone(), fingerprint)) {
+                match self.conflicts.get(&(key, fingerprint)) {
                     Some(&(earlier, _)) => Seen::Duplicate(earlier),
                     None => {
-                        self.conflicts.insert((id.clone(), fingerprint), (position, time));
+                        self.conflicts.insert((key, fingerprint), (position, time));
                         Seen::Conflict(first)
                     }
                 }

@@ -16,6 +16,7 @@ use foldhash::fast::RandomState;
 use jiff::Timestamp;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_128;
 
 use crate::calendar::WindowId;
 use crate::instruction::{Body, Instruction, RefundFields};
@@ -30,6 +31,25 @@ pub use settle::{end_to_end_id, Credit, CreditKind, SettledBatch, Totals};
 
 type Map<K, V> = HashMap<K, V, RandomState>;
 type BatchKey = (CompactString, Currency);
+
+/// A 128-bit hash standing for an id (or a merchant and an id) in the history maps: 16 bytes
+/// instead of one or two strings, compared in one instruction. Two different keys collide with
+/// probability about 2^-128 per pair (docs/decisions.md).
+type Key = u128;
+
+/// The key of transaction `id` of `merchant` (a capture, or the original of refunds).
+fn original_key(merchant: &str, id: &str) -> Key {
+    let mut bytes = Vec::with_capacity(merchant.len() + id.len() + 1);
+    bytes.extend_from_slice(merchant.as_bytes());
+    bytes.push(0xff); // never in an id: keeps ("ab","c") apart from ("a","bc")
+    bytes.extend_from_slice(id.as_bytes());
+    xxh3_128(&bytes)
+}
+
+/// The key of an id on its own: a refund's (ids are unique across merchants), or a merchant's.
+fn id_key(id: &str) -> Key {
+    xxh3_128(id.as_bytes())
+}
 
 /// Where an instruction is netted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +82,10 @@ struct CaptureRecord {
 /// What a later reversal needs to know about an accepted refund.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RefundRecord {
-    merchant_id: CompactString,
-    original_transaction_id: CompactString,
+    /// The merchant's key (`id_key` of its id): a reversal must come from the same merchant.
+    merchant: Key,
+    /// The key of its original in `originals`.
+    original: Key,
     currency: Currency,
     amount: Decimal,
     event_time: Timestamp,
@@ -83,9 +105,9 @@ pub struct Netter {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NetterState {
     open: BTreeMap<WindowId, Map<BatchKey, BatchState>>,
-    originals: Map<(CompactString, CompactString), OriginalState>,
-    refunds: Map<CompactString, RefundRecord>,
-    captures: Map<(CompactString, CompactString), CaptureRecord>,
+    originals: Map<Key, OriginalState>,
+    refunds: Map<Key, RefundRecord>,
+    captures: Map<Key, CaptureRecord>,
     carried: Map<BatchKey, Decimal>,
     last_closed: Option<WindowId>,
 }
@@ -188,7 +210,7 @@ impl Netter {
     }
 
     fn capture(&mut self, instruction: &Instruction) -> Result<Effect, Reject> {
-        let key = (instruction.merchant_id.clone(), instruction.id.clone());
+        let key = original_key(&instruction.merchant_id, &instruction.id);
         let record = CaptureRecord {
             currency: instruction.currency,
             amount: instruction.amount,
@@ -205,7 +227,7 @@ impl Netter {
         place: Placement,
         seq: u64,
     ) -> Result<Effect, Reject> {
-        let original_key = (ins.merchant_id.clone(), refund.original_transaction_id.clone());
+        let original_key = original_key(&ins.merchant_id, &refund.original_transaction_id);
         let capture = self.state.captures.get(&original_key).copied();
         let original_time = capture.map_or(refund.original_time, |c| c.event_time);
         if let Some(c) = capture {
@@ -243,8 +265,8 @@ impl Netter {
             },
         );
         let record = RefundRecord {
-            merchant_id: ins.merchant_id.clone(),
-            original_transaction_id: refund.original_transaction_id.clone(),
+            merchant: id_key(&ins.merchant_id),
+            original: original_key,
             currency: ins.currency,
             amount: ins.amount,
             event_time: ins.event_time,
@@ -252,7 +274,7 @@ impl Netter {
             detail_index,
             reversed: false,
         };
-        let previous = self.state.refunds.insert(ins.id.clone(), record);
+        let previous = self.state.refunds.insert(id_key(&ins.id), record);
         assert!(previous.is_none(), "refund id {} accepted twice (seq {seq})", ins.id);
         Ok(Effect::Refunded)
     }
@@ -279,8 +301,8 @@ impl Netter {
     }
 
     fn reversal(&mut self, ins: &Instruction, reverses: &str, place: Placement) -> Result<Effect, Reject> {
-        let record = match self.state.refunds.get_mut(reverses) {
-            Some(record) if record.merchant_id == ins.merchant_id => record,
+        let record = match self.state.refunds.get_mut(&id_key(reverses)) {
+            Some(record) if record.merchant == id_key(&ins.merchant_id) => record,
             _ => {
                 let message = format!("merchant {} has no accepted refund {reverses}", ins.merchant_id);
                 return Err(Reject::field(RejectReason::ReversalUnknownRefund, "reverses", message));
@@ -312,10 +334,12 @@ impl Netter {
         }
         record.reversed = true;
         let (refund_window, detail_index, amount) = (record.window, record.detail_index, record.amount);
-        let original_key = (record.merchant_id.clone(), record.original_transaction_id.clone());
-        let original = self.state.originals.get_mut(&original_key).expect("a refund record has its original");
-        original.refunded -= amount;
-        assert!(original.refunded >= Decimal::ZERO, "refunded-so-far went negative for {}", original_key.1);
+        // The original may be forgotten (its time is before the history horizon, the refund's
+        // is not): then nothing remembers what was refunded of it, and nothing needs to.
+        if let Some(original) = self.state.originals.get_mut(&record.original) {
+            original.refunded -= amount;
+            assert!(original.refunded >= Decimal::ZERO, "refunded-so-far went negative reversing {reverses}");
+        }
         if refund_window != place.window {
             return Ok(Effect::Recovery);
         }

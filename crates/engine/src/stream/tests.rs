@@ -177,3 +177,15 @@ fn a_partition_that_runs_for_months_remembers_a_bounded_history() {
     // remembered twice (id and capture): at most 2 × 24 × 4 entries, against 4,320 without it.
     assert!(most <= 2 * 24 * 4 + 2, "{most} entries remembered");
 }
+
+#[test]
+fn a_refund_outlives_its_forgotten_original_and_can_still_be_reversed() {
+    let mut p = short_memory();
+    let refund = br#"{"id":"r1","type":"refund","merchant_id":"M1","amount":"5.00","currency":"EUR","event_time":"2026-11-03T00:00:00Z","original_transaction_id":"t1","original_amount":"10.00","original_time":"2026-11-01T00:00:00Z","payee":{"name":"N","account":"1234","bank":"BANKCODE"}}"#;
+    assert_eq!(p.apply(msg(0, refund)), Some(Outcome::Accepted { late: false }));
+    // The horizon passes the original (11-01) but not the refund (11-03).
+    assert_eq!(p.apply(msg(1, &capture("c1", "2026-11-05T00:00:00Z"))), Some(Outcome::Accepted { late: false }));
+    assert_eq!(p.history_horizon(), Some(ts("2026-11-02T00:00:00Z")));
+    let reversal = br#"{"id":"v1","type":"refund_reversal","merchant_id":"M1","amount":"5.00","currency":"EUR","event_time":"2026-11-05T00:00:00Z","reverses":"r1"}"#;
+    assert_eq!(p.apply(msg(2, reversal)), Some(Outcome::Accepted { late: false }), "a recovery in a later window");
+}

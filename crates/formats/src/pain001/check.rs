@@ -86,10 +86,8 @@ pub fn check(bytes: &[u8], currency: Currency) -> Result<Checked, String> {
                     _ => tally.stated_sum = Some(text),
                 }
             }
-            b"EndToEndId" => {
-                if text.is_empty() || text.len() > 35 || !ids.insert(text) {
-                    return Err(format!("EndToEndId {:?} is empty, too long or repeated", lossy(text)));
-                }
+            b"EndToEndId" if text.is_empty() || text.len() > 35 || !ids.insert(text) => {
+                return Err(format!("EndToEndId {:?} is empty, too long or repeated", lossy(text)));
             }
             t if t.starts_with(b"InstdAmt") => {
                 let (true, Some(p)) = (t == amount_tag.as_bytes(), payment.as_mut()) else {
