@@ -160,6 +160,9 @@ pub fn net_reader<R: Read + Send>(
     Ok(report)
 }
 
+/// Publishes one file (name, bytes, SHA-256) and records it for the run's seal.
+type Publish<'a> = dyn FnMut(&str, &[u8], String) -> Result<(), StoreError> + 'a;
+
 /// What the window outputs of a run came to.
 #[derive(Default)]
 struct Outputs {
@@ -179,7 +182,7 @@ fn encode_and_publish(
     calendar: &clearhouse_domain::Calendar,
     fences: &Fences,
     debtor: &clearhouse_domain::Payee,
-    publish: &mut dyn FnMut(&str, &[u8], String) -> Result<(), StoreError>,
+    publish: &mut Publish<'_>,
 ) -> Result<Outputs, StoreError> {
     let (tx, rx) = crossbeam_channel::bounded(0);
     let mut out = Outputs::default();
