@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use crate::money::Currency;
 
 /// The kind of an instruction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// Money captured for the merchant.
     Capture,

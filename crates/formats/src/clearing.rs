@@ -42,17 +42,16 @@ pub fn encode(meta: &WindowMeta, currency: Currency, batches: &[&SettledBatch]) 
         assert_eq!(batch.currency, currency, "batch in the wrong currency file");
         let _ = writeln!(out, "B|{}|{currency}", batch.merchant_id);
         for d in &batch.details {
-            let i = &d.instruction;
             let credit = d.credit.map(|c| batch.credits[c as usize].end_to_end_id.as_str());
             let _ = writeln!(
                 out,
                 "D|{}|{}|{}|{}|{}|{}|{}|{}|{}",
-                i.id,
-                i.kind().as_str(),
-                i.event_time,
-                fmt(i.amount),
-                fmt(i.fee),
-                i.reference().unwrap_or("-"),
+                d.id,
+                d.kind.as_str(),
+                d.event_time,
+                fmt(d.amount),
+                fmt(d.fee),
+                d.reference.as_deref().unwrap_or("-"),
                 d.effect.code(),
                 LateFrom(d.late_from),
                 credit.unwrap_or("-"),

@@ -3,8 +3,11 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use compact_str::CompactString;
+use jiff::Timestamp;
+
 use crate::calendar::WindowId;
-use crate::instruction::Instruction;
+use crate::instruction::{Body, Instruction, Kind, Payee, RefundFields};
 
 /// What an accepted instruction did to its batch. Written into the clearing file so a reader
 /// can recompute every total from the detail records alone.
@@ -42,19 +45,48 @@ impl Effect {
     }
 }
 
-/// One accepted instruction as netted into a batch.
+/// One accepted instruction as netted into a batch: what its clearing record and its credit
+/// need, and nothing else (an original's amount and time were needed only to accept it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Detail {
     /// Input order (file line or global sequence); details are kept in this order.
     pub seq: u64,
-    /// The instruction.
-    pub instruction: Instruction,
+    /// The instruction's id.
+    pub id: CompactString,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its event time.
+    pub event_time: Timestamp,
+    /// Its amount.
+    pub amount: Decimal,
+    /// Its fee (zero when it had none).
+    pub fee: Decimal,
+    /// What it refers to: a refund's original transaction, a reversal's refund.
+    pub reference: Option<CompactString>,
+    /// A refund's payee (boxed: most details are not refunds).
+    pub payee: Option<Box<Payee>>,
     /// The window its event time belongs to, when it was netted into a later one.
     pub late_from: Option<WindowId>,
     /// What it did to the batch.
     pub effect: Effect,
     /// Index of the credit that paid it (refunds), filled in when the window closes.
     pub credit: Option<u32>,
+}
+
+impl Detail {
+    /// The detail of `instruction`, accepted at `seq` with `effect`.
+    pub fn new(seq: u64, instruction: Instruction, late_from: Option<WindowId>, effect: Effect) -> Detail {
+        let Instruction { id, amount, event_time, fee, body, .. } = instruction;
+        let (kind, reference, payee) = match body {
+            Body::Capture => (Kind::Capture, None, None),
+            Body::Refund(refund) => {
+                let RefundFields { original_transaction_id, payee, .. } = *refund;
+                (Kind::Refund, Some(original_transaction_id), Some(Box::new(payee)))
+            }
+            Body::RefundReversal { reverses } => (Kind::RefundReversal, Some(reverses), None),
+        };
+        Detail { seq, id, kind, event_time, amount, fee, reference, payee, late_from, effect, credit: None }
+    }
 }
 
 /// Accepted instructions per type netted into a batch.

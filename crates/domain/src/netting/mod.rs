@@ -196,7 +196,7 @@ impl Netter {
         if place.late_from.is_some() {
             batch.counts.late += 1;
         }
-        batch.details.push(Detail { seq, instruction, late_from: place.late_from, effect, credit: None });
+        batch.details.push(Detail::new(seq, instruction, place.late_from, effect));
         Ok(())
     }
 
@@ -345,10 +345,7 @@ impl Netter {
         }
         let batch = self.batch(place.window, ins);
         let refund = &mut batch.details[detail_index];
-        assert!(
-            refund.instruction.id == reverses && refund.effect == Effect::Refunded,
-            "refund detail index out of step"
-        );
+        assert!(refund.id == reverses && refund.effect == Effect::Refunded, "refund detail index out of step");
         refund.effect = Effect::RefundReversed;
         batch.refunds -= amount;
         Ok(Effect::NettedReversal)

@@ -197,8 +197,8 @@ fn refund_credits(window: WindowId, merchant: &str, currency: Currency, details:
     // Per payee: the index of its open credit, and that credit's part number.
     let mut by_payee: HashMap<(CompactString, CompactString), (u32, u32)> = HashMap::new();
     for detail in details.iter_mut().filter(|d| d.effect == Effect::Refunded) {
-        let payee = &detail.instruction.refund().expect("a refunded detail is a refund").payee;
-        let amount = detail.instruction.amount;
+        let payee = detail.payee.as_deref().expect("a refunded detail has its payee");
+        let amount = detail.amount;
         let slot = by_payee.entry((payee.account.clone(), payee.bank.clone()));
         let open = match slot {
             std::collections::hash_map::Entry::Occupied(mut e) => {

@@ -238,7 +238,7 @@ fn late_instructions_are_counted_and_flagged() {
     let batch = &close(&mut n)[0];
     assert_eq!(batch.counts.late, 1);
     assert_eq!(batch.details[0].late_from, Some(wid(W1)));
-    assert_eq!(batch.details[0].instruction.kind(), Kind::Capture);
+    assert_eq!(batch.details[0].kind, Kind::Capture);
 }
 
 #[test]
