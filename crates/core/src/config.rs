@@ -162,8 +162,14 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let mut config: Config = toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: crate::limits::toml_error(&text, &e) })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// A configuration from the text of the file at `path` (named in errors; relative paths in
+    /// it are taken from its directory), with every range and Kafka setting checked.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: crate::limits::toml_error(text, &e) })?;
         config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let checked = crate::limits::check_ranges(&config).and_then(|()| match &config.kafka {
             Some(kafka) => kafka.check().map_err(|e| ConfigError::Invalid(e.to_string())),
