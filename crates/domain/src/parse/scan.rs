@@ -72,25 +72,14 @@ pub(super) fn scan(bytes: &[u8]) -> Option<Flat<'_>> {
     let mut s = Scanner { text, bytes, at: 0 };
     let mut flat = Flat::default();
     s.skip_ws();
-    s.expect(b'{')?;
-    s.skip_ws();
-    loop {
-        let key = s.string()?;
-        s.skip_ws();
-        s.expect(b':')?;
-        s.skip_ws();
+    s.object(|s, key| {
         match slot(key)? {
             PAYEE if flat.payee.is_none() => flat.payee = Some(s.payee()?),
             i if i < TOP && i != PAYEE && flat.fields[i].is_none() => flat.fields[i] = Some(s.string()?),
             _ => return None,
         }
-        s.skip_ws();
-        match s.next()? {
-            b',' => s.skip_ws(),
-            b'}' => break,
-            _ => return None,
-        }
-    }
+        Some(())
+    })?;
     s.skip_ws();
     (s.at == bytes.len()).then_some(flat)
 }
@@ -139,6 +128,20 @@ impl<'a> Scanner<'a> {
     /// The payee object: `name`, `account` and `bank`, each at most once, strings only.
     fn payee(&mut self) -> Option<[Option<&'a str>; 3]> {
         let mut parts = [None; 3];
+        self.object(|s, key| {
+            let i = slot(key)?.checked_sub(PAYEE_PARTS)?;
+            if parts.get(i)?.is_some() {
+                return None;
+            }
+            parts[i] = Some(s.string()?);
+            Some(())
+        })?;
+        Some(parts)
+    }
+
+    /// A non-empty object whose members `member` reads: it is called with each key, the scanner
+    /// at the value, and answers `None` to give up on the message.
+    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
         self.expect(b'{')?;
         self.skip_ws();
         loop {
@@ -146,15 +149,11 @@ impl<'a> Scanner<'a> {
             self.skip_ws();
             self.expect(b':')?;
             self.skip_ws();
-            let i = slot(key)?.checked_sub(PAYEE_PARTS)?;
-            if parts.get(i)?.is_some() {
-                return None;
-            }
-            parts[i] = Some(self.string()?);
+            member(self, key)?;
             self.skip_ws();
             match self.next()? {
                 b',' => self.skip_ws(),
-                b'}' => return Some(parts),
+                b'}' => return Some(()),
                 _ => return None,
             }
         }
