@@ -26,11 +26,12 @@ use clearhouse_engine::stream::{PartitionState, Seal, SealedPart, StateView};
 use clearhouse_engine::Stats;
 use serde::{Deserialize, Serialize};
 
+/// v5: amounts in minor units, batches and refunds keyed by merchant handles.
 /// v4: ids, captures, originals and refunds remember the event time they are forgotten by
 /// (the history horizon).
 /// v3: the progress record sits in the checkpoint's head, so one rename makes both durable
 /// (v2: captures remember their amount and event time, so refunds are held to them).
-const MAGIC: &[u8; 8] = b"CHCKPT04";
+const MAGIC: &[u8; 8] = b"CHCKPT05";
 /// Magic, progress length and checksum, body length and checksum.
 const HEAD: usize = 8 + 8 + 16 + 8 + 16;
 /// A progress record larger than this is damage, not a record (seal history is bounded).
@@ -255,7 +256,7 @@ mod tests {
         let dir = StateDir::open(tmp.path(), "topic").expect("open");
         assert!(dir.load(0).expect("load").is_none());
         let p0 = dir.partition_dir(0).expect("p0");
-        p0.replace("checkpoint.bin", b"CHCKPT04 but then garbage that is long enough for a head").expect("write");
+        p0.replace("checkpoint.bin", b"CHCKPT05 but then garbage that is long enough for a head").expect("write");
         let err = dir.load(0).expect_err("damaged");
         assert!(err.to_string().contains("damaged"), "{err}");
     }

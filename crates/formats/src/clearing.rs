@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use clearhouse_domain::{Currency, Effect, Kind, SettledBatch, Totals};
+use clearhouse_domain::{Currency, Detail, Effect, Kind, SettledBatch, Totals};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
@@ -25,11 +25,12 @@ pub struct Encoded {
     /// SHA-256 of the whole file (hex): the trailer's hash state carried on over the trailer,
     /// so every byte is hashed once.
     pub sha256: String,
+    /// SHA-256 of every line but the trailer (hex), as the trailer states it.
+    pub body_sha256: String,
 }
 
 /// Encodes the batches of one currency of a window.
 pub fn encode(meta: &WindowMeta, currency: Currency, batches: &[&SettledBatch]) -> Encoded {
-    let fmt = |d: Decimal| currency.display(d);
     let mut out = String::with_capacity(256 + batches.iter().map(|b| b.details.len() * 128).sum::<usize>());
     let _ = writeln!(
         out,
@@ -42,20 +43,7 @@ pub fn encode(meta: &WindowMeta, currency: Currency, batches: &[&SettledBatch]) 
         assert_eq!(batch.currency, currency, "batch in the wrong currency file");
         let _ = writeln!(out, "B|{}|{currency}", batch.merchant_id);
         for d in &batch.details {
-            let credit = d.credit.map(|c| batch.credits[c as usize].end_to_end_id.as_str());
-            let _ = writeln!(
-                out,
-                "D|{}|{}|{}|{}|{}|{}|{}|{}|{}",
-                d.id,
-                d.kind.as_str(),
-                d.event_time,
-                fmt(d.amount),
-                fmt(d.fee),
-                d.reference.as_deref().unwrap_or("-"),
-                d.effect.code(),
-                LateFrom(d.late_from),
-                credit.unwrap_or("-"),
-            );
+            detail_record(&mut out, currency, batch, d);
         }
         details += batch.details.len() as u64;
         let t = &batch.totals;
@@ -80,23 +68,42 @@ pub fn encode(meta: &WindowMeta, currency: Currency, batches: &[&SettledBatch]) 
     let records = 1 + 2 * batches.len() as u64 + details;
     let mut hasher = Sha256::new();
     hasher.update(out.as_bytes());
-    let hash = hex::encode(hasher.clone().finalize());
+    let body_sha256 = hex::encode(hasher.clone().finalize());
     let body = out.len();
-    let _ = writeln!(out, "T|{}|{details}|{}|{hash}", batches.len(), sum.map(|a| currency.format(a)).join("|"));
+    let totals = sum.map(|a| currency.format(a)).join("|");
+    let _ = writeln!(out, "T|{}|{details}|{totals}|{body_sha256}", batches.len());
     hasher.update(&out.as_bytes()[body..]);
-    Encoded { bytes: out.into_bytes(), records, sha256: hex::encode(hasher.finalize()) }
+    Encoded { bytes: out.into_bytes(), records, sha256: hex::encode(hasher.finalize()), body_sha256 }
 }
 
-/// Writes a late-from window id, or `-`.
-struct LateFrom(Option<clearhouse_domain::WindowId>);
-
-impl std::fmt::Display for LateFrom {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(w) => w.fmt(f),
-            None => f.write_str("-"),
+/// Appends one detail record: `D|id|type|time|amount|fee|reference|effect|late from|credit`.
+/// Written field by field (amounts from their minor units), because it runs once per
+/// instruction and a formatting machine per field costs more than the rest of the line.
+fn detail_record(out: &mut String, currency: Currency, batch: &SettledBatch, d: &Detail) {
+    out.push_str("D|");
+    out.push_str(&d.id);
+    out.push('|');
+    out.push_str(d.kind.as_str());
+    out.push('|');
+    let _ = write!(out, "{}", d.event_time);
+    out.push('|');
+    currency.write_minor(d.amount.into(), out);
+    out.push('|');
+    currency.write_minor(d.fee.into(), out);
+    out.push('|');
+    out.push_str(d.reference.as_deref().unwrap_or("-"));
+    out.push('|');
+    out.push_str(d.effect.code());
+    out.push('|');
+    match d.late_from {
+        Some(window) => {
+            let _ = write!(out, "{window}");
         }
+        None => out.push('-'),
     }
+    out.push('|');
+    out.push_str(d.credit.map_or("-", |c| batch.credits[c as usize].end_to_end_id.as_str()));
+    out.push('\n');
 }
 
 /// The nine amounts of a control record, in file order.
@@ -150,6 +157,18 @@ fn err<T>(line: usize, problem: impl Into<String>) -> Result<T, ClearingError> {
 
 /// Parses `bytes` and checks every control total, conservation and the trailer hash.
 pub fn read(bytes: &[u8]) -> Result<ReadFile, ClearingError> {
+    read_with(bytes, None)
+}
+
+/// The check of a file before it is published: everything [`read`] checks, except that the
+/// trailer's hash is compared with `body_sha256`, the hash the encoder computed over these same
+/// bytes, instead of being computed a second time (`verify` runs [`read`], which computes it).
+pub fn check(bytes: &[u8], body_sha256: &str) -> Result<ReadFile, ClearingError> {
+    read_with(bytes, Some(body_sha256))
+}
+
+/// [`read`], taking the body's hash as `stated` when given.
+fn read_with(bytes: &[u8], stated: Option<&str>) -> Result<ReadFile, ClearingError> {
     let text = std::str::from_utf8(bytes).or_else(|_| err(0, "not UTF-8"))?;
     if !text.ends_with('\n') {
         return err(text.lines().count(), "file does not end with a newline (truncated?)");
@@ -170,7 +189,7 @@ pub fn read(bytes: &[u8]) -> Result<ReadFile, ClearingError> {
         return err(last, "batch without a control record");
     }
     let trailer_start = text.len() - lines[last - 1].len() - 1;
-    check_trailer(last, lines[last - 1], &text[..trailer_start], &reader)?;
+    check_trailer(last, lines[last - 1], (&text[..trailer_start], stated), &reader)?;
     Ok(ReadFile {
         window_id: header[3].to_owned(),
         currency,
@@ -201,6 +220,10 @@ struct BatchReader {
 
 impl BatchReader {
     fn amount(&self, line: usize, text: &str) -> Result<Decimal, ClearingError> {
+        // The shape the encoder writes, read without the general parser (same value, same scale).
+        if let Some(minor) = self.currency.parse_minor(text) {
+            return Ok(self.currency.from_minor(minor));
+        }
         let value = crate::bounded_amount(text).map_or_else(|| err(line, format!("{text:?} is not an amount")), Ok)?;
         if value.scale() != self.currency.minor_units() {
             return err(line, format!("{text} does not have exactly {} decimals", self.currency.minor_units()));
@@ -320,12 +343,19 @@ impl BatchReader {
     }
 }
 
-fn check_trailer(line: usize, trailer: &str, covered: &str, reader: &BatchReader) -> Result<(), ClearingError> {
+/// Checks the trailer against the batches read and the hash of the lines it covers (`stated`
+/// when the caller computed it over these bytes already).
+fn check_trailer(
+    line: usize,
+    trailer: &str,
+    (covered, stated): (&str, Option<&str>),
+    reader: &BatchReader,
+) -> Result<(), ClearingError> {
     let f: Vec<&str> = trailer.split('|').collect();
     if f.len() != 13 || f[0] != "T" {
         return err(line, "expected the trailer record");
     }
-    let hash = hex::encode(Sha256::digest(covered.as_bytes()));
+    let hash = stated.map_or_else(|| hex::encode(Sha256::digest(covered.as_bytes())), str::to_owned);
     if f[12] != hash {
         return err(line, format!("SHA-256 of the preceding lines is {hash}, trailer says {}", f[12]));
     }

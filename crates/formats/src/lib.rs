@@ -3,8 +3,9 @@
 //! reads them back.
 //!
 //! Each encoder has a reader next to it (what `verify` runs), and every file is checked in memory
-//! before it is published (the clearing file by its reader, the credit file by a scan that
-//! recounts and re-adds its transfers): a bug in an encoder stops the run instead of reaching a
+//! before it is published (the clearing file by its reader, taking the hash the encoder
+//! computed over the same bytes; the credit file by a scan that recounts and re-adds its
+//! transfers): a bug in an encoder stops the run instead of reaching a
 //! bank.
 
 pub mod clearing;
@@ -108,7 +109,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 fn encode_clearing(meta: &WindowMeta, currency: Currency, group: &[&SettledBatch]) -> (OutputFile, u64) {
     let clearing = clearing::encode(meta, currency, group);
-    let read = clearing::read(&clearing.bytes)
+    let read = clearing::check(&clearing.bytes, &clearing.body_sha256)
         .unwrap_or_else(|e| panic!("clearing file for {} {currency} fails its own check: {e}", meta.id));
     assert_eq!(read.batches.len(), group.len(), "clearing file read-back lost batches");
     let file = OutputFile { name: clearing_name(meta.id, currency), bytes: clearing.bytes, sha256: clearing.sha256 };
@@ -121,7 +122,7 @@ fn encode_pain001(
     currency: Currency,
     group: &[&SettledBatch],
     debtor: &Payee,
-) -> Vec<(String, Vec<u8>, u64)> {
+) -> Vec<(OutputFile, u64)> {
     let files = pain001::encode(meta, currency, group, debtor);
     let mut total = rust_decimal::Decimal::ZERO;
     let mut out = Vec::with_capacity(files.len());
@@ -130,7 +131,8 @@ fn encode_pain001(
             .unwrap_or_else(|e| panic!("pain.001 for {} {currency} fails its own check: {e}", meta.id));
         assert_eq!((back.records, back.total), (pain.records, pain.total), "pain.001 check differs from the encoder");
         total += back.total;
-        out.push((pain001_name(meta.id, currency, i + 1), pain.bytes, pain.records));
+        // Hashed here, on the encoder's thread, rather than after the join.
+        out.push((OutputFile::new(pain001_name(meta.id, currency, i + 1), pain.bytes), pain.records));
     }
     let expected: rust_decimal::Decimal = group.iter().flat_map(|b| &b.credits).map(|c| c.amount).sum();
     assert_eq!(total, expected, "pain.001 total differs from the credits");
@@ -154,7 +156,6 @@ pub fn window_files(meta: &WindowMeta, batches: &[SettledBatch], fences: Fences,
             let clearing = encode_clearing(meta, currency, &group);
             (clearing, pain.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
         });
-        let pain = pain.into_iter().map(|(name, bytes, records)| (OutputFile::new(name, bytes), records));
         for (file, records) in std::iter::once(clearing).chain(pain) {
             listed.push(ManifestFile { path: file.name.clone(), sha256: file.sha256.clone(), records });
             files.push(file);

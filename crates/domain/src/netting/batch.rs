@@ -1,6 +1,5 @@
 //! What an open window accumulates per merchant and currency.
 
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use compact_str::CompactString;
@@ -8,6 +7,7 @@ use jiff::Timestamp;
 
 use crate::calendar::WindowId;
 use crate::instruction::{Body, Instruction, Kind, Payee, RefundFields};
+use crate::money::{Minor, MinorSum};
 
 /// What an accepted instruction did to its batch. Written into the clearing file so a reader
 /// can recompute every total from the detail records alone.
@@ -57,10 +57,10 @@ pub struct Detail {
     pub kind: Kind,
     /// Its event time.
     pub event_time: Timestamp,
-    /// Its amount.
-    pub amount: Decimal,
-    /// Its fee (zero when it had none).
-    pub fee: Decimal,
+    /// Its amount, in the batch currency's minor units.
+    pub amount: Minor,
+    /// Its fee (zero when it had none), in the batch currency's minor units.
+    pub fee: Minor,
     /// What it refers to: a refund's original transaction, a reversal's refund.
     pub reference: Option<CompactString>,
     /// A refund's payee (boxed: most details are not refunds).
@@ -74,9 +74,16 @@ pub struct Detail {
 }
 
 impl Detail {
-    /// The detail of `instruction`, accepted at `seq` with `effect`.
-    pub fn new(seq: u64, instruction: Instruction, late_from: Option<WindowId>, effect: Effect) -> Detail {
-        let Instruction { id, amount, event_time, fee, body, .. } = instruction;
+    /// The detail of `instruction`, accepted at `seq` with `effect`; `amount` and `fee` are its
+    /// amounts in minor units.
+    pub fn new(
+        seq: u64,
+        instruction: Instruction,
+        (amount, fee): (Minor, Minor),
+        late_from: Option<WindowId>,
+        effect: Effect,
+    ) -> Detail {
+        let Instruction { id, event_time, body, .. } = instruction;
         let (kind, reference, payee) = match body {
             Body::Capture => (Kind::Capture, None, None),
             Body::Refund(refund) => {
@@ -109,13 +116,13 @@ impl Counts {
     }
 }
 
-/// Running totals of one open batch.
+/// Running totals of one open batch, in its currency's minor units.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct BatchState {
-    pub(crate) captures: Decimal,
-    pub(crate) refunds: Decimal,
-    pub(crate) recoveries: Decimal,
-    pub(crate) fees: Decimal,
+    pub(crate) captures: MinorSum,
+    pub(crate) refunds: MinorSum,
+    pub(crate) recoveries: MinorSum,
+    pub(crate) fees: MinorSum,
     pub(crate) counts: Counts,
     pub(crate) details: Vec<Detail>,
 }

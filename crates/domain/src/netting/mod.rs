@@ -14,13 +14,12 @@ use std::sync::Arc;
 use compact_str::CompactString;
 use foldhash::fast::RandomState;
 use jiff::Timestamp;
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::calendar::WindowId;
 use crate::instruction::{Body, Instruction, RefundFields};
-use crate::money::Currency;
+use crate::money::{Currency, Minor, MinorSum};
 use crate::policy::Policy;
 use crate::reject::{Reject, RejectReason};
 use batch::BatchState;
@@ -30,7 +29,12 @@ pub use batch::{Counts, Detail, Effect};
 pub use settle::{end_to_end_id, Credit, CreditKind, SettledBatch, Totals};
 
 type Map<K, V> = HashMap<K, V, RandomState>;
-type BatchKey = (CompactString, Currency);
+
+/// A merchant as the state keys it: its index in [`Merchants`].
+type MerchantHandle = u32;
+
+/// A batch is one merchant's instructions in one currency (within one window).
+type BatchKey = (MerchantHandle, Currency);
 
 /// A 128-bit hash standing for an id (or a merchant and an id) in the history maps: 16 bytes
 /// instead of one or two strings, compared in one instruction. Two different keys collide with
@@ -39,11 +43,56 @@ type Key = u128;
 
 /// The key of transaction `id` of `merchant` (a capture, or the original of refunds).
 fn original_key(merchant: &str, id: &str) -> Key {
-    let mut bytes = Vec::with_capacity(merchant.len() + id.len() + 1);
-    bytes.extend_from_slice(merchant.as_bytes());
-    bytes.push(0xff); // never in an id: keeps ("ab","c") apart from ("a","bc")
-    bytes.extend_from_slice(id.as_bytes());
-    xxh3_128(&bytes)
+    let len = merchant.len() + id.len() + 1;
+    let mut stack = [0u8; 256];
+    let mut heap = Vec::new();
+    let bytes = if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap[..]
+    };
+    bytes[..merchant.len()].copy_from_slice(merchant.as_bytes());
+    bytes[merchant.len()] = 0xff; // never in an id: keeps ("ab","c") apart from ("a","bc")
+    bytes[merchant.len() + 1..].copy_from_slice(id.as_bytes());
+    xxh3_128(bytes)
+}
+
+/// The merchants a shard has netted for, each given a small handle once: batches and carried
+/// debt are keyed by handle, so the hot path hashes and compares a merchant's id once per
+/// instruction instead of once per map it touches. Handles never reach an output (batches
+/// are sorted by id when a window closes), so they may differ between runs and shard counts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Merchants {
+    ids: Vec<CompactString>,
+    #[serde(skip)]
+    handles: Map<CompactString, MerchantHandle>,
+}
+
+impl Merchants {
+    /// Rebuilds the index of a state restored from a checkpoint, which keeps only the ids.
+    fn reindex(&mut self) {
+        self.handles = self.ids.iter().enumerate().map(|(h, id)| (id.clone(), h as MerchantHandle)).collect();
+        assert_eq!(self.handles.len(), self.ids.len(), "a merchant twice in a checkpoint");
+    }
+
+    fn get(&self, id: &str) -> Option<MerchantHandle> {
+        self.handles.get(id).copied()
+    }
+
+    fn intern(&mut self, id: &CompactString) -> MerchantHandle {
+        if let Some(handle) = self.get(id) {
+            return handle;
+        }
+        let handle = MerchantHandle::try_from(self.ids.len()).expect("fewer than 2^32 merchants per shard");
+        self.ids.push(id.clone());
+        self.handles.insert(id.clone(), handle);
+        handle
+    }
+
+    fn id(&self, handle: MerchantHandle) -> &CompactString {
+        &self.ids[handle as usize]
+    }
 }
 
 /// The key of an id on its own: a refund's (ids are unique across merchants), or a merchant's.
@@ -63,9 +112,9 @@ pub struct Placement {
 /// Refund state per (merchant, original transaction).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct OriginalState {
-    original_amount: Decimal,
+    original_amount: Minor,
     currency: Currency,
-    refunded: Decimal,
+    refunded: Minor,
     /// The original's time the first accepted refund was held to (what expiry goes by).
     original_time: Timestamp,
 }
@@ -75,22 +124,22 @@ struct OriginalState {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct CaptureRecord {
     currency: Currency,
-    amount: Decimal,
+    amount: Minor,
     event_time: Timestamp,
 }
 
 /// What a later reversal needs to know about an accepted refund.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RefundRecord {
-    /// The merchant's key (`id_key` of its id): a reversal must come from the same merchant.
-    merchant: Key,
+    /// Its merchant: a reversal must come from the same merchant.
+    merchant: MerchantHandle,
     /// The key of its original in `originals`.
     original: Key,
     currency: Currency,
-    amount: Decimal,
+    amount: Minor,
     event_time: Timestamp,
     window: WindowId,
-    detail_index: usize,
+    detail_index: u32,
     reversed: bool,
 }
 
@@ -104,11 +153,12 @@ pub struct Netter {
 /// Everything a `Netter` remembers, apart from its policy: what a checkpoint saves.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NetterState {
+    merchants: Merchants,
     open: BTreeMap<WindowId, Map<BatchKey, BatchState>>,
     originals: Map<Key, OriginalState>,
     refunds: Map<Key, RefundRecord>,
     captures: Map<Key, CaptureRecord>,
-    carried: Map<BatchKey, Decimal>,
+    carried: Map<BatchKey, MinorSum>,
     last_closed: Option<WindowId>,
 }
 
@@ -119,7 +169,8 @@ impl Netter {
     }
 
     /// A shard state restored from a checkpoint, under `policy`.
-    pub fn restore(policy: Arc<Policy>, state: NetterState) -> Netter {
+    pub fn restore(policy: Arc<Policy>, mut state: NetterState) -> Netter {
+        state.merchants.reindex();
         Netter { policy, state }
     }
 
@@ -170,24 +221,30 @@ impl Netter {
             let message = format!("merchant {} is not in the merchant registry", instruction.merchant_id);
             return Err(Reject::field(RejectReason::UnknownMerchant, "merchant_id", message));
         }
+        let currency = instruction.currency;
+        let (amount, fee) = (currency.minor(instruction.amount), currency.minor(instruction.fee));
+        // Looked up, not interned: a rejected instruction leaves no trace, not even its merchant.
+        let merchant = self.state.merchants.get(&instruction.merchant_id);
         let effect = match &instruction.body {
-            Body::Capture => self.capture(&instruction),
-            Body::Refund(refund) => self.refund(&instruction, refund, place, seq),
-            Body::RefundReversal { reverses } => self.reversal(&instruction, reverses, place),
+            Body::Capture => self.capture(&instruction, amount),
+            Body::Refund(refund) => self.refund(&instruction, refund, (merchant, amount), place, seq),
+            Body::RefundReversal { reverses } => self.reversal(&instruction, reverses, (merchant, amount), place),
         }?;
-        let batch = self.batch(place.window, &instruction);
-        batch.fees += instruction.fee;
+        let merchant = self.state.merchants.intern(&instruction.merchant_id);
+        let batch = self.batch(place.window, (merchant, currency));
+        batch.fees += MinorSum::from(fee);
+        let amount_sum = MinorSum::from(amount);
         match effect {
             Effect::Captured => {
-                batch.captures += instruction.amount;
+                batch.captures += amount_sum;
                 batch.counts.captures += 1;
             }
             Effect::Refunded => {
-                batch.refunds += instruction.amount;
+                batch.refunds += amount_sum;
                 batch.counts.refunds += 1;
             }
             Effect::Recovery => {
-                batch.recoveries += instruction.amount;
+                batch.recoveries += amount_sum;
                 batch.counts.reversals += 1;
             }
             Effect::NettedReversal => batch.counts.reversals += 1,
@@ -196,43 +253,38 @@ impl Netter {
         if place.late_from.is_some() {
             batch.counts.late += 1;
         }
-        batch.details.push(Detail::new(seq, instruction, place.late_from, effect));
+        batch.details.push(Detail::new(seq, instruction, (amount, fee), place.late_from, effect));
         Ok(())
     }
 
-    fn batch(&mut self, window: WindowId, instruction: &Instruction) -> &mut BatchState {
-        self.state
-            .open
-            .entry(window)
-            .or_default()
-            .entry((instruction.merchant_id.clone(), instruction.currency))
-            .or_default()
+    fn batch(&mut self, window: WindowId, key: BatchKey) -> &mut BatchState {
+        self.state.open.entry(window).or_default().entry(key).or_default()
     }
 
-    fn capture(&mut self, instruction: &Instruction) -> Result<Effect, Reject> {
+    fn capture(&mut self, instruction: &Instruction, amount: Minor) -> Result<Effect, Reject> {
         let key = original_key(&instruction.merchant_id, &instruction.id);
-        let record = CaptureRecord {
-            currency: instruction.currency,
-            amount: instruction.amount,
-            event_time: instruction.event_time,
-        };
+        let record = CaptureRecord { currency: instruction.currency, amount, event_time: instruction.event_time };
         self.state.captures.insert(key, record);
         Ok(Effect::Captured)
     }
 
+    /// A refund of `amount` by `merchant` (`None` when the shard has accepted nothing of it yet).
     fn refund(
         &mut self,
         ins: &Instruction,
         refund: &RefundFields,
+        (merchant, amount): (Option<MerchantHandle>, Minor),
         place: Placement,
         seq: u64,
     ) -> Result<Effect, Reject> {
+        let currency = ins.currency;
+        let stated_amount = currency.minor(refund.original_amount);
         let original_key = original_key(&ins.merchant_id, &refund.original_transaction_id);
         let capture = self.state.captures.get(&original_key).copied();
         let original_time = capture.map_or(refund.original_time, |c| c.event_time);
         if let Some(c) = capture {
             let source = format!("capture {}", refund.original_transaction_id);
-            check_stated_original(ins, refund, c.currency, c.amount, &source)?;
+            check_stated_original(ins, stated_amount, c.currency, c.amount, &source)?;
         }
         if ins.event_time < original_time {
             let message = format!("refund at {} is before its original at {original_time}", ins.event_time);
@@ -244,34 +296,29 @@ impl Netter {
             return Err(Reject::field(RejectReason::RefundPeriodExpired, "event_time", message));
         }
         let refunded = match self.state.originals.get(&original_key) {
-            Some(state) => check_against_original(ins, refund, state)?,
-            None if ins.amount > refund.original_amount => {
-                return Err(exceeds(ins, Decimal::ZERO, refund.original_amount))
-            }
-            None => Decimal::ZERO,
+            Some(state) => check_against_original(ins, (stated_amount, amount), refund, state)?,
+            None if amount > stated_amount => return Err(exceeds(ins, 0, stated_amount)),
+            None => 0,
         };
-        let batch = self.state.open.get(&place.window).and_then(|w| w.get(&(ins.merchant_id.clone(), ins.currency)));
-        let (count, total, detail_index) =
-            batch.map_or((0, Decimal::ZERO, 0), |b| (b.counts.refunds, b.refunds, b.details.len()));
-        self.check_limits(ins, place.window, count, total)?;
+        let batch = merchant.and_then(|m| self.state.open.get(&place.window)?.get(&(m, currency)));
+        let (count, total, detail_index) = batch.map_or((0, 0, 0), |b| (b.counts.refunds, b.refunds, b.details.len()));
+        self.check_limits(ins, place.window, count, total + MinorSum::from(amount))?;
         let first_time = self.state.originals.get(&original_key).map_or(original_time, |o| o.original_time);
-        self.state.originals.insert(
-            original_key,
-            OriginalState {
-                original_amount: refund.original_amount,
-                currency: ins.currency,
-                refunded: refunded + ins.amount,
-                original_time: first_time,
-            },
-        );
+        let original = OriginalState {
+            original_amount: stated_amount,
+            currency,
+            refunded: refunded + amount,
+            original_time: first_time,
+        };
+        self.state.originals.insert(original_key, original);
         let record = RefundRecord {
-            merchant: id_key(&ins.merchant_id),
+            merchant: self.state.merchants.intern(&ins.merchant_id),
             original: original_key,
-            currency: ins.currency,
-            amount: ins.amount,
+            currency,
+            amount,
             event_time: ins.event_time,
             window: place.window,
-            detail_index,
+            detail_index: u32::try_from(detail_index).expect("fewer than 2^32 details per batch"),
             reversed: false,
         };
         let previous = self.state.refunds.insert(id_key(&ins.id), record);
@@ -279,15 +326,15 @@ impl Netter {
         Ok(Effect::Refunded)
     }
 
-    /// Refund limits against the batch's accepted refunds so far (`count`, `total`).
-    fn check_limits(&self, ins: &Instruction, window: WindowId, count: u64, total: Decimal) -> Result<(), Reject> {
+    /// Refund limits against the batch's accepted refunds: `count` so far, `total` with this one.
+    fn check_limits(&self, ins: &Instruction, window: WindowId, count: u64, total: MinorSum) -> Result<(), Reject> {
         let limits = self.policy.limits_for(&ins.merchant_id);
         if limits.max_count.is_some_and(|max| count >= u64::from(max)) {
             let message = format!("merchant {} reached its limit of refunds in window {window}", ins.merchant_id);
             return Err(Reject::new(RejectReason::MerchantLimitExceeded, message));
         }
         if let Some(max) = limits.max_amount.get(&ins.currency) {
-            if total + ins.amount > *max {
+            if ins.currency.from_minor(total) > *max {
                 let message = format!(
                     "merchant {} would exceed its refund limit of {} {} in window {window}",
                     ins.merchant_id,
@@ -300,9 +347,15 @@ impl Netter {
         Ok(())
     }
 
-    fn reversal(&mut self, ins: &Instruction, reverses: &str, place: Placement) -> Result<Effect, Reject> {
+    fn reversal(
+        &mut self,
+        ins: &Instruction,
+        reverses: &str,
+        (merchant, amount): (Option<MerchantHandle>, Minor),
+        place: Placement,
+    ) -> Result<Effect, Reject> {
         let record = match self.state.refunds.get_mut(&id_key(reverses)) {
-            Some(record) if record.merchant == id_key(&ins.merchant_id) => record,
+            Some(record) if Some(record.merchant) == merchant => record,
             _ => {
                 let message = format!("merchant {} has no accepted refund {reverses}", ins.merchant_id);
                 return Err(Reject::field(RejectReason::ReversalUnknownRefund, "reverses", message));
@@ -319,11 +372,11 @@ impl Netter {
             let message = format!("reversal in {} of a refund in {}", ins.currency, record.currency);
             return Err(Reject::field(RejectReason::CurrencyMismatch, "currency", message));
         }
-        if record.amount != ins.amount {
+        if record.amount != amount {
             let message = format!(
                 "reversal amount {} differs from refund amount {}",
                 ins.currency.format(ins.amount),
-                ins.currency.format(record.amount)
+                ins.currency.format(ins.currency.from_minor(record.amount.into()))
             );
             return Err(Reject::field(RejectReason::ReversalAmountMismatch, "amount", message));
         }
@@ -333,21 +386,21 @@ impl Netter {
             return Err(Reject::field(RejectReason::ReversalBeforeRefund, "event_time", message));
         }
         record.reversed = true;
-        let (refund_window, detail_index, amount) = (record.window, record.detail_index, record.amount);
+        let (refund_window, detail_index, merchant) = (record.window, record.detail_index, record.merchant);
         // The original may be forgotten (its time is before the history horizon, the refund's
         // is not): then nothing remembers what was refunded of it, and nothing needs to.
         if let Some(original) = self.state.originals.get_mut(&record.original) {
             original.refunded -= amount;
-            assert!(original.refunded >= Decimal::ZERO, "refunded-so-far went negative reversing {reverses}");
+            assert!(original.refunded >= 0, "refunded-so-far went negative reversing {reverses}");
         }
         if refund_window != place.window {
             return Ok(Effect::Recovery);
         }
-        let batch = self.batch(place.window, ins);
-        let refund = &mut batch.details[detail_index];
+        let batch = self.batch(place.window, (merchant, ins.currency));
+        let refund = &mut batch.details[detail_index as usize];
         assert!(refund.id == reverses && refund.effect == Effect::Refunded, "refund detail index out of step");
         refund.effect = Effect::RefundReversed;
-        batch.refunds -= amount;
+        batch.refunds -= MinorSum::from(amount);
         Ok(Effect::NettedReversal)
     }
 }
@@ -357,38 +410,52 @@ impl Netter {
 /// the cap is that amount, not a number each refund chooses).
 fn check_stated_original(
     ins: &Instruction,
-    refund: &RefundFields,
+    stated_amount: Minor,
     currency: Currency,
-    amount: Decimal,
+    amount: Minor,
     source: &str,
 ) -> Result<(), Reject> {
     if currency != ins.currency {
         let message = format!("refund in {} of {source} in {currency}", ins.currency);
         return Err(Reject::field(RejectReason::CurrencyMismatch, "currency", message));
     }
-    if refund.original_amount != amount {
+    if stated_amount != amount {
         let message = format!(
             "original_amount {} differs from {}, the amount of {source}",
-            ins.currency.format(refund.original_amount),
-            ins.currency.format(amount)
+            currency.format(currency.from_minor(stated_amount.into())),
+            currency.format(currency.from_minor(amount.into()))
         );
         return Err(Reject::field(RejectReason::OriginalAmountMismatch, "original_amount", message));
     }
     Ok(())
 }
 
-fn check_against_original(ins: &Instruction, refund: &RefundFields, state: &OriginalState) -> Result<Decimal, Reject> {
+/// What was refunded of the original so far, when a refund of `amount` (stating the original
+/// at `stated_amount`) still fits it.
+fn check_against_original(
+    ins: &Instruction,
+    (stated_amount, amount): (Minor, Minor),
+    refund: &RefundFields,
+    state: &OriginalState,
+) -> Result<Minor, Reject> {
     let source = format!("original {} as its first refund stated", refund.original_transaction_id);
-    check_stated_original(ins, refund, state.currency, state.original_amount, &source)?;
-    if state.refunded + ins.amount > state.original_amount {
+    check_stated_original(ins, stated_amount, state.currency, state.original_amount, &source)?;
+    if state.refunded + amount > state.original_amount {
         return Err(exceeds(ins, state.refunded, state.original_amount));
     }
     Ok(state.refunded)
 }
 
-fn exceeds(ins: &Instruction, refunded: Decimal, original: Decimal) -> Reject {
-    let message =
-        format!("refund of {} on top of {refunded} already refunded exceeds the original {original}", ins.amount);
+/// The amounts in the message are as short as they can be written ("80", "12.5"), as the
+/// instruction's own amounts are once parsed.
+fn exceeds(ins: &Instruction, refunded: Minor, original: Minor) -> Reject {
+    let short = |minor: Minor| ins.currency.from_minor(minor.into()).normalize();
+    let message = format!(
+        "refund of {} on top of {} already refunded exceeds the original {}",
+        ins.amount,
+        short(refunded),
+        short(original)
+    );
     Reject::field(RejectReason::RefundExceedsOriginal, "amount", message)
 }
 

@@ -2,18 +2,16 @@
 //! move money. Conservation is asserted here in every build, because a batch that does not
 //! balance must never reach a file.
 
-use std::collections::HashMap;
-
 use compact_str::{format_compact, CompactString};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::batch::{BatchState, Counts, Detail, Effect};
-use super::{BatchKey, Netter};
+use super::{BatchKey, Map, Netter};
 use crate::calendar::WindowId;
 use crate::instruction::Payee;
-use crate::money::Currency;
+use crate::money::{Currency, MinorSum};
 
 /// Batch amounts, as in the manifest.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,18 +159,21 @@ impl Netter {
         let (window, batches) = self.state.open.pop_first()?;
         self.state.last_closed = Some(window);
         let mut batches: Vec<(BatchKey, BatchState)> = batches.into_iter().collect();
-        batches.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let merchants = &self.state.merchants;
+        batches.sort_unstable_by(|(a, _), (b, _)| (merchants.id(a.0), a.1).cmp(&(merchants.id(b.0), b.1)));
         let settled = batches.into_iter().map(|(key, state)| self.settle(window, key, state)).collect();
         Some((window, settled))
     }
 
     fn settle(&mut self, window: WindowId, key: BatchKey, mut state: BatchState) -> SettledBatch {
-        let carried_in = self.state.carried.remove(&key).unwrap_or(Decimal::ZERO);
-        let (merchant_id, currency) = key;
+        let carried_in = self.state.carried.remove(&key).unwrap_or(0);
+        let (handle, currency) = key;
+        let merchant_id = self.state.merchants.id(handle).clone();
         let mut credits = refund_credits(window, &merchant_id, currency, &mut state.details);
         let refund_credits: Decimal = credits.iter().map(|c| c.amount).sum();
-        let totals =
-            Totals::from_flows(state.captures, state.refunds, state.recoveries, state.fees, carried_in, refund_credits);
+        let [captures, refunds, recoveries, fees, carried_in] =
+            [state.captures, state.refunds, state.recoveries, state.fees, carried_in].map(|m| currency.from_minor(m));
+        let totals = Totals::from_flows(captures, refunds, recoveries, fees, carried_in, refund_credits);
         assert!(totals.is_conserved(), "batch {window}/{merchant_id}/{currency} does not balance: {totals:?}");
         assert_eq!(state.counts.total(), state.details.len() as u64, "batch {window}/{merchant_id} counts");
         if totals.payout > Decimal::ZERO {
@@ -181,7 +182,8 @@ impl Netter {
             }
         }
         if totals.carried_out < Decimal::ZERO {
-            self.state.carried.insert((merchant_id.clone(), currency), totals.carried_out);
+            let carried_out = currency.to_minor(totals.carried_out).expect("a net has the currency's scale");
+            self.state.carried.insert(key, carried_out);
         }
         SettledBatch { window, merchant_id, currency, totals, counts: state.counts, credits, details: state.details }
     }
@@ -192,32 +194,34 @@ impl Netter {
 /// further refunds go into a new part (with its own EndToEndId), so every refund is paid whole
 /// by exactly one credit.
 fn refund_credits(window: WindowId, merchant: &str, currency: Currency, details: &mut [Detail]) -> Vec<Credit> {
-    let max = currency.max_transfer_amount();
+    let max = currency.to_minor(currency.max_transfer_amount()).expect("in minor units");
     let mut credits: Vec<Credit> = Vec::new();
+    let mut sums: Vec<MinorSum> = Vec::new();
+    let mut paid_by: Vec<(usize, u32)> = Vec::new();
     // Per payee: the index of its open credit, and that credit's part number.
-    let mut by_payee: HashMap<(CompactString, CompactString), (u32, u32)> = HashMap::new();
-    for detail in details.iter_mut().filter(|d| d.effect == Effect::Refunded) {
+    let mut by_payee: Map<(&str, &str), (u32, u32)> = Map::default();
+    for (at, detail) in details.iter().enumerate().filter(|(_, d)| d.effect == Effect::Refunded) {
         let payee = detail.payee.as_deref().expect("a refunded detail has its payee");
-        let amount = detail.amount;
-        let slot = by_payee.entry((payee.account.clone(), payee.bank.clone()));
-        let open = match slot {
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                let (index, part) = *e.get();
-                if credits[index as usize].amount + amount > max {
-                    credits.push(new_refund_credit(window, merchant, currency, payee, part + 1));
-                    e.insert(((credits.len() - 1) as u32, part + 1));
-                }
-                e.get().0
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                credits.push(new_refund_credit(window, merchant, currency, payee, 0));
-                e.insert(((credits.len() - 1) as u32, 0)).0
-            }
+        let amount = MinorSum::from(detail.amount);
+        let (open, part) = match by_payee.get(&(payee.account.as_str(), payee.bank.as_str())) {
+            Some(&(index, part)) if sums[index as usize] + amount <= max => (index, part),
+            Some(&(_, part)) => (credits.len() as u32, part + 1),
+            None => (credits.len() as u32, 0),
         };
-        let credit = &mut credits[open as usize];
-        credit.amount += amount;
-        credit.refunds += 1;
-        detail.credit = Some(open);
+        if open as usize == credits.len() {
+            credits.push(new_refund_credit(window, merchant, currency, payee, part));
+            sums.push(0);
+            by_payee.insert((payee.account.as_str(), payee.bank.as_str()), (open, part));
+        }
+        sums[open as usize] += amount;
+        credits[open as usize].refunds += 1;
+        paid_by.push((at, open));
+    }
+    for (credit, sum) in credits.iter_mut().zip(sums) {
+        credit.amount = currency.from_minor(sum);
+    }
+    for (at, credit) in paid_by {
+        details[at].credit = Some(credit);
     }
     credits
 }

@@ -1,6 +1,8 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
+use rust_decimal::Decimal;
+
 use super::*;
 use crate::instruction::{Kind, Payee};
 use crate::parse::{parse, Parsed};
