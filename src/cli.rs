@@ -208,6 +208,15 @@ pub struct GenArgs {
     /// Re-delivered lines per mille.
     #[arg(long, default_value_t = 10)]
     pub duplicate_permille: u32,
+    /// Move each event time back by a random 0 to this many seconds (out-of-order times).
+    #[arg(long, default_value_t = 0)]
+    pub disorder_secs: u32,
+    /// Late lines per mille: event time moved back a further --late-secs.
+    #[arg(long, default_value_t = 0)]
+    pub late_permille: u32,
+    /// How far back a late line's event time goes, in seconds.
+    #[arg(long, default_value_t = 7200)]
+    pub late_secs: u32,
 }
 
 fn parse_offsets(text: &str) -> Result<Bound, String> {

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clearhouse_core::{run_net, Config, NetOptions, NetReport};
 use clearhouse_formats::{verify::verify as verify_dir, DirStore};
 use clearhouse_gen::{generate, generate_each, GenOptions};
+use clearhouse_jobs::{run_net, Config, NetOptions, NetReport};
 use clearhouse_kafka::{KafkaOptions, TopicWriter};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -125,6 +125,9 @@ pub fn gen(args: &GenArgs) -> Result<ExitCode> {
         reversal_permille: args.reversal_permille,
         bad_permille: args.bad_permille,
         duplicate_permille: args.duplicate_permille,
+        disorder_secs: args.disorder_secs,
+        late_permille: args.late_permille,
+        late_secs: args.late_secs,
     };
     anyhow::ensure!(args.merchants > 0 && args.days > 0, "--merchants and --days must be at least 1");
     let (stats, target) = match (&args.out, &args.topic) {
@@ -189,7 +192,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let shutdown = runtime.block_on(shutdown_signal())?;
     let config = Config::load(&args.config)?;
     let settings = config.daemon_settings()?;
-    clearhouse_core::topics::ensure_output_topics(&config, &settings).context("creating output topics")?;
+    clearhouse_jobs::topics::ensure_output_topics(&config, &settings).context("creating output topics")?;
     let result = runtime.block_on(clearhouse_daemon::run(settings, shutdown));
     // A shutdown cut short leaves threads blocked on the broker: do not wait for them again.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));

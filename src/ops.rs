@@ -4,13 +4,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clearhouse_core::Config;
 use clearhouse_daemon::emit::{emit_missing, Emitted};
 use clearhouse_daemon::replay::{replay as replay_topic, Bound, Original, ReplayRequest, ReplayedWindow};
 use clearhouse_daemon::{dead_letters_for, Settings};
 use clearhouse_formats::compare::{compare, Verdict};
 use clearhouse_formats::trace::{describe, trace as trace_id};
 use clearhouse_formats::DirStore;
+use clearhouse_jobs::Config;
 
 use crate::cli::{NetArgs, ReplayArgs, TraceArgs};
 

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use clearhouse_core::Config;
+use clearhouse_jobs::Config;
 use serde_norway::Value;
 
 fn deploy(name: &str) -> PathBuf {

@@ -6,9 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use clearhouse_core::Config;
 use clearhouse_domain::Currency;
 use clearhouse_formats::{clearing, pain001};
+use clearhouse_jobs::Config;
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);

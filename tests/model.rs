@@ -9,9 +9,9 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
-use clearhouse_core::Config;
 use clearhouse_domain::{parse, Body, Calendar, Parsed};
 use clearhouse_gen::{generate, GenOptions};
+use clearhouse_jobs::Config;
 use common::net_in_memory;
 use proptest::prelude::*;
 use rust_decimal::Decimal;

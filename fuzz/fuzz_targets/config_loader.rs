@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use clearhouse_core::Config;
+use clearhouse_jobs::Config;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicU64;
 
-use clearhouse_core::{net_reader, Config};
 use clearhouse_formats::MemStore;
+use clearhouse_jobs::{net_reader, Config};
 
 /// The workspace root.
 pub fn root() -> PathBuf {

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clearhouse_domain::RejectRecord;
 use clearhouse_engine::stream::{Message, Outcome, Partition};
-use clearhouse_engine::RejectRecord;
 use clearhouse_formats::events::reject_message;
 use clearhouse_kafka::TopicWriter;
 use crossbeam_channel::{Receiver, Sender};

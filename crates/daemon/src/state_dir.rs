@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use clearhouse_storage::{Dir, StorageError};
 
+use clearhouse_domain::Stats;
 use clearhouse_domain::WindowId;
 use clearhouse_engine::stream::{PartitionState, Seal, SealedPart, StateView};
-use clearhouse_engine::Stats;
 use serde::{Deserialize, Serialize};
 
 /// v5: amounts in minor units, batches and refunds keyed by merchant handles.
@@ -84,7 +84,7 @@ impl Head {
     fn parse(bytes: &[u8], path: &Path) -> Result<Head, StateError> {
         let corrupt = |problem: &str| StateError::Corrupt { path: path.to_owned(), problem: problem.to_owned() };
         if bytes.len() < HEAD || &bytes[..8] != MAGIC {
-            return Err(corrupt("not a clearhouse checkpoint (v4)"));
+            return Err(corrupt("not a clearhouse checkpoint (v5)"));
         }
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
         let u128_at = |at: usize| u128::from_le_bytes(bytes[at..at + 16].try_into().expect("16 bytes"));

@@ -1,9 +1,13 @@
 //! Global idempotency index: ids are unique across merchants, so this runs before sharding,
 //! in input order, which makes "first delivery wins" the same at any shard count.
+//!
+//! [`IdIndex::decide`] is the one decision table for what happens to a parsed message before
+//! netting; the file-mode router and the daemon's partitions both use it, so a message gets the
+//! same outcome in `net`, `run` and `replay`.
 
 use std::collections::HashMap;
 
-use clearhouse_domain::Fingerprint;
+use clearhouse_domain::{DuplicateRecord, Fingerprint, Instruction, Parsed, Reject, RejectReason};
 use compact_str::CompactString;
 use foldhash::fast::RandomState;
 use xxhash_rust::xxh3::xxh3_128;
@@ -45,6 +49,28 @@ fn split(fp: Fingerprint) -> [u64; 2] {
     [(fp >> 64) as u64, fp as u64]
 }
 
+/// What becomes of a parsed message before netting.
+#[derive(Debug)]
+pub enum Decision {
+    /// The first delivery of a valid instruction: it goes on to netting.
+    Net(Instruction),
+    /// Refused before netting (invalid, or a conflicting re-delivery), with its id when known.
+    Reject(Option<CompactString>, Reject),
+    /// An identical re-delivery.
+    Duplicate(DuplicateRecord),
+}
+
+/// Where a message was delivered, as its reject messages name it.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    /// Source position: the file line, or the partition offset.
+    pub position: u64,
+    /// What a position is called in messages: "position" or "offset".
+    pub unit: &'static str,
+    /// The time (Unix seconds) the index keeps the delivery by (see [`IdIndex::expire`]).
+    pub time: i64,
+}
+
 impl IdIndex {
     /// Records a delivery at `position`, of event time `time` (Unix seconds; what expiry goes
     /// by), and classifies it.
@@ -66,6 +92,29 @@ impl IdIndex {
                         Seen::Conflict(first)
                     }
                 }
+            }
+        }
+    }
+
+    /// Decides what becomes of `parsed`, delivered at `at`: a valid first delivery is netted; an
+    /// invalid one is rejected (and its id, when it has one, remembered, so re-delivering it is
+    /// a duplicate); an identical re-delivery is a duplicate; the same id with new content is a
+    /// `duplicate_conflict`.
+    pub fn decide(&mut self, parsed: Parsed, at: Delivery) -> Decision {
+        let (id, fingerprint, outcome) = match parsed {
+            Parsed::Valid { instruction, fingerprint } => (instruction.id.clone(), fingerprint, Ok(instruction)),
+            Parsed::Invalid { identity: Some(identity), reject } => (identity.id, identity.fingerprint, Err(reject)),
+            Parsed::Invalid { identity: None, reject } => return Decision::Reject(None, reject),
+        };
+        match (self.observe(&id, fingerprint, at.position, at.time), outcome) {
+            (Seen::New, Ok(instruction)) => Decision::Net(instruction),
+            (Seen::New, Err(reject)) => Decision::Reject(Some(id), reject),
+            (Seen::Duplicate(first_position), _) => {
+                Decision::Duplicate(DuplicateRecord { position: at.position, id, first_position })
+            }
+            (Seen::Conflict(first), _) => {
+                let message = format!("id {id} was first delivered at {} {first} with different content", at.unit);
+                Decision::Reject(Some(id), Reject::field(RejectReason::DuplicateConflict, "id", message))
             }
         }
     }

@@ -1,31 +1,32 @@
 //! The netting engine: a pipeline of bounded stages.
 //!
 //! ```text
-//! source ──RawBatch──▶ parse workers (N, stateless) ──▶ router (1: reorder, de-duplicate,
-//!        shard by merchant) ──▶ netting shards (S, one Netter each) ──▶ closed windows
+//! source ──RawBatch──▶ parse workers (N, stateless, split by id) ──▶ sequencer (1: reorder, per
+//!        batch) ──▶ routers (S: id index of their ids, send by merchant) ──▶ netting shards (S,
+//!        one Netter each, merge the routers' parts by position) ──▶ closed windows
 //! ```
 //!
-//! Parsing is the expensive, stateless part, so it fans out. The router restores input order
-//! and applies the global idempotency index, which is what makes "first delivery wins" and
-//! "the same id with other content is a conflict" independent of thread timing. Each merchant
-//! lives in exactly one shard and reaches it in input order, so batches do not depend on the
-//! shard count. Every channel is bounded: a slow stage stalls the ones before it instead of
-//! buffering without limit.
+//! Parsing is the expensive, stateless part, so it fans out. The sequencer restores input order;
+//! each router applies the idempotency index to its part of the id space in that order, which is
+//! what makes "first delivery wins" and "the same id with other content is a conflict"
+//! independent of thread timing, without one thread touching every message. Each merchant lives
+//! in exactly one shard and reaches it in input order, so batches do not depend on the shard
+//! count. Every channel is bounded: a slow stage stalls the ones before it instead of buffering
+//! without limit.
 
 mod dedupe;
 mod pipeline;
-mod records;
 mod router;
+mod sequencer;
 mod shard;
 pub mod stream;
 
 use std::collections::BTreeMap;
 
-use clearhouse_domain::{SettledBatch, Window};
+use clearhouse_domain::{DuplicateRecord, RejectRecord, SettledBatch, Stats, Window};
 
 pub use dedupe::{IdIndex, Seen};
 pub use pipeline::{net_all, EngineError};
-pub use records::{DuplicateRecord, RejectRecord, Stats};
 pub use stream::{Outcome, Partition, PartitionState, Seal, SealedPart};
 
 /// Engine sizing. Limits are in batches (a batch is one source block, about 1 MiB).

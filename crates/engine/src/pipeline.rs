@@ -10,7 +10,8 @@ use clearhouse_ingest::RawBatch;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use jiff::{SignedDuration, Timestamp};
 
-use crate::router::{route, ParsedBatch, RouterOutput};
+use crate::router::{part_of, route, PartBatch, RouterOutput};
+use crate::sequencer::{sequence, ParsedBatch};
 use crate::shard::{run_shard, ShardBatch, ShardOutput};
 use crate::{merge_windows, ClosedWindow, EngineConfig, EngineResult};
 
@@ -34,34 +35,53 @@ where
     I: Iterator<Item = io::Result<RawBatch>> + Send,
 {
     assert!(config.shards > 0 && config.parse_threads > 0 && config.queue_batches > 0, "engine sizes must be positive");
+    // As many routers as shards: the id space and the merchants are split the same number of ways.
+    let routers = config.shards;
     let (raw_tx, raw_rx) = bounded::<(u64, RawBatch)>(config.queue_batches);
     let (parsed_tx, parsed_rx) = bounded::<ParsedBatch>(config.queue_batches);
-    let (shard_txs, shard_rxs): (Vec<_>, Vec<_>) =
-        (0..config.shards).map(|_| bounded::<ShardBatch>(config.queue_batches)).unzip();
+    let (part_txs, part_rxs): (Vec<_>, Vec<_>) =
+        (0..routers).map(|_| bounded::<PartBatch>(config.queue_batches)).unzip();
+    // shard_links[router][shard]: every router talks to every shard.
+    let mut shard_links: Vec<Vec<Sender<ShardBatch>>> = (0..routers).map(|_| Vec::new()).collect();
+    let mut shard_inputs: Vec<Vec<Receiver<ShardBatch>>> = (0..config.shards).map(|_| Vec::new()).collect();
+    for links in &mut shard_links {
+        for inputs in &mut shard_inputs {
+            let (tx, rx) = bounded::<ShardBatch>(config.queue_batches);
+            links.push(tx);
+            inputs.push(rx);
+        }
+    }
     std::thread::scope(|scope| {
         for _ in 0..config.parse_threads {
             let (rx, tx) = (raw_rx.clone(), parsed_tx.clone());
             let now = config.now;
-            scope.spawn(move || parse_worker(rx, tx, now));
+            scope.spawn(move || parse_worker(rx, tx, now, routers));
         }
         drop((raw_rx, parsed_tx));
-        let shards: Vec<_> = shard_rxs
+        let shards: Vec<_> = shard_inputs
             .into_iter()
-            .map(|rx| {
+            .map(|inputs| {
                 let policy = Arc::clone(&policy);
-                scope.spawn(move || run_shard(rx, calendar, policy))
+                scope.spawn(move || run_shard(inputs, calendar, policy))
             })
             .collect();
-        let router = scope.spawn(move || route(parsed_rx, shard_txs, progress));
+        let routers: Vec<_> =
+            part_rxs.into_iter().zip(shard_links).map(|(rx, links)| scope.spawn(move || route(rx, links))).collect();
+        let sequencer = scope.spawn(move || sequence(parsed_rx, part_txs, progress));
         let read_error = feed(input, raw_tx);
-        let routed = router.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-        let outputs: Vec<ShardOutput> =
-            shards.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect();
+        let last_position = join(sequencer);
+        let routed: Vec<RouterOutput> = routers.into_iter().map(join).collect();
+        let outputs: Vec<ShardOutput> = shards.into_iter().map(join).collect();
         match read_error {
             Some(e) => Err(EngineError::Input(e)),
-            None => Ok(assemble(routed, outputs, calendar)),
+            None => Ok(assemble(routed, outputs, last_position, calendar)),
         }
     })
+}
+
+/// A stage's result; a stage that panicked (a broken invariant) stops the run with its panic.
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 /// Sends source batches to the parse workers; returns the read error that stopped it, if any.
@@ -79,25 +99,41 @@ fn feed<I: Iterator<Item = io::Result<RawBatch>>>(input: I, tx: Sender<(u64, Raw
     None
 }
 
-fn parse_worker(rx: Receiver<(u64, RawBatch)>, tx: Sender<ParsedBatch>, now: Option<(Timestamp, SignedDuration)>) {
+/// Parses each batch and splits its messages by router part (`routers` parts).
+fn parse_worker(
+    rx: Receiver<(u64, RawBatch)>,
+    tx: Sender<ParsedBatch>,
+    now: Option<(Timestamp, SignedDuration)>,
+    routers: usize,
+) {
     for (index, raw) in rx {
-        let parsed = raw
-            .records
-            .iter()
-            .map(|r| match (raw.oversized(r), now) {
+        let mut parts: Vec<Vec<(u32, clearhouse_domain::Parsed)>> = (0..routers).map(|_| Vec::new()).collect();
+        for (i, r) in raw.records.iter().enumerate() {
+            let parsed = match (raw.oversized(r), now) {
                 (Some(o), _) => too_large(o.len, &o.sha256),
                 (None, None) => parse(raw.payload(r)),
                 (None, Some((now, skew))) => guard_event_time(parse(raw.payload(r)), now, skew, "the run's --now"),
-            })
-            .collect();
-        if tx.send(ParsedBatch { index, raw: Arc::new(raw), parsed }).is_err() {
+            };
+            parts[part_of(&parsed, r.position, routers)].push((i as u32, parsed));
+        }
+        if tx.send(ParsedBatch { index, raw: Arc::new(raw), parts }).is_err() {
             return;
         }
     }
 }
 
-fn assemble(routed: RouterOutput, outputs: Vec<ShardOutput>, calendar: &Calendar) -> EngineResult {
-    let RouterOutput { mut rejects, duplicates, mut stats, last_position } = routed;
+fn assemble(
+    routed: Vec<RouterOutput>,
+    outputs: Vec<ShardOutput>,
+    last_position: u64,
+    calendar: &Calendar,
+) -> EngineResult {
+    let (mut rejects, mut duplicates, mut stats) = (Vec::new(), Vec::new(), clearhouse_domain::Stats::default());
+    for router in routed {
+        stats.add(&router.stats);
+        rejects.extend(router.rejects);
+        duplicates.extend(router.duplicates);
+    }
     let mut parts = Vec::with_capacity(outputs.len());
     for output in outputs {
         stats.add(&output.stats);
@@ -105,6 +141,7 @@ fn assemble(routed: RouterOutput, outputs: Vec<ShardOutput>, calendar: &Calendar
         parts.push(output.windows);
     }
     rejects.sort_by_key(|r| r.position);
+    duplicates.sort_by_key(|d| d.position);
     let windows = merge_windows(parts)
         .into_iter()
         .map(|(id, batches)| ClosedWindow { window: calendar.window(id), batches })

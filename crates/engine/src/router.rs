@@ -1,39 +1,55 @@
-//! The router: the one sequential stage. It restores source order, applies the global
-//! idempotency index, records what is decided before netting (rejects without a valid
-//! instruction, duplicates, conflicts) and hands each instruction to its merchant's shard.
+//! The routers: de-duplication partitioned by id, then hand-over to the merchant's shard.
+//!
+//! Ids are unique across merchants, so duplicate detection needs every delivery of an id in
+//! input order, and netting needs every instruction of a merchant in input order. The two
+//! partitionings differ, so the work is split in two ranks. The parse workers put each message
+//! in its id's part (a hash of the id); the sequencer (`sequencer.rs`) restores input order and
+//! hands part `p` of every batch to router `p`, which owns the id index of its part of the id
+//! space and decides first delivery, duplicate or conflict for its messages; each router then
+//! sends every shard that shard's instructions of the batch (possibly none). A shard takes one
+//! message per router per batch and merges them by position, so it sees its merchants'
+//! instructions in input order whatever the number of routers, shards or threads.
 
-use std::collections::BTreeMap;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use clearhouse_domain::{Instruction, Parsed, Reject, RejectReason};
+use clearhouse_domain::{DuplicateRecord, Instruction, Parsed, Reject, RejectRecord, Stats};
 use clearhouse_ingest::{RawBatch, RawRecord};
 use compact_str::CompactString;
 use crossbeam_channel::{Receiver, Sender};
+use xxhash_rust::xxh3::xxh3_64;
 
-use crate::dedupe::{IdIndex, Seen};
-use crate::records::{DuplicateRecord, RejectRecord, Stats};
+use crate::dedupe::{Decision, Delivery, IdIndex};
 use crate::shard::ShardBatch;
 
 /// File mode keeps every id until the end of the run (no history horizon), so the event time
 /// the index keeps its entries by is irrelevant there.
 const FILE_MODE_TIME: i64 = 0;
 
-/// A source batch after parsing, tagged with its position in the source.
-pub(crate) struct ParsedBatch {
-    pub(crate) index: u64,
+/// One router's share of a source batch: the messages whose id falls in its part, with their
+/// index in `raw`, in input order.
+pub(crate) struct PartBatch {
     pub(crate) raw: Arc<RawBatch>,
-    pub(crate) parsed: Vec<Parsed>,
+    pub(crate) items: Vec<(u32, Parsed)>,
 }
 
-/// What the router decided without netting.
+/// The router part of a message: by its id when it has one (a message without a readable id is
+/// never a duplicate, so any part will do: its position's).
+pub(crate) fn part_of(parsed: &Parsed, position: u64, parts: usize) -> usize {
+    let id = match parsed {
+        Parsed::Valid { instruction, .. } => Some(instruction.id.as_str()),
+        Parsed::Invalid { identity, .. } => identity.as_ref().map(|i| i.id.as_str()),
+    };
+    let hash = id.map_or(position, |id| xxh3_64(id.as_bytes()));
+    (hash % parts as u64) as usize
+}
+
+/// What a router decided without netting.
 #[derive(Default)]
 pub(crate) struct RouterOutput {
     pub(crate) rejects: Vec<RejectRecord>,
     pub(crate) duplicates: Vec<DuplicateRecord>,
     pub(crate) stats: Stats,
-    pub(crate) last_position: u64,
 }
 
 struct Router {
@@ -43,67 +59,52 @@ struct Router {
     out: RouterOutput,
 }
 
-/// Routes every batch from `rx` in source order; returns when the parse workers are done.
-pub(crate) fn route(rx: Receiver<ParsedBatch>, shards: Vec<Sender<ShardBatch>>, progress: &AtomicU64) -> RouterOutput {
+/// Routes every batch of one id part, in input order, until the sequencer is done (or a shard
+/// has stopped: only a panic stops one early, and that panic is what the run reports).
+pub(crate) fn route(rx: Receiver<PartBatch>, shards: Vec<Sender<ShardBatch>>) -> RouterOutput {
     let mut router = Router {
         shards,
         index: IdIndex::default(),
         hasher: foldhash::fast::FixedState::with_seed(0x5eed),
         out: RouterOutput::default(),
     };
-    let mut reorder: BTreeMap<u64, ParsedBatch> = BTreeMap::new();
-    let mut next = 0u64;
     for batch in rx {
-        reorder.insert(batch.index, batch);
-        while let Some(batch) = reorder.remove(&next) {
-            next += 1;
-            let records = batch.raw.records.len() as u64;
-            router.route_batch(batch);
-            progress.fetch_add(records, Ordering::Relaxed);
+        if !router.route_batch(batch) {
+            break;
         }
     }
-    assert!(reorder.is_empty(), "parse workers skipped batch {next}");
     router.out
 }
 
 impl Router {
-    fn route_batch(&mut self, batch: ParsedBatch) {
+    /// Routes one batch; false when a shard has stopped.
+    fn route_batch(&mut self, batch: PartBatch) -> bool {
         let mut per_shard: Vec<Vec<(u32, Instruction)>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
-        for (i, parsed) in batch.parsed.into_iter().enumerate() {
-            let record = batch.raw.records[i];
+        for (i, parsed) in batch.items {
+            let record = batch.raw.records[i as usize];
             if let Some(instruction) = self.classify(&batch.raw, record, parsed) {
                 let shard = self.hasher.hash_one(instruction.merchant_id.as_str()) as usize % self.shards.len();
-                per_shard[shard].push((i as u32, instruction));
+                per_shard[shard].push((i, instruction));
             }
         }
-        for (shard, items) in per_shard.into_iter().enumerate().filter(|(_, items)| !items.is_empty()) {
+        // Every shard hears from every router for every batch, instructions or not: that is
+        // how it knows it has all of a batch before netting it.
+        per_shard.into_iter().zip(&self.shards).all(|(items, shard)| {
             let work = ShardBatch { raw: Arc::clone(&batch.raw), items };
-            self.shards[shard].send(work).expect("netting shard stopped early");
-        }
+            shard.send(work).is_ok()
+        })
     }
 
     /// Records the outcome of one message; returns the instruction when it goes on to netting.
     fn classify(&mut self, raw: &RawBatch, record: RawRecord, parsed: Parsed) -> Option<Instruction> {
         self.out.stats.input += 1;
-        self.out.last_position = record.position;
-        let (id, fingerprint, outcome) = match parsed {
-            Parsed::Valid { instruction, fingerprint } => (instruction.id.clone(), fingerprint, Ok(instruction)),
-            Parsed::Invalid { identity: Some(identity), reject } => (identity.id, identity.fingerprint, Err(reject)),
-            Parsed::Invalid { identity: None, reject } => {
-                self.reject(raw, record, None, reject);
-                return None;
-            }
-        };
-        match (self.index.observe(&id, fingerprint, record.position, FILE_MODE_TIME), outcome) {
-            (Seen::New, Ok(instruction)) => return Some(instruction),
-            (Seen::New, Err(reject)) => self.reject(raw, record, Some(id), reject),
-            (Seen::Duplicate(first_position), _) => {
+        let at = Delivery { position: record.position, unit: "position", time: FILE_MODE_TIME };
+        match self.index.decide(parsed, at) {
+            Decision::Net(instruction) => return Some(instruction),
+            Decision::Reject(id, reject) => self.reject(raw, record, id, reject),
+            Decision::Duplicate(duplicate) => {
                 self.out.stats.duplicates += 1;
-                self.out.duplicates.push(DuplicateRecord { position: record.position, id, first_position });
-            }
-            (Seen::Conflict(first), _) => {
-                let message = format!("id {id} was first delivered at position {first} with different content");
-                self.reject(raw, record, Some(id), Reject::field(RejectReason::DuplicateConflict, "id", message));
+                self.out.duplicates.push(duplicate);
             }
         }
         None

@@ -6,7 +6,7 @@ use clearhouse_domain::{Calendar, Instruction, Netter, Placement, Policy, Settle
 use clearhouse_ingest::RawBatch;
 use crossbeam_channel::Receiver;
 
-use crate::records::{RejectRecord, Stats};
+use clearhouse_domain::{RejectRecord, Stats};
 
 /// Work for one shard: instructions (with their record index in `raw`) of its merchants.
 pub(crate) struct ShardBatch {
@@ -21,13 +21,14 @@ pub(crate) struct ShardOutput {
     pub(crate) stats: Stats,
 }
 
-/// Nets everything received, then closes every window (file mode: pure event time).
-pub(crate) fn run_shard(input: Receiver<ShardBatch>, calendar: &Calendar, policy: Arc<Policy>) -> ShardOutput {
+/// Nets everything received, then closes every window (file mode: pure event time). `inputs`
+/// has one channel per router; each sends one message per source batch, in input order.
+pub(crate) fn run_shard(inputs: Vec<Receiver<ShardBatch>>, calendar: &Calendar, policy: Arc<Policy>) -> ShardOutput {
     let mut netter = Netter::new(policy);
     let mut rejects = Vec::new();
     let mut stats = Stats::default();
     let mut window_cache: Option<Window> = None;
-    for batch in input {
+    while let Some(batch) = next_batch(&inputs) {
         for (index, instruction) in batch.items {
             let record = batch.raw.records[index as usize];
             let window = match window_cache {
@@ -35,7 +36,7 @@ pub(crate) fn run_shard(input: Receiver<ShardBatch>, calendar: &Calendar, policy
                 _ => *window_cache.insert(calendar.window_of(instruction.event_time)),
             };
             let id = instruction.id.clone();
-            let place = Placement { window: window.id, late_from: None };
+            let place = Placement::of(calendar, window, None);
             match netter.apply(record.position, instruction, place) {
                 Ok(()) => stats.accepted += 1,
                 Err(reject) => {
@@ -50,4 +51,21 @@ pub(crate) fn run_shard(input: Receiver<ShardBatch>, calendar: &Calendar, policy
         windows.push(closed);
     }
     ShardOutput { windows, rejects, stats }
+}
+
+/// The next source batch's instructions for this shard, from every router, merged back into
+/// input order; `None` once the routers are done (they all end after the same batch, unless one
+/// panicked, and that panic is what the run reports).
+fn next_batch(inputs: &[Receiver<ShardBatch>]) -> Option<ShardBatch> {
+    let mut parts = inputs.iter().map(|rx| rx.recv().ok());
+    let mut merged = parts.next()??;
+    for part in parts {
+        let part = part?;
+        assert!(Arc::ptr_eq(&part.raw, &merged.raw), "routers out of step");
+        merged.items.extend(part.items);
+    }
+    if inputs.len() > 1 {
+        merged.items.sort_unstable_by_key(|(index, _)| *index);
+    }
+    Some(merged)
 }

@@ -23,8 +23,8 @@ use compact_str::CompactString;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::dedupe::{IdIndex, Seen};
-use crate::records::{DuplicateRecord, RejectRecord, Stats};
+use crate::dedupe::{Decision, Delivery, IdIndex};
+use clearhouse_domain::{DuplicateRecord, RejectRecord, Stats};
 
 /// Seal history entries kept in a checkpoint (enough for any window still being assembled).
 const MAX_SEALS: usize = 4096;
@@ -246,7 +246,8 @@ impl Partition {
             parsed = guard_event_time(parsed, timestamp, self.skew, "the message's timestamp");
         }
         let horizon = self.history_horizon();
-        let (id, fingerprint, parsed, time) = match parsed {
+        // A refused message has no trusted event time: it is remembered as of the watermark.
+        let time = match &parsed {
             Parsed::Valid { instruction, .. } if horizon.is_some_and(|h| instruction.event_time < h) => {
                 let message = format!(
                     "event_time {} is more than {} days (refund period plus history margin) before this partition's latest event time {}: its ids and refunds are no longer remembered",
@@ -255,41 +256,22 @@ impl Partition {
                     self.state.watermark.map(|w| w.to_string()).unwrap_or_default()
                 );
                 let r = Reject::field(RejectReason::HistoryExpired, "event_time", message);
-                return reject(Some(instruction.id), r);
+                return reject(Some(instruction.id.clone()), r);
             }
-            Parsed::Valid { instruction, fingerprint } => {
-                let time = instruction.event_time.as_second();
-                (instruction.id.clone(), fingerprint, Ok(instruction), time)
-            }
-            // A refused message has no trusted event time: it is remembered as of the watermark.
-            Parsed::Invalid { identity: Some(identity), reject: r } => {
-                let time = self.state.watermark.map_or(0, |w| w.as_second());
-                (identity.id, identity.fingerprint, Err(r), time)
-            }
-            Parsed::Invalid { identity: None, reject: r } => return reject(None, r),
+            Parsed::Valid { instruction, .. } => instruction.event_time.as_second(),
+            Parsed::Invalid { .. } => self.state.watermark.map_or(0, |w| w.as_second()),
         };
-        match (self.state.ids.observe(&id, fingerprint, offset, time), parsed) {
-            (Seen::New, Ok(instruction)) => self.net(offset, id, instruction, payload),
-            (Seen::New, Err(r)) => reject(Some(id), r),
-            (Seen::Duplicate(first_position), _) => {
-                Outcome::Duplicate(DuplicateRecord { position: offset, id, first_position })
-            }
-            (Seen::Conflict(first), _) => {
-                let message = format!("id {id} was first delivered at offset {first} with different content");
-                reject(Some(id), Reject::field(RejectReason::DuplicateConflict, "id", message))
-            }
+        match self.state.ids.decide(parsed, Delivery { position: offset, unit: "offset", time }) {
+            Decision::Net(instruction) => self.net(offset, instruction.id.clone(), instruction, payload),
+            Decision::Reject(id, r) => reject(id, r),
+            Decision::Duplicate(duplicate) => Outcome::Duplicate(duplicate),
         }
     }
 
     fn net(&mut self, offset: u64, id: CompactString, instruction: Instruction, payload: &[u8]) -> Outcome {
         let event_time = instruction.event_time;
         let own = self.calendar.window_of(event_time);
-        let place = match self.state.closed_before() {
-            Some(closed) if own.end <= closed => {
-                Placement { window: self.calendar.window_of(closed).id, late_from: Some(own.id) }
-            }
-            _ => Placement { window: own.id, late_from: None },
-        };
+        let place = Placement::of(&self.calendar, own, self.state.closed_before());
         match self.netter.apply(offset, instruction, place) {
             Ok(()) => {
                 if place.late_from.is_none() && self.state.watermark.is_none_or(|w| event_time > w) {

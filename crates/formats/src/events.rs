@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use clearhouse_domain::RejectRecord;
 use clearhouse_domain::{CreditKind, SettledBatch};
-use clearhouse_engine::RejectRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::{Manifest, WindowMeta};

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use clearhouse_engine::{DuplicateRecord, RejectRecord, Stats};
+use clearhouse_domain::{DuplicateRecord, RejectRecord, Stats};
 use serde::{Deserialize, Serialize};
 
 /// Name of the reject file.

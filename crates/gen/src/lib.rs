@@ -40,6 +40,14 @@ pub struct GenOptions {
     pub bad_permille: u32,
     /// Re-deliveries of an earlier line per mille.
     pub duplicate_permille: u32,
+    /// Out of order: each line's event time is moved back by a random 0 to this many seconds,
+    /// so times no longer increase with the line (0: they do).
+    pub disorder_secs: u32,
+    /// Late lines per mille: their event time is moved back by a further `late_secs`, typically
+    /// into a window already sealed.
+    pub late_permille: u32,
+    /// How far back a late line's event time goes, in seconds.
+    pub late_secs: u32,
 }
 
 impl Default for GenOptions {
@@ -55,6 +63,9 @@ impl Default for GenOptions {
             reversal_permille: 20,
             bad_permille: 5,
             duplicate_permille: 10,
+            disorder_secs: 0,
+            late_permille: 0,
+            late_secs: 7_200,
         }
     }
 }
@@ -98,6 +109,8 @@ where
 {
     assert!(options.merchants > 0 && options.days > 0, "need merchants and days");
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    // A stream of its own, so disorder and lateness change the times and nothing else.
+    let mut time_rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0x7173_0d15_07de_7000);
     let mut merchants: Vec<MerchantState> =
         (0..options.merchants).map(|m| MerchantState::new(m, pick_currency(m))).collect();
     let span_ms = i64::from(options.days) * 86_400_000;
@@ -108,7 +121,7 @@ where
     let mut line = Vec::with_capacity(512);
     for i in 0..options.count {
         line.clear();
-        let time = options.start + SignedDuration::from_millis(i as i64 * step_ms);
+        let time = displaced(options, options.start + SignedDuration::from_millis(i as i64 * step_ms), &mut time_rng);
         let m = if rng.random_range(0..100) < options.hot_percent {
             rng.random_range(0..hot)
         } else {
@@ -151,6 +164,18 @@ where
     Ok(stats)
 }
 
+/// `time` moved back by the options' disorder and lateness (nothing when both are off).
+fn displaced<R: Rng>(options: &GenOptions, time: Timestamp, rng: &mut R) -> Timestamp {
+    let mut back = 0;
+    if options.disorder_secs > 0 {
+        back += i64::from(rng.random_range(0..=options.disorder_secs));
+    }
+    if options.late_permille > 0 && rng.random_range(0..1000) < options.late_permille {
+        back += i64::from(options.late_secs);
+    }
+    time - SignedDuration::from_secs(back)
+}
+
 fn pick_currency(merchant: u32) -> Currency {
     let mut slot = merchant.wrapping_mul(2_654_435_761) % 100;
     for (code, weight) in CURRENCIES {
@@ -191,5 +216,32 @@ mod tests {
             stats.refunds > 0 && stats.captures > 0 && stats.reversals > 0 && stats.bad > 0 && stats.duplicates > 0,
             "{stats:?}"
         );
+    }
+
+    /// The event times of `out`, in line order (lines without one skipped).
+    fn times(out: &[u8]) -> Vec<Timestamp> {
+        let text = std::str::from_utf8(out).expect("utf-8");
+        let field = r#""event_time":""#;
+        text.lines()
+            .filter_map(|l| l.find(field).map(|at| &l[at + field.len()..]))
+            .filter_map(|rest| rest.split('"').next()?.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn disorder_and_lateness_move_event_times_back_within_their_bounds() {
+        let plain = GenOptions { count: 5_000, duplicate_permille: 0, ..GenOptions::default() };
+        let ordered = times(&run(&plain).0);
+        assert!(ordered.windows(2).all(|p| p[0] <= p[1]), "the default workload is in time order");
+        let options = GenOptions { disorder_secs: 600, late_permille: 50, late_secs: 7_200, ..plain.clone() };
+        let (out, stats) = run(&options);
+        assert_eq!(stats, run(&plain).1, "only times change: same mix, same ids");
+        let moved = times(&out);
+        assert_eq!(moved.len(), ordered.len());
+        let backs: Vec<i64> = ordered.iter().zip(&moved).map(|(a, b)| a.duration_since(*b).as_secs()).collect();
+        assert!(backs.iter().all(|&s| (0..=7_800).contains(&s)), "moved back, never forward or further");
+        let late = backs.iter().filter(|&&s| s >= 7_200).count();
+        assert!((150..=350).contains(&late), "about 5% late: {late}");
+        assert!(moved.windows(2).filter(|p| p[0] > p[1]).count() > 1_000, "out of order");
     }
 }

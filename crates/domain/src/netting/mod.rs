@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
-use crate::calendar::WindowId;
+use crate::calendar::{Calendar, Window, WindowId};
 use crate::instruction::{Body, Instruction, RefundFields};
 use crate::money::{Currency, Minor, MinorSum};
 use crate::policy::Policy;
@@ -107,6 +107,22 @@ pub struct Placement {
     pub window: WindowId,
     /// Its own (event-time) window when that had already closed.
     pub late_from: Option<WindowId>,
+}
+
+impl Placement {
+    /// Where an instruction whose own (event-time) window is `own` is netted while every window
+    /// ending at or before `closed_before` is closed: its own window, or, when that one is
+    /// closed, the window containing `closed_before` (the earliest still open), as a late
+    /// instruction. File mode closes nothing before its input ends (`None`); the daemon's
+    /// partitions pass their seal horizon. The one rule for both.
+    pub fn of(calendar: &Calendar, own: Window, closed_before: Option<Timestamp>) -> Placement {
+        match closed_before {
+            Some(closed) if own.end <= closed => {
+                Placement { window: calendar.window_of(closed).id, late_from: Some(own.id) }
+            }
+            _ => Placement { window: own.id, late_from: None },
+        }
+    }
 }
 
 /// Refund state per (merchant, original transaction).

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clearhouse_domain::Currency;
-use clearhouse_engine::{net_all, EngineError, Stats};
+use clearhouse_domain::Stats;
+use clearhouse_engine::{net_all, EngineError};
 use clearhouse_formats::evidence::{self, Summary};
 use clearhouse_formats::{sha256_hex, window_files, DirStore, Fences, OutputStore, PutOutcome, StoreError, WindowMeta};
 use clearhouse_ingest::JsonlReader;

@@ -1,8 +1,11 @@
-//! Evidence the engine keeps besides batches: rejects, duplicates and the outcome counts.
+//! What became of each input besides netting: reject records, duplicates and the outcome
+//! counts. Plain data, here rather than in the engine, because the output formats write them and
+//! should not depend on the engine to do so.
 
 use std::collections::BTreeMap;
 
-use clearhouse_domain::{Reject, RejectReason, KEPT_PAYLOAD_BYTES};
+use crate::parse::KEPT_PAYLOAD_BYTES;
+use crate::reject::{Reject, RejectReason};
 use compact_str::CompactString;
 
 /// A rejected input: where it came from, why, and its raw bytes.
@@ -66,7 +69,8 @@ impl Stats {
         self.input == self.accepted + self.rejected_total() + self.duplicates
     }
 
-    pub(crate) fn add(&mut self, other: &Stats) {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &Stats) {
         self.input += other.input;
         self.accepted += other.accepted;
         self.duplicates += other.duplicates;
@@ -75,7 +79,8 @@ impl Stats {
         }
     }
 
-    pub(crate) fn reject(&mut self, reason: RejectReason) {
+    /// Counts one reject for `reason`.
+    pub fn reject(&mut self, reason: RejectReason) {
         *self.rejected.entry(reason).or_default() += 1;
     }
 }
