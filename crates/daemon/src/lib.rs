@@ -18,7 +18,7 @@ mod consumer;
 pub mod emit;
 mod readback;
 pub mod replay;
-mod shard;
+pub mod shard;
 pub mod state_dir;
 mod stranded;
 pub mod telemetry;
@@ -189,7 +189,8 @@ pub async fn run(
         let (tx, rx) = bounded(settings.queue_batches);
         shard_txs.push(tx);
         let dlq = TopicWriter::new(&settings.kafka, &settings.dlq_topic)?;
-        let shard = shard::Shard::new(Arc::clone(&settings), state.clone(), report_tx.clone(), wake_tx.clone(), dlq);
+        let shard = shard::Shard::new(Arc::clone(&settings), state.clone(), report_tx.clone(), wake_tx.clone(), dlq)
+            .with_test_hooks();
         threads.push(spawn(format!("shard-{i}"), &failures, move || shard.run(rx))?);
     }
     drop((report_tx, wake_tx));

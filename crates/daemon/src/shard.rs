@@ -5,50 +5,122 @@
 //! The shard never waits on the consumer thread: its reports are `try_send`, and a dropped
 //! report only delays an offset commit (the checkpoint, not the commit, is what a new owner
 //! resumes from).
+//!
+//! Its I/O goes through two small interfaces, [`PartitionStore`] (the state directory) and
+//! [`LetterSink`] (the dead-letter topic), and [`Shard::handle`] takes one command at a time:
+//! that is the seam the simulator (`clearhouse-sim`) drives the same code through, with its
+//! own store, topic and fault schedule.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clearhouse_domain::RejectRecord;
-use clearhouse_engine::stream::{Message, Outcome, Partition};
+use clearhouse_engine::stream::{Message, Outcome, Partition, PartitionState, SealedPart, StateView};
 use clearhouse_formats::events::reject_message;
 use clearhouse_kafka::TopicWriter;
 use crossbeam_channel::{Receiver, Sender};
 use jiff::Timestamp;
 
-use crate::state_dir::StateDir;
+use crate::state_dir::{StateDir, StateError};
 use crate::{telemetry, Settings};
+
+/// Where a shard keeps what must outlive it.
+pub trait PartitionStore {
+    /// The partition's last checkpoint, if it has one.
+    fn load(&self, partition: i32) -> Result<Option<PartitionState>, StateError>;
+    /// Replaces the partition's checkpoint, atomically.
+    fn save(&self, partition: i32, view: &StateView<'_>, open_instructions: u64) -> Result<(), StateError>;
+    /// Writes (or replaces) the partition's part of a sealed window, atomically.
+    fn save_part(&self, partition: i32, part: &SealedPart) -> Result<(), StateError>;
+}
+
+impl PartitionStore for StateDir {
+    fn load(&self, partition: i32) -> Result<Option<PartitionState>, StateError> {
+        StateDir::load(self, partition)
+    }
+
+    fn save(&self, partition: i32, view: &StateView<'_>, open_instructions: u64) -> Result<(), StateError> {
+        StateDir::save(self, partition, view, open_instructions)
+    }
+
+    fn save_part(&self, partition: i32, part: &SealedPart) -> Result<(), StateError> {
+        StateDir::save_part(self, partition, part)
+    }
+}
+
+/// Where dead letters go.
+pub trait LetterSink {
+    /// Publishes `letters` to `topic`; true once the broker acknowledged every one.
+    fn publish(&mut self, topic: &str, letters: &[(String, Vec<u8>)]) -> bool;
+}
+
+impl LetterSink for TopicWriter {
+    fn publish(&mut self, topic: &str, letters: &[(String, Vec<u8>)]) -> bool {
+        publish(self, topic, letters)
+    }
+}
 
 /// One message of the instruction topic.
 #[derive(Debug)]
-pub(crate) struct Msg {
-    pub(crate) partition: i32,
-    pub(crate) offset: u64,
-    pub(crate) key: Option<Vec<u8>>,
-    pub(crate) timestamp: Option<Timestamp>,
-    pub(crate) payload: Vec<u8>,
+pub struct Msg {
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: u64,
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// The record's timestamp.
+    pub timestamp: Option<Timestamp>,
+    /// Its value.
+    pub payload: Vec<u8>,
 }
 
 /// Work for a shard.
-pub(crate) enum Command {
+pub enum Command {
     /// Messages in offset order per partition.
     Records(Vec<Msg>),
     /// The partition has no backlog at this wall-clock instant.
-    Idle { partition: i32, now: Timestamp },
+    Idle {
+        /// The partition.
+        partition: i32,
+        /// The wall-clock instant.
+        now: Timestamp,
+    },
     /// Persist every partition that changed.
     Checkpoint,
     /// Take the partition from its checkpoint; replies with the offset to resume from.
-    Assign { partition: i32, reply: Sender<Result<Option<u64>, String>> },
+    Assign {
+        /// The partition.
+        partition: i32,
+        /// Where the resume offset (or the load error) goes.
+        reply: Sender<Result<Option<u64>, String>>,
+    },
     /// Checkpoint and release the partition; replies with its next offset.
-    Revoke { partition: i32, reply: Sender<Option<u64>> },
+    Revoke {
+        /// The partition.
+        partition: i32,
+        /// Where its next offset goes.
+        reply: Sender<Option<u64>>,
+    },
 }
 
 /// A checkpoint became durable: offsets below `next_offset` may be committed.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Durable {
-    pub(crate) partition: i32,
-    pub(crate) next_offset: u64,
+pub struct Durable {
+    /// The partition.
+    pub partition: i32,
+    /// Offsets below this are reflected in its durable checkpoint.
+    pub next_offset: u64,
+}
+
+/// State could not be persisted: the process must stop before any offset moves past it.
+#[derive(Debug)]
+pub struct Failure {
+    /// What was being written.
+    pub what: &'static str,
+    /// Why it failed.
+    pub error: StateError,
 }
 
 struct Slot {
@@ -57,13 +129,14 @@ struct Slot {
     rejects: Vec<RejectRecord>,
 }
 
-pub(crate) struct Shard {
+/// One shard: the partitions assigned to it, and where it persists them.
+pub struct Shard<S: PartitionStore = StateDir, L: LetterSink = TopicWriter> {
     settings: Arc<Settings>,
-    state: StateDir,
+    state: S,
     slots: BTreeMap<i32, Slot>,
     reports: Sender<Durable>,
     wake_assembler: Sender<()>,
-    dlq: TopicWriter,
+    dlq: L,
     /// `CLEARHOUSE_INJECT_PANIC=<partition>:<offset>`: panic when applying that message.
     inject_panic: Option<(i32, u64)>,
     /// `CLEARHOUSE_INJECT_CRASH=after-checkpoint`: abort right after saving a checkpoint that
@@ -80,16 +153,35 @@ fn injected_panic() -> Option<(i32, u64)> {
 }
 
 impl Shard {
-    pub(crate) fn new(
+    /// The daemon's shard, with the failure tests' fault hooks read from the environment.
+    pub(crate) fn with_test_hooks(mut self) -> Shard {
+        self.inject_panic = injected_panic();
+        self.inject_crash_after_checkpoint =
+            std::env::var("CLEARHOUSE_INJECT_CRASH").is_ok_and(|v| v == "after-checkpoint");
+        self
+    }
+
+    /// Runs until the queue closes. A failure to persist state stops the process: continuing
+    /// would commit offsets the state does not reflect.
+    pub(crate) fn run(mut self, input: Receiver<Command>) {
+        for command in input {
+            if let Err(failure) = self.handle(command) {
+                fatal(failure.what, &failure.error);
+            }
+        }
+    }
+}
+
+impl<S: PartitionStore, L: LetterSink> Shard<S, L> {
+    /// A shard with no partitions, persisting to `state` and publishing dead letters to `dlq`;
+    /// durable checkpoints are reported to `reports`, sealed windows to `wake_assembler`.
+    pub fn new(
         settings: Arc<Settings>,
-        state: StateDir,
+        state: S,
         reports: Sender<Durable>,
         wake_assembler: Sender<()>,
-        dlq: TopicWriter,
-    ) -> Shard {
-        let inject_panic = injected_panic();
-        let inject_crash_after_checkpoint =
-            std::env::var("CLEARHOUSE_INJECT_CRASH").is_ok_and(|v| v == "after-checkpoint");
+        dlq: L,
+    ) -> Shard<S, L> {
         Shard {
             settings,
             state,
@@ -97,15 +189,15 @@ impl Shard {
             reports,
             wake_assembler,
             dlq,
-            inject_panic,
-            inject_crash_after_checkpoint,
+            inject_panic: None,
+            inject_crash_after_checkpoint: false,
         }
     }
 
-    /// Runs until the queue closes. A failure to persist state stops the process: continuing
-    /// would commit offsets the state does not reflect.
-    pub(crate) fn run(mut self, input: Receiver<Command>) {
-        for command in input {
+    /// Carries out one command. An error means state could not be persisted, and the process
+    /// must stop (the daemon exits; the simulator counts it a crash).
+    pub fn handle(&mut self, command: Command) -> Result<(), Failure> {
+        {
             match command {
                 Command::Records(messages) => self.apply(messages),
                 Command::Idle { partition, now } => {
@@ -118,27 +210,34 @@ impl Shard {
                         slot.partition.seals().last().copied() != before
                     });
                     if moved {
-                        self.persist(partition);
+                        self.persist(partition)?;
                     }
                 }
                 Command::Checkpoint => {
                     let dirty: Vec<i32> = self.slots.iter().filter(|(_, s)| s.dirty).map(|(p, _)| *p).collect();
-                    dirty.into_iter().for_each(|p| self.persist(p));
+                    for p in dirty {
+                        self.persist(p)?;
+                    }
                 }
                 Command::Assign { partition, reply } => {
                     let _ = reply.send(self.assign(partition));
                 }
                 Command::Revoke { partition, reply } => {
-                    let next = self.slots.contains_key(&partition).then(|| {
-                        self.persist(partition);
-                        self.slots.remove(&partition).map(|s| s.partition.next_offset()).unwrap_or(0)
-                    });
+                    let next = if self.slots.contains_key(&partition) {
+                        self.persist(partition)?;
+                        Some(self.slots.remove(&partition).map(|s| s.partition.next_offset()).unwrap_or(0))
+                    } else {
+                        None
+                    };
                     let _ = reply.send(next);
                 }
             }
             let sealed: Vec<i32> =
                 self.slots.iter().filter(|(_, s)| s.partition.has_sealed()).map(|(p, _)| *p).collect();
-            sealed.into_iter().for_each(|p| self.persist(p));
+            for p in sealed {
+                self.persist(p)?;
+            }
+            Ok(())
         }
     }
 
@@ -199,13 +298,14 @@ impl Shard {
     /// Writes sealed parts, then the checkpoint (with the dead letters of its rejects), then
     /// publishes those dead letters and, once the broker acknowledged them, reports the
     /// checkpoint so its offsets may be committed.
-    fn persist(&mut self, partition: i32) {
-        let Some(slot) = self.slots.get_mut(&partition) else { return };
+    fn persist(&mut self, partition: i32) -> Result<(), Failure> {
+        let Some(slot) = self.slots.get_mut(&partition) else { return Ok(()) };
         let started = Instant::now();
         // Written before the checkpoint that records the seal: the assembler can then tell a
         // part at another fence for damage.
         for part in slot.partition.take_sealed() {
-            self.state.save_part(partition, &part).unwrap_or_else(|e| fatal("cannot save a window part", &e));
+            let saved = self.state.save_part(partition, &part);
+            saved.map_err(|error| Failure { what: "cannot save a window part", error })?;
         }
         let topic = &self.settings.input_topic;
         let letters: Vec<_> = slot.rejects.drain(..).map(|r| reject_message(topic, partition, &r)).collect();
@@ -213,7 +313,7 @@ impl Shard {
         let open = slot.partition.open_instructions() as u64;
         let open_windows = slot.partition.open_windows();
         let saved = self.state.save(partition, &slot.partition.checkpoint(), open);
-        saved.unwrap_or_else(|e| fatal("cannot save a checkpoint", &e));
+        saved.map_err(|error| Failure { what: "cannot save a checkpoint", error })?;
         slot.dirty = false;
         let next_offset = slot.partition.next_offset();
         telemetry::checkpointed(&telemetry::Checkpointed {
@@ -229,7 +329,7 @@ impl Shard {
             tracing::warn!(partition, "injected crash after a checkpoint with unpublished dead letters");
             std::process::abort();
         }
-        if publish(&mut self.dlq, &self.settings.dlq_topic, slot.partition.dead_letters()) {
+        if self.dlq.publish(&self.settings.dlq_topic, slot.partition.dead_letters()) {
             slot.partition.dead_letters_published();
             let _ = self.reports.try_send(Durable { partition, next_offset });
         } else {
@@ -237,6 +337,7 @@ impl Shard {
             // next owner), and no offset past them is committed until then.
             slot.dirty = true;
         }
+        Ok(())
     }
 }
 

@@ -152,45 +152,17 @@ impl StateDir {
         dir.remove_temps(STALE_TEMP)?;
         let path = dir.path().join("checkpoint.bin");
         let Some(bytes) = dir.read("checkpoint.bin")? else { return Ok(None) };
-        let head = Head::parse(&bytes, &path)?;
-        let body = head.body_start();
-        let body = bytes
-            .get(body..)
-            .filter(|b| b.len() as u64 == head.body_len)
-            .ok_or_else(|| head.corrupt("length mismatch"))?;
-        if xxhash_rust::xxh3::xxh3_128(body) != head.body_sum {
-            return Err(head.corrupt("checksum mismatch"));
-        }
-        postcard::from_bytes(body).map(Some).map_err(|e| head.corrupt(&e.to_string()))
+        decode_checkpoint(&bytes, &path).map(Some)
     }
 
     /// Saves a checkpoint with its progress record in one atomic replace, then a readable copy
     /// of the progress.
     pub fn save(&self, partition: i32, view: &StateView<'_>, open_instructions: u64) -> Result<(), StateError> {
         let dir = self.partition_dir(partition)?;
-        let body = postcard::to_stdvec(view).map_err(|e| StateError::Corrupt {
-            path: dir.path().to_owned(),
-            problem: format!("cannot encode checkpoint: {e}"),
-        })?;
-        let progress = Progress {
-            partition,
-            next_offset: view.next_offset,
-            seals: view.seals.to_vec(),
-            stats: view.stats.clone(),
-            late: view.late,
-            open_instructions,
-        };
-        let json = serde_json::to_vec_pretty(&progress).expect("serialize progress");
-        let mut bytes = Vec::with_capacity(HEAD + json.len() + body.len());
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(&json).to_le_bytes());
-        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(&body).to_le_bytes());
-        bytes.extend_from_slice(&json);
-        bytes.extend_from_slice(&body);
+        let bytes = encode_checkpoint(partition, view, open_instructions)?;
+        let json_len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
         dir.replace("checkpoint.bin", &bytes)?;
-        Ok(dir.replace("progress.json", &json)?)
+        Ok(dir.replace("progress.json", &bytes[HEAD..HEAD + json_len])?)
     }
 
     /// The progress of `partition`'s last checkpoint, read from the checkpoint's head only.
@@ -217,11 +189,7 @@ impl StateDir {
     /// Saves a sealed part (replacing one left by a run that crashed before its checkpoint).
     pub fn save_part(&self, partition: i32, part: &SealedPart) -> Result<(), StateError> {
         let (dir, name) = (self.parts_dir(part.window)?, format!("p{partition}.bin"));
-        let bytes = postcard::to_stdvec(part).map_err(|e| StateError::Corrupt {
-            path: dir.path().join(&name),
-            problem: format!("cannot encode part: {e}"),
-        })?;
-        Ok(dir.replace(&name, &bytes)?)
+        Ok(dir.replace(&name, &encode_part(part)?)?)
     }
 
     /// Partition `partition`'s part of `window`, if it wrote one.
@@ -229,7 +197,7 @@ impl StateDir {
         let (dir, name) = (self.parts_dir(window)?, format!("p{partition}.bin"));
         let path = dir.path().join(&name);
         let Some(bytes) = dir.read(&name)? else { return Ok(None) };
-        postcard::from_bytes(&bytes).map(Some).map_err(|e| StateError::Corrupt { path, problem: e.to_string() })
+        decode_part(&bytes, &path).map(Some)
     }
 
     /// Windows some partition wrote a part for, oldest first.
@@ -244,6 +212,61 @@ impl StateDir {
         windows.sort();
         Ok(windows)
     }
+}
+
+/// A checkpoint's bytes: magic, lengths and checksums, the progress record (JSON, what the
+/// assembler reads without decoding the state), then the state (postcard). The codec is apart
+/// from the directory so the simulator (`clearhouse-sim`) stores exactly these bytes.
+pub fn encode_checkpoint(partition: i32, view: &StateView<'_>, open_instructions: u64) -> Result<Vec<u8>, StateError> {
+    let body = postcard::to_stdvec(view).map_err(|e| StateError::Corrupt {
+        path: PathBuf::from(format!("checkpoint of partition {partition}")),
+        problem: format!("cannot encode checkpoint: {e}"),
+    })?;
+    let progress = Progress {
+        partition,
+        next_offset: view.next_offset,
+        seals: view.seals.to_vec(),
+        stats: view.stats.clone(),
+        late: view.late,
+        open_instructions,
+    };
+    let json = serde_json::to_vec_pretty(&progress).expect("serialize progress");
+    let mut bytes = Vec::with_capacity(HEAD + json.len() + body.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(&json).to_le_bytes());
+    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(&body).to_le_bytes());
+    bytes.extend_from_slice(&json);
+    bytes.extend_from_slice(&body);
+    Ok(bytes)
+}
+
+/// The state in a checkpoint's bytes (read from `path`), checked against its lengths and
+/// checksums: damage is an error, never an empty state.
+pub fn decode_checkpoint(bytes: &[u8], path: impl AsRef<Path>) -> Result<PartitionState, StateError> {
+    let head = Head::parse(bytes, path.as_ref())?;
+    let body = head.body_start();
+    let body =
+        bytes.get(body..).filter(|b| b.len() as u64 == head.body_len).ok_or_else(|| head.corrupt("length mismatch"))?;
+    if xxhash_rust::xxh3::xxh3_128(body) != head.body_sum {
+        return Err(head.corrupt("checksum mismatch"));
+    }
+    postcard::from_bytes(body).map_err(|e| head.corrupt(&e.to_string()))
+}
+
+/// A sealed part's bytes.
+pub fn encode_part(part: &SealedPart) -> Result<Vec<u8>, StateError> {
+    postcard::to_stdvec(part).map_err(|e| StateError::Corrupt {
+        path: PathBuf::from(format!("part of window {}", part.window)),
+        problem: format!("cannot encode part: {e}"),
+    })
+}
+
+/// The sealed part in `bytes` (read from `path`).
+pub fn decode_part(bytes: &[u8], path: impl AsRef<Path>) -> Result<SealedPart, StateError> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| StateError::Corrupt { path: path.as_ref().to_owned(), problem: e.to_string() })
 }
 
 #[cfg(test)]

@@ -1,0 +1,215 @@
+//! The simulated world outside a shard: the state directory and the dead-letter topic, with
+//! the fault injector that decides, at every I/O step, whether the step fails, lands and then
+//! the process dies, or dies before it.
+//!
+//! The store keeps checkpoints and parts as the bytes the daemon's own codec makes
+//! (`state_dir::encode_checkpoint`, `encode_part`), so a checkpoint that does not load back is a
+//! finding, not a modelling gap. A write is atomic, as the state directory's
+//! write-temp-fsync-rename-fsync makes it on a real disk: after a crash a file holds its old
+//! content or its new one. What happens inside that sequence is `clearhouse-storage`'s concern
+//! and is not simulated here (docs/exactly-once.md).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use clearhouse_daemon::shard::{LetterSink, PartitionStore};
+use clearhouse_daemon::state_dir::{decode_checkpoint, decode_part, encode_checkpoint, encode_part, StateError};
+use clearhouse_domain::WindowId;
+use clearhouse_engine::stream::{PartitionState, SealedPart, StateView};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// An I/O step the daemon's shard takes, as the fault injector and the coverage count see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    /// Loading a partition's checkpoint on assignment.
+    LoadCheckpoint,
+    /// Writing a sealed window part.
+    SavePart,
+    /// Writing a checkpoint.
+    SaveCheckpoint,
+    /// Publishing dead letters and waiting for their acknowledgement.
+    PublishDeadLetters,
+}
+
+/// What the injector does to one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// The process dies before the step reaches the disk or the broker.
+    CrashBefore,
+    /// The step lands, then the process dies before it learns so.
+    CrashAfter,
+    /// The step fails (disk full, broker error) and the process lives on with the error.
+    Error,
+    /// The broker stored the letters but the acknowledgement was lost (dead letters only).
+    AckLost,
+}
+
+/// Everything that outlives a process: the state directory and the dead-letter topic, plus the
+/// injector's plan and what it did.
+#[derive(Debug)]
+pub struct World {
+    checkpoints: BTreeMap<i32, Vec<u8>>,
+    parts: BTreeMap<(WindowId, i32), Vec<u8>>,
+    /// Every dead letter the topic holds, in publication order (duplicates included).
+    pub dead_letters: Vec<(String, Vec<u8>)>,
+    rng: ChaCha8Rng,
+    /// Faults per thousand I/O steps (0: none).
+    fault_permille: u32,
+    /// Set when a step crashed the process: the driver discards the instance.
+    pub crashed: bool,
+    /// Faults injected, per step and kind: the coverage of the run.
+    pub injected: BTreeMap<(Step, Fault), u64>,
+    /// Part writes whose content differed from an earlier write of the same part.
+    pub rewritten_parts: Vec<(WindowId, i32)>,
+    /// The schedule as it happened: every fault, crash, restart and rebalance, in order.
+    pub events: Vec<String>,
+    steps: u64,
+}
+
+impl World {
+    /// An empty world whose faults are drawn from `rng`, `fault_permille` per thousand steps.
+    pub fn new(rng: ChaCha8Rng, fault_permille: u32) -> World {
+        World {
+            checkpoints: BTreeMap::new(),
+            parts: BTreeMap::new(),
+            dead_letters: Vec::new(),
+            rng,
+            fault_permille,
+            crashed: false,
+            injected: BTreeMap::new(),
+            rewritten_parts: Vec::new(),
+            events: Vec::new(),
+            steps: 0,
+        }
+    }
+
+    /// Records a scheduled event (crash, restart, rebalance) in the schedule.
+    pub fn note(&mut self, event: String) {
+        self.events.push(format!("io step {}: {event}", self.steps));
+    }
+
+    /// Stops injecting faults (the final drain of a run).
+    pub fn calm(&mut self) {
+        self.fault_permille = 0;
+    }
+
+    /// The fault for the next `step`, if any.
+    fn fault(&mut self, step: Step) -> Option<Fault> {
+        self.steps += 1;
+        if self.crashed {
+            // A dead process takes no more steps; the shard is discarded after this call.
+            return Some(Fault::CrashBefore);
+        }
+        if self.fault_permille == 0 || self.rng.random_range(0..1000) >= self.fault_permille {
+            return None;
+        }
+        let kinds: &[Fault] = match step {
+            Step::LoadCheckpoint => &[Fault::Error],
+            Step::PublishDeadLetters => &[Fault::CrashBefore, Fault::CrashAfter, Fault::Error, Fault::AckLost],
+            Step::SavePart | Step::SaveCheckpoint => &[Fault::CrashBefore, Fault::CrashAfter, Fault::Error],
+        };
+        let fault = kinds[self.rng.random_range(0..kinds.len())];
+        *self.injected.entry((step, fault)).or_default() += 1;
+        self.note(format!("{fault:?} at {step:?}"));
+        if matches!(fault, Fault::CrashBefore | Fault::CrashAfter) {
+            self.crashed = true;
+        }
+        Some(fault)
+    }
+
+    /// The checkpoints, decoded: every one must load.
+    pub fn checkpoints(&self) -> Result<BTreeMap<i32, PartitionState>, StateError> {
+        self.checkpoints.iter().map(|(p, bytes)| Ok((*p, decode_checkpoint(bytes, "sim")?))).collect()
+    }
+
+    /// The window parts, as written.
+    pub fn parts(&self) -> &BTreeMap<(WindowId, i32), Vec<u8>> {
+        &self.parts
+    }
+
+    fn store_part(&mut self, window: WindowId, partition: i32, bytes: Vec<u8>) {
+        if self.parts.get(&(window, partition)).is_some_and(|old| *old != bytes) {
+            self.rewritten_parts.push((window, partition));
+        }
+        self.parts.insert((window, partition), bytes);
+    }
+}
+
+/// The simulated I/O error a failed or crashed step returns to the shard.
+fn io_error(step: Step) -> StateError {
+    let source = std::io::Error::other(format!("simulated fault at {step:?}"));
+    StateError::Storage(clearhouse_storage::StorageError::Io { path: "sim".into(), source })
+}
+
+/// A shard's handle on the shared world (one process at a time uses it, so a `RefCell`).
+#[derive(Debug, Clone)]
+pub struct SimIo(pub Rc<RefCell<World>>);
+
+impl PartitionStore for SimIo {
+    fn load(&self, partition: i32) -> Result<Option<PartitionState>, StateError> {
+        let mut world = self.0.borrow_mut();
+        if world.fault(Step::LoadCheckpoint).is_some() {
+            return Err(io_error(Step::LoadCheckpoint));
+        }
+        world.checkpoints.get(&partition).map(|bytes| decode_checkpoint(bytes, "sim")).transpose()
+    }
+
+    fn save(&self, partition: i32, view: &StateView<'_>, open_instructions: u64) -> Result<(), StateError> {
+        let bytes = encode_checkpoint(partition, view, open_instructions)?;
+        let mut world = self.0.borrow_mut();
+        match world.fault(Step::SaveCheckpoint) {
+            Some(Fault::CrashBefore | Fault::Error | Fault::AckLost) => Err(io_error(Step::SaveCheckpoint)),
+            Some(Fault::CrashAfter) => {
+                world.checkpoints.insert(partition, bytes);
+                Err(io_error(Step::SaveCheckpoint))
+            }
+            None => {
+                world.checkpoints.insert(partition, bytes);
+                Ok(())
+            }
+        }
+    }
+
+    fn save_part(&self, partition: i32, part: &SealedPart) -> Result<(), StateError> {
+        let bytes = encode_part(part)?;
+        let mut world = self.0.borrow_mut();
+        match world.fault(Step::SavePart) {
+            Some(Fault::CrashBefore | Fault::Error | Fault::AckLost) => Err(io_error(Step::SavePart)),
+            Some(Fault::CrashAfter) => {
+                world.store_part(part.window, partition, bytes);
+                Err(io_error(Step::SavePart))
+            }
+            None => {
+                world.store_part(part.window, partition, bytes);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl LetterSink for SimIo {
+    fn publish(&mut self, _topic: &str, letters: &[(String, Vec<u8>)]) -> bool {
+        if letters.is_empty() {
+            return true;
+        }
+        let mut world = self.0.borrow_mut();
+        match world.fault(Step::PublishDeadLetters) {
+            Some(Fault::CrashBefore | Fault::Error) => false,
+            Some(Fault::CrashAfter | Fault::AckLost) => {
+                world.dead_letters.extend_from_slice(letters);
+                false
+            }
+            None => {
+                world.dead_letters.extend_from_slice(letters);
+                true
+            }
+        }
+    }
+}
+
+/// Decodes a part written by the daemon's codec.
+pub fn part_of(bytes: &[u8]) -> Result<SealedPart, StateError> {
+    decode_part(bytes, "sim")
+}
