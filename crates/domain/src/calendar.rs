@@ -86,6 +86,13 @@ impl WindowId {
 
 impl fmt::Display for WindowId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Written field by field: ids are formatted for every credit and file name, and the
+        // general strftime costs more than the rest of an EndToEndId.
+        let t = jiff::tz::Offset::UTC.to_datetime(self.end());
+        if (0..=9999).contains(&t.year()) {
+            let (y, mo, d, h, mi) = (t.year(), t.month(), t.day(), t.hour(), t.minute());
+            return write!(f, "{y:04}{mo:02}{d:02}T{h:02}{mi:02}Z");
+        }
         write!(f, "{}", self.end().strftime("%Y%m%dT%H%MZ"))
     }
 }

@@ -73,6 +73,17 @@ struct Instance {
     cursors: BTreeMap<usize, u64>,
 }
 
+/// The instances of a run and who owns which partition: what the consumer group decides in
+/// the daemon.
+struct Cluster<'a> {
+    settings: &'a Arc<Settings>,
+    world: &'a Rc<RefCell<World>>,
+    log: &'a Log,
+    live: Vec<Option<Instance>>,
+    owner: Vec<Option<usize>>,
+    counts: RunCounts,
+}
+
 /// Drives `workload` to the end under `world`'s faults and the schedule drawn from `rng`
 /// (`chaos` false: one instance, no schedule, the reference run).
 pub(crate) fn drive(
@@ -84,129 +95,177 @@ pub(crate) fn drive(
 ) -> RunCounts {
     let partitions = workload.log.len();
     let instances = if chaos { workload.instances } else { 1 };
-    let mut live: Vec<Option<Instance>> = (0..instances).map(|_| None).collect();
-    let mut counts = RunCounts::default();
-    let mut owner: Vec<Option<usize>> = vec![None; partitions];
+    let mut cluster = Cluster {
+        settings,
+        world,
+        log: &workload.log,
+        live: (0..instances).map(|_| None).collect(),
+        owner: vec![None; partitions],
+        counts: RunCounts::default(),
+    };
     let mut guard = 0u64;
     loop {
         guard += 1;
         assert!(guard < 1_000_000, "the simulation made no progress");
-        restart_and_assign(settings, world, &mut live, &mut owner, rng, &mut counts);
-        if (0..partitions).all(|p| at_end(&live, &owner, p, &workload.log)) {
+        cluster.restart_and_assign(rng);
+        if (0..partitions).all(|p| cluster.at_end(p)) {
             break;
         }
         let action = if chaos { rng.random_range(0..100) } else { 0 };
         let p = rng.random_range(0..partitions);
-        let Some(i) = owner[p] else { continue };
+        let Some(i) = cluster.owner[p] else { continue };
         let command = match action {
-            0..=79 => records(&mut live, i, p, &workload.log, rng),
+            0..=79 => cluster.records(i, p, rng),
             80..=87 => Some(Command::Checkpoint),
-            88..=92 => idle(&live, i, p, &workload.log),
+            88..=92 => cluster.idle(i, p),
             93..=96 => {
-                rebalance(&mut live, &mut owner, p, world, rng, &mut counts);
+                cluster.rebalance(p, rng);
                 None
             }
             _ => {
-                world.borrow_mut().note(format!("instance {i} is killed between commands"));
-                crash(&mut live, &mut owner, i, world, &mut counts);
+                cluster.crash(i, "is killed between commands");
                 None
             }
         };
         if let Some(command) = command {
-            send(&mut live, &mut owner, i, command, world, &mut counts);
+            cluster.send(i, command);
         }
     }
     world.borrow_mut().calm();
-    finish(settings, world, &mut live, &mut owner, rng, &mut counts);
-    counts
+    cluster.finish(rng);
+    cluster.counts
 }
 
-/// Whether partition `p` has had every message handed to its owner.
-fn at_end(live: &[Option<Instance>], owner: &[Option<usize>], p: usize, log: &Log) -> bool {
-    owner[p]
-        .and_then(|i| live[i].as_ref())
-        .and_then(|inst| inst.cursors.get(&p))
-        .is_some_and(|&c| c as usize >= log[p].len())
-}
-
-/// Starts dead instances (a crashed one restarts on the next step) and assigns every unowned
-/// partition to a live instance, from its checkpoint, as a rebalance after a crash does.
-fn restart_and_assign(
-    settings: &Arc<Settings>,
-    world: &Rc<RefCell<World>>,
-    live: &mut [Option<Instance>],
-    owner: &mut [Option<usize>],
-    rng: &mut ChaCha8Rng,
-    counts: &mut RunCounts,
-) {
-    for (i, slot) in live.iter_mut().enumerate().filter(|(_, s)| s.is_none()) {
-        world.borrow_mut().note(format!("instance {i} starts"));
-        let (reports, _) = crossbeam_channel::unbounded();
-        let (wake, _) = crossbeam_channel::unbounded();
-        let io = SimIo(Rc::clone(world));
-        let shard = Shard::new(Arc::clone(settings), io.clone(), reports, wake, io);
-        *slot = Some(Instance { shard, cursors: BTreeMap::new() });
+impl Cluster<'_> {
+    /// Whether partition `p` has had every message handed to its owner.
+    fn at_end(&self, p: usize) -> bool {
+        self.owner[p]
+            .and_then(|i| self.live[i].as_ref())
+            .and_then(|inst| inst.cursors.get(&p))
+            .is_some_and(|&c| c as usize >= self.log[p].len())
     }
-    for p in 0..owner.len() {
-        if owner[p].is_none() {
-            let i = rng.random_range(0..live.len());
-            assign(live, owner, i, p, world, counts);
+
+    /// Starts dead instances (a crashed one restarts on the next step) and assigns every
+    /// unowned partition to an instance, from its checkpoint, as a rebalance after a crash does.
+    fn restart_and_assign(&mut self, rng: &mut ChaCha8Rng) {
+        for (i, slot) in self.live.iter_mut().enumerate().filter(|(_, s)| s.is_none()) {
+            self.world.borrow_mut().note(format!("instance {i} starts"));
+            let (reports, _) = crossbeam_channel::unbounded();
+            let (wake, _) = crossbeam_channel::unbounded();
+            let io = SimIo(Rc::clone(self.world));
+            let shard = Shard::new(Arc::clone(self.settings), io.clone(), reports, wake, io);
+            *slot = Some(Instance { shard, cursors: BTreeMap::new() });
+        }
+        for p in 0..self.owner.len() {
+            if self.owner[p].is_none() {
+                let i = rng.random_range(0..self.live.len());
+                self.assign(i, p);
+            }
         }
     }
-}
 
-fn assign(
-    live: &mut [Option<Instance>],
-    owner: &mut [Option<usize>],
-    i: usize,
-    p: usize,
-    world: &Rc<RefCell<World>>,
-    counts: &mut RunCounts,
-) {
-    let Some(instance) = live[i].as_mut() else { return };
-    let (reply, answer) = crossbeam_channel::bounded(1);
-    let failed = instance.shard.handle(Command::Assign { partition: p as i32, reply }).is_err();
-    counts.commands += 1;
-    match answer.try_recv() {
-        Ok(Ok(resume)) if !failed && !world.borrow().crashed => {
-            instance.cursors.insert(p, resume.unwrap_or(0));
-            owner[p] = Some(i);
+    /// Instance `i` takes partition `p` from its checkpoint and resumes at its offset.
+    fn assign(&mut self, i: usize, p: usize) {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        if !self.send(i, Command::Assign { partition: p as i32, reply }) {
+            return;
         }
-        // A checkpoint that cannot be loaded stops the process, as it does the daemon.
-        _ => {
-            world.borrow_mut().note(format!("instance {i} fails to load partition {p}"));
-            crash(live, owner, i, world, counts);
+        match answer.try_recv() {
+            Ok(Ok(resume)) => {
+                if let Some(instance) = self.live[i].as_mut() {
+                    instance.cursors.insert(p, resume.unwrap_or(0));
+                    self.owner[p] = Some(i);
+                }
+            }
+            // A checkpoint that cannot be loaded stops the process, as it does the daemon.
+            _ => self.crash(i, &format!("fails to load partition {p}")),
         }
     }
-}
 
-/// Up to 16 of the partition's next messages, in offset order.
-fn records(live: &mut [Option<Instance>], i: usize, p: usize, log: &Log, rng: &mut ChaCha8Rng) -> Option<Command> {
-    let instance = live[i].as_mut()?;
-    let cursor = instance.cursors.get_mut(&p)?;
-    let end = log[p].len().min(*cursor as usize + rng.random_range(1..=16));
-    let batch: Vec<Msg> = (*cursor as usize..end)
-        .map(|offset| Msg {
-            partition: p as i32,
-            offset: offset as u64,
-            key: Some(log[p][offset].0.clone()),
-            timestamp: None,
-            payload: log[p][offset].1.clone(),
-        })
-        .collect();
-    *cursor = end as u64;
-    (!batch.is_empty()).then_some(Command::Records(batch))
-}
+    /// Hands `command` to instance `i`; false when the instance died of it (a persisting error
+    /// stops the daemon's process; an injected crash stops it too).
+    fn send(&mut self, i: usize, command: Command) -> bool {
+        let Some(instance) = self.live[i].as_mut() else { return false };
+        let failed = instance.shard.handle(command).is_err();
+        self.counts.commands += 1;
+        if failed || self.world.borrow().crashed {
+            self.crash(i, "dies");
+            return false;
+        }
+        true
+    }
 
-/// An idle tick a day before the earliest event time the partition has been handed: it runs
-/// the daemon's idle path (a seal that closes no window, persisted) without sealing a window
-/// any message of the workload falls in, so the run stays comparable with the reference. What
-/// the wall clock seals ahead of the data is not simulated (docs/exactly-once.md).
-fn idle(live: &[Option<Instance>], i: usize, p: usize, log: &Log) -> Option<Command> {
-    let cursor = *live[i].as_ref()?.cursors.get(&p)? as usize;
-    let earliest = log[p][..cursor].iter().filter_map(|(_, v)| event_time(v)).min()?;
-    let now = earliest.checked_sub(jiff::SignedDuration::from_hours(24)).ok()?;
-    Some(Command::Idle { partition: p as i32, now })
+    /// Instance `i` dies: its memory is gone, its partitions are reassigned from their
+    /// checkpoints.
+    fn crash(&mut self, i: usize, how: &str) {
+        let mut world = self.world.borrow_mut();
+        world.note(format!("instance {i} {how}"));
+        world.crashed = false;
+        self.live[i] = None;
+        self.owner.iter_mut().filter(|o| **o == Some(i)).for_each(|o| *o = None);
+        self.counts.crashes += 1;
+    }
+
+    /// Up to 16 of the partition's next messages, in offset order.
+    fn records(&mut self, i: usize, p: usize, rng: &mut ChaCha8Rng) -> Option<Command> {
+        let log = &self.log[p];
+        let cursor = self.live[i].as_mut()?.cursors.get_mut(&p)?;
+        let end = log.len().min(*cursor as usize + rng.random_range(1..=16));
+        let batch: Vec<Msg> = (*cursor as usize..end)
+            .map(|offset| Msg {
+                partition: p as i32,
+                offset: offset as u64,
+                key: Some(log[offset].0.clone()),
+                timestamp: None,
+                payload: log[offset].1.clone(),
+            })
+            .collect();
+        *cursor = end as u64;
+        (!batch.is_empty()).then_some(Command::Records(batch))
+    }
+
+    /// An idle tick a day before the earliest event time the partition has been handed: it runs
+    /// the daemon's idle path (a seal that closes no window, persisted) without sealing a
+    /// window any message of the workload falls in, so the run stays comparable with the
+    /// reference. What the wall clock seals ahead of the data is not simulated
+    /// (docs/exactly-once.md).
+    fn idle(&self, i: usize, p: usize) -> Option<Command> {
+        let cursor = *self.live[i].as_ref()?.cursors.get(&p)? as usize;
+        let earliest = self.log[p][..cursor].iter().filter_map(|(_, v)| event_time(v)).min()?;
+        let now = earliest.checked_sub(jiff::SignedDuration::from_hours(24)).ok()?;
+        Some(Command::Idle { partition: p as i32, now })
+    }
+
+    /// Moves partition `p` from its owner to an instance (possibly the same): the owner
+    /// checkpoints and releases it (`Revoke`), the new one loads it (`Assign`).
+    fn rebalance(&mut self, p: usize, rng: &mut ChaCha8Rng) {
+        let Some(from) = self.owner[p] else { return };
+        let (reply, _answer) = crossbeam_channel::bounded(1);
+        if self.send(from, Command::Revoke { partition: p as i32, reply }) {
+            if let Some(instance) = self.live[from].as_mut() {
+                instance.cursors.remove(&p);
+            }
+        }
+        self.owner[p] = None;
+        self.counts.rebalances += 1;
+        let to = rng.random_range(0..self.live.len());
+        self.world.borrow_mut().note(format!("partition {p} moves from instance {from} to {to}"));
+        if self.live[to].is_some() {
+            self.assign(to, p);
+        }
+    }
+
+    /// The end of the run, without faults: every partition's owner is ticked far past the
+    /// data, so every window seals, and checkpoints.
+    fn finish(&mut self, rng: &mut ChaCha8Rng) {
+        self.restart_and_assign(rng);
+        let far: Timestamp = "2100-01-01T00:00:00Z".parse().expect("constant");
+        for (p, i) in self.owner.clone().into_iter().enumerate() {
+            let i = i.expect("every partition owned once faults stop");
+            self.send(i, Command::Idle { partition: p as i32, now: far });
+            self.send(i, Command::Checkpoint);
+        }
+    }
 }
 
 /// The event time of a generated message, when it has a readable one.
@@ -215,80 +274,4 @@ fn event_time(value: &[u8]) -> Option<Timestamp> {
     let field = r#""event_time":""#;
     let rest = &text[text.find(field)? + field.len()..];
     rest.split('"').next()?.parse().ok()
-}
-
-fn send(
-    live: &mut [Option<Instance>],
-    owner: &mut [Option<usize>],
-    i: usize,
-    command: Command,
-    world: &Rc<RefCell<World>>,
-    counts: &mut RunCounts,
-) {
-    let Some(instance) = live[i].as_mut() else { return };
-    let failed = instance.shard.handle(command).is_err();
-    counts.commands += 1;
-    if failed || world.borrow().crashed {
-        world.borrow_mut().note(format!("instance {i} dies"));
-        crash(live, owner, i, world, counts);
-    }
-}
-
-/// The instance dies: its memory is gone, its partitions are reassigned from their checkpoints.
-fn crash(
-    live: &mut [Option<Instance>],
-    owner: &mut [Option<usize>],
-    i: usize,
-    world: &Rc<RefCell<World>>,
-    counts: &mut RunCounts,
-) {
-    world.borrow_mut().crashed = false;
-    live[i] = None;
-    owner.iter_mut().filter(|o| **o == Some(i)).for_each(|o| *o = None);
-    counts.crashes += 1;
-}
-
-/// Moves partition `p` from its owner to another instance: the owner checkpoints and releases
-/// it (`Revoke`), the new one loads it (`Assign`).
-fn rebalance(
-    live: &mut [Option<Instance>],
-    owner: &mut [Option<usize>],
-    p: usize,
-    world: &Rc<RefCell<World>>,
-    rng: &mut ChaCha8Rng,
-    counts: &mut RunCounts,
-) {
-    let Some(from) = owner[p] else { return };
-    let (reply, _answer) = crossbeam_channel::bounded(1);
-    send(live, owner, from, Command::Revoke { partition: p as i32, reply }, world, counts);
-    if let Some(instance) = live[from].as_mut() {
-        instance.cursors.remove(&p);
-    }
-    owner[p] = None;
-    counts.rebalances += 1;
-    let to = rng.random_range(0..live.len());
-    world.borrow_mut().note(format!("partition {p} moves from instance {from} to {to}"));
-    if live[to].is_some() {
-        assign(live, owner, to, p, world, counts);
-    }
-}
-
-/// The end of the run, without faults: every partition's owner is ticked far past the data, so
-/// every window seals, and checkpoints.
-fn finish(
-    settings: &Arc<Settings>,
-    world: &Rc<RefCell<World>>,
-    live: &mut [Option<Instance>],
-    owner: &mut [Option<usize>],
-    rng: &mut ChaCha8Rng,
-    counts: &mut RunCounts,
-) {
-    restart_and_assign(settings, world, live, owner, rng, counts);
-    let far: Timestamp = "2100-01-01T00:00:00Z".parse().expect("constant");
-    let owners: Vec<Option<usize>> = owner.to_vec();
-    for (p, i) in owners.iter().enumerate() {
-        let i = i.expect("every partition owned once faults stop");
-        send(live, owner, i, Command::Idle { partition: p as i32, now: far }, world, counts);
-        send(live, owner, i, Command::Checkpoint, world, counts);
-    }
 }

@@ -107,3 +107,13 @@ fn a_skipped_local_day_gives_one_long_window() {
         t = t.checked_add(SignedDuration::from_mins(20)).expect("in range");
     }
 }
+
+proptest::proptest! {
+    /// The field-by-field id is the strftime one, across the whole range of years 0-9999
+    /// (and beyond it the strftime one is used).
+    #[test]
+    fn window_id_text_is_the_strftime_text(secs in -377_705_116_800i64..253_402_300_799i64) {
+        let id = WindowId(secs);
+        proptest::prop_assert_eq!(id.to_string(), id.end().strftime("%Y%m%dT%H%MZ").to_string());
+    }
+}

@@ -16,6 +16,10 @@ pub type Minor = i64;
 /// A sum of [`Minor`] amounts.
 pub type MinorSum = i128;
 
+/// 10^0 to 10^3: a scale step between an amount as parsed and its currency's minor units
+/// (currencies have at most three).
+const POWERS_OF_TEN: [i128; 4] = [1, 10, 100, 1_000];
+
 impl Currency {
     /// `amount` in this currency's minor units; `None` when it has more fraction digits than the
     /// currency allows or does not fit a [`MinorSum`].
@@ -24,7 +28,7 @@ impl Currency {
         if scale > minor {
             return None;
         }
-        amount.mantissa().checked_mul(10i128.pow(minor - scale))
+        amount.mantissa().checked_mul(POWERS_OF_TEN[(minor - scale) as usize])
     }
 
     /// The instruction-sized `amount` in minor units. Panics when it has more fraction digits
@@ -121,6 +125,13 @@ mod tests {
         assert_eq!(write(jpy, 0), "0");
         assert_eq!(write(kwd, 5), "0.005");
         assert_eq!(write(kwd, i128::MIN).len(), 41, "the widest value still fits");
+    }
+
+    #[test]
+    fn every_currency_scale_step_is_in_the_table() {
+        for (code, minor) in crate::money::CURRENCIES {
+            assert!(usize::from(*minor) < super::POWERS_OF_TEN.len(), "{code}");
+        }
     }
 
     #[test]

@@ -44,7 +44,8 @@ type Key = u128;
 /// The key of transaction `id` of `merchant` (a capture, or the original of refunds).
 fn original_key(merchant: &str, id: &str) -> Key {
     let len = merchant.len() + id.len() + 1;
-    let mut stack = [0u8; 256];
+    // Most keys fit 64 bytes; the buffer is zeroed on every call, so it is kept small.
+    let mut stack = [0u8; 64];
     let mut heap = Vec::new();
     let bytes = if len <= stack.len() {
         &mut stack[..len]
@@ -246,7 +247,7 @@ impl Netter {
             Body::Refund(refund) => self.refund(&instruction, refund, (merchant, amount), place, seq),
             Body::RefundReversal { reverses } => self.reversal(&instruction, reverses, (merchant, amount), place),
         }?;
-        let merchant = self.state.merchants.intern(&instruction.merchant_id);
+        let merchant = merchant.unwrap_or_else(|| self.state.merchants.intern(&instruction.merchant_id));
         let batch = self.batch(place.window, (merchant, currency));
         batch.fees += MinorSum::from(fee);
         let amount_sum = MinorSum::from(amount);
@@ -328,7 +329,7 @@ impl Netter {
         };
         self.state.originals.insert(original_key, original);
         let record = RefundRecord {
-            merchant: self.state.merchants.intern(&ins.merchant_id),
+            merchant: merchant.unwrap_or_else(|| self.state.merchants.intern(&ins.merchant_id)),
             original: original_key,
             currency,
             amount,

@@ -148,7 +148,15 @@ pub fn end_to_end_id(
         CreditKind::Refund => 'R',
         CreditKind::Payout => 'P',
     };
-    let id = format_compact!("{window}{tag}{}", hex::encode(&digest[..10]));
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = [0u8; 20];
+    for (i, byte) in digest[..10].iter().enumerate() {
+        hex[2 * i] = HEX[usize::from(byte >> 4)];
+        hex[2 * i + 1] = HEX[usize::from(byte & 15)];
+    }
+    // Only ASCII hex digits were written.
+    let hex = std::str::from_utf8(&hex).unwrap_or_default();
+    let id = format_compact!("{window}{tag}{hex}");
     assert!(id.len() <= 35, "EndToEndId {id} longer than 35");
     id
 }
