@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use clearhouse_daemon::shard::{Command, Msg, Shard};
+use clearhouse_daemon::shard::{Command, Durable, Msg, Shard};
 use clearhouse_daemon::Settings;
 use clearhouse_gen::{generate_each, GenOptions};
+use crossbeam_channel::Receiver;
 use jiff::Timestamp;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -71,6 +72,8 @@ pub struct RunCounts {
 struct Instance {
     shard: Shard<SimIo, SimIo>,
     cursors: BTreeMap<usize, u64>,
+    /// The shard's durable-checkpoint reports: what the consumer commits.
+    reports: Receiver<Durable>,
 }
 
 /// The instances of a run and who owns which partition: what the consumer group decides in
@@ -150,11 +153,11 @@ impl Cluster<'_> {
     fn restart_and_assign(&mut self, rng: &mut ChaCha8Rng) {
         for (i, slot) in self.live.iter_mut().enumerate().filter(|(_, s)| s.is_none()) {
             self.world.borrow_mut().note(format!("instance {i} starts"));
-            let (reports, _) = crossbeam_channel::unbounded();
+            let (report_tx, reports) = crossbeam_channel::unbounded();
             let (wake, _) = crossbeam_channel::unbounded();
-            let io = SimIo(Rc::clone(self.world));
-            let shard = Shard::new(Arc::clone(self.settings), io.clone(), reports, wake, io);
-            *slot = Some(Instance { shard, cursors: BTreeMap::new() });
+            let io = SimIo { world: Rc::clone(self.world), reports: reports.clone() };
+            let shard = Shard::new(Arc::clone(self.settings), io.clone(), report_tx, wake, io);
+            *slot = Some(Instance { shard, cursors: BTreeMap::new(), reports });
         }
         for p in 0..self.owner.len() {
             if self.owner[p].is_none() {
@@ -188,6 +191,9 @@ impl Cluster<'_> {
         let Some(instance) = self.live[i].as_mut() else { return false };
         let failed = instance.shard.handle(command).is_err();
         self.counts.commands += 1;
+        // Reports sent before a crash may have been committed: the consumer thread took them.
+        let reports: Vec<Durable> = instance.reports.try_iter().collect();
+        reports.into_iter().for_each(|report| self.world.borrow_mut().commit(report));
         if failed || self.world.borrow().crashed {
             self.crash(i, "dies");
             return false;

@@ -8,10 +8,10 @@
 //! after it lands), write errors, lost broker acknowledgements, restarts and rebalances. Each
 //! seed's result is compared with the same workload run with no faults (`check.rs`).
 //!
-//! Not simulated yet (docs/exactly-once.md): the consumer's offset commits and group protocol
-//! (the driver stands in for them, resuming from checkpoints as the daemon does), the window
-//! assembler and the credits and windows topics, idle ticks that seal ahead of the data, and
-//! what happens inside one atomic file replace.
+//! Not simulated yet (docs/exactly-once.md): the consumer loop and group protocol themselves
+//! (the driver stands in for them: it assigns, resumes from checkpoints and commits what the
+//! shard reports, as the daemon does), the window assembler and the credits and windows topics,
+//! idle ticks that seal ahead of the data, and what happens inside one atomic file replace.
 
 mod check;
 mod driver;
@@ -76,6 +76,7 @@ pub fn run_seed(seed: u64, config: &SimConfig, settings: &Arc<Settings>) -> Resu
     let reference = Rc::new(RefCell::new(World::new(ChaCha8Rng::seed_from_u64(seed), 0)));
     driver::drive(settings, &workload, &reference, &mut ChaCha8Rng::seed_from_u64(seed ^ 1), false);
     let faulty = Rc::new(RefCell::new(World::new(ChaCha8Rng::seed_from_u64(seed ^ 2), config.fault_permille)));
+    faulty.borrow_mut().expect_rejects(&settings.input_topic, reference.borrow().rejected());
     let counts = driver::drive(settings, &workload, &faulty, &mut ChaCha8Rng::seed_from_u64(seed ^ 3), true);
     let (reference, faulty) = (reference.borrow(), faulty.borrow());
     check::compare(seed, &workload.log, &reference, &faulty)

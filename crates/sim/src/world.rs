@@ -13,10 +13,11 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use clearhouse_daemon::shard::{LetterSink, PartitionStore};
+use clearhouse_daemon::shard::{Durable, LetterSink, PartitionStore};
 use clearhouse_daemon::state_dir::{decode_checkpoint, decode_part, encode_checkpoint, encode_part, StateError};
 use clearhouse_domain::WindowId;
 use clearhouse_engine::stream::{PartitionState, SealedPart, StateView};
+use crossbeam_channel::Receiver;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -54,6 +55,8 @@ pub struct World {
     parts: BTreeMap<(WindowId, i32), Vec<u8>>,
     /// Every dead letter the topic holds, in publication order (duplicates included).
     pub dead_letters: Vec<(String, Vec<u8>)>,
+    /// Their keys.
+    dead_letter_keys: std::collections::BTreeSet<String>,
     rng: ChaCha8Rng,
     /// Faults per thousand I/O steps (0: none).
     fault_permille: u32,
@@ -65,6 +68,11 @@ pub struct World {
     pub rewritten_parts: Vec<(WindowId, i32)>,
     /// The schedule as it happened: every fault, crash, restart and rebalance, in order.
     pub events: Vec<String>,
+    /// Invariants broken during the run (checked as it goes, reported after it).
+    pub violations: Vec<String>,
+    /// The input topic and, per partition, the offsets the reference run rejected: every one
+    /// below a committed offset must already be on the dead-letter topic.
+    expected_rejects: (String, BTreeMap<i32, Vec<u64>>),
     steps: u64,
 }
 
@@ -75,13 +83,43 @@ impl World {
             checkpoints: BTreeMap::new(),
             parts: BTreeMap::new(),
             dead_letters: Vec::new(),
+            dead_letter_keys: std::collections::BTreeSet::new(),
             rng,
             fault_permille,
             crashed: false,
             injected: BTreeMap::new(),
             rewritten_parts: Vec::new(),
             events: Vec::new(),
+            violations: Vec::new(),
+            expected_rejects: (String::new(), BTreeMap::new()),
             steps: 0,
+        }
+    }
+
+    /// What commits are held to: the reference run's rejects on `topic`.
+    pub fn expect_rejects(&mut self, topic: &str, rejected: BTreeMap<i32, Vec<u64>>) {
+        self.expected_rejects = (topic.to_owned(), rejected);
+    }
+
+    /// The consumer commits `report`'s offset. It must be covered by the partition's durable
+    /// checkpoint, and every reject below it must be on the dead-letter topic already, or a
+    /// crash now would lose them: the next owner resumes from the checkpoint, and nothing
+    /// re-sends a letter the checkpoint no longer holds.
+    pub fn commit(&mut self, report: Durable) {
+        let p = report.partition;
+        let durable = self.checkpoint_offset(p);
+        if durable.is_none_or(|d| d < report.next_offset) {
+            let problem =
+                format!("partition {p}: offset {} committed past its checkpoint {durable:?}", report.next_offset);
+            self.violations.push(problem);
+        }
+        let (topic, rejected) = &self.expected_rejects;
+        let below = rejected.get(&p).into_iter().flatten().filter(|&&o| o < report.next_offset);
+        let first_missing = below.map(|o| format!("{topic}/{p}/{o}")).find(|key| !self.has_dead_letter(key));
+        if let Some(key) = first_missing {
+            let problem =
+                format!("partition {p}: offset {} committed before reject {key} was published", report.next_offset);
+            self.violations.push(problem);
         }
     }
 
@@ -124,6 +162,36 @@ impl World {
         self.checkpoints.iter().map(|(p, bytes)| Ok((*p, decode_checkpoint(bytes, "sim")?))).collect()
     }
 
+    /// The next offset of the partition's durable checkpoint, if it has one.
+    pub fn checkpoint_offset(&self, partition: i32) -> Option<u64> {
+        let bytes = self.checkpoints.get(&partition)?;
+        decode_checkpoint(bytes, "sim").ok().map(|state| state.next_offset)
+    }
+
+    /// Whether the dead-letter topic holds a letter with this key.
+    pub fn has_dead_letter(&self, key: &str) -> bool {
+        self.dead_letter_keys.contains(key)
+    }
+
+    fn store_dead_letters(&mut self, letters: &[(String, Vec<u8>)]) {
+        self.dead_letters.extend_from_slice(letters);
+        self.dead_letter_keys.extend(letters.iter().map(|(key, _)| key.clone()));
+    }
+
+    /// The offsets rejected per partition, from the dead-letter keys (`topic/partition/offset`).
+    pub fn rejected(&self) -> BTreeMap<i32, Vec<u64>> {
+        let mut out: BTreeMap<i32, Vec<u64>> = BTreeMap::new();
+        for (key, _) in &self.dead_letters {
+            let mut parts = key.rsplitn(3, '/');
+            let offset = parts.next().and_then(|o| o.parse().ok());
+            let partition = parts.next().and_then(|p| p.parse().ok());
+            if let (Some(offset), Some(partition)) = (offset, partition) {
+                out.entry(partition).or_default().push(offset);
+            }
+        }
+        out
+    }
+
     /// The window parts, as written.
     pub fn parts(&self) -> &BTreeMap<(WindowId, i32), Vec<u8>> {
         &self.parts
@@ -143,13 +211,31 @@ fn io_error(step: Step) -> StateError {
     StateError::Storage(clearhouse_storage::StorageError::Io { path: "sim".into(), source })
 }
 
-/// A shard's handle on the shared world (one process at a time uses it, so a `RefCell`).
+/// A shard's handle on the shared world (one process at a time uses it, so a `RefCell`), and
+/// on its durable-checkpoint reports: before each I/O step the consumer commits whatever the
+/// shard reported so far, as the daemon's consumer thread may at any instant.
 #[derive(Debug, Clone)]
-pub struct SimIo(pub Rc<RefCell<World>>);
+pub struct SimIo {
+    /// The world.
+    pub world: Rc<RefCell<World>>,
+    /// The shard's reports.
+    pub reports: Receiver<Durable>,
+}
+
+impl SimIo {
+    /// Commits the reports so far, then hands out the world for one I/O step.
+    fn step(&self) -> std::cell::RefMut<'_, World> {
+        let mut world = self.world.borrow_mut();
+        for report in self.reports.try_iter() {
+            world.commit(report);
+        }
+        world
+    }
+}
 
 impl PartitionStore for SimIo {
     fn load(&self, partition: i32) -> Result<Option<PartitionState>, StateError> {
-        let mut world = self.0.borrow_mut();
+        let mut world = self.step();
         if world.fault(Step::LoadCheckpoint).is_some() {
             return Err(io_error(Step::LoadCheckpoint));
         }
@@ -158,7 +244,7 @@ impl PartitionStore for SimIo {
 
     fn save(&self, partition: i32, view: &StateView<'_>, open_instructions: u64) -> Result<(), StateError> {
         let bytes = encode_checkpoint(partition, view, open_instructions)?;
-        let mut world = self.0.borrow_mut();
+        let mut world = self.step();
         match world.fault(Step::SaveCheckpoint) {
             Some(Fault::CrashBefore | Fault::Error | Fault::AckLost) => Err(io_error(Step::SaveCheckpoint)),
             Some(Fault::CrashAfter) => {
@@ -174,7 +260,7 @@ impl PartitionStore for SimIo {
 
     fn save_part(&self, partition: i32, part: &SealedPart) -> Result<(), StateError> {
         let bytes = encode_part(part)?;
-        let mut world = self.0.borrow_mut();
+        let mut world = self.step();
         match world.fault(Step::SavePart) {
             Some(Fault::CrashBefore | Fault::Error | Fault::AckLost) => Err(io_error(Step::SavePart)),
             Some(Fault::CrashAfter) => {
@@ -194,15 +280,15 @@ impl LetterSink for SimIo {
         if letters.is_empty() {
             return true;
         }
-        let mut world = self.0.borrow_mut();
+        let mut world = self.step();
         match world.fault(Step::PublishDeadLetters) {
             Some(Fault::CrashBefore | Fault::Error) => false,
             Some(Fault::CrashAfter | Fault::AckLost) => {
-                world.dead_letters.extend_from_slice(letters);
+                world.store_dead_letters(letters);
                 false
             }
             None => {
-                world.dead_letters.extend_from_slice(letters);
+                world.store_dead_letters(letters);
                 true
             }
         }
