@@ -26,12 +26,13 @@ use clearhouse_domain::WindowId;
 use clearhouse_engine::stream::{PartitionState, Seal, SealedPart, StateView};
 use serde::{Deserialize, Serialize};
 
+/// v6: merchants nothing refers to are forgotten with the history (free handles).
 /// v5: amounts in minor units, batches and refunds keyed by merchant handles.
 /// v4: ids, captures, originals and refunds remember the event time they are forgotten by
 /// (the history horizon).
 /// v3: the progress record sits in the checkpoint's head, so one rename makes both durable
 /// (v2: captures remember their amount and event time, so refunds are held to them).
-const MAGIC: &[u8; 8] = b"CHCKPT05";
+const MAGIC: &[u8; 8] = b"CHCKPT06";
 /// Magic, progress length and checksum, body length and checksum.
 const HEAD: usize = 8 + 8 + 16 + 8 + 16;
 /// A progress record larger than this is damage, not a record (seal history is bounded).
@@ -84,7 +85,7 @@ impl Head {
     fn parse(bytes: &[u8], path: &Path) -> Result<Head, StateError> {
         let corrupt = |problem: &str| StateError::Corrupt { path: path.to_owned(), problem: problem.to_owned() };
         if bytes.len() < HEAD || &bytes[..8] != MAGIC {
-            return Err(corrupt("not a clearhouse checkpoint (v5)"));
+            return Err(corrupt("not a clearhouse checkpoint (v6)"));
         }
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
         let u128_at = |at: usize| u128::from_le_bytes(bytes[at..at + 16].try_into().expect("16 bytes"));
@@ -279,7 +280,7 @@ mod tests {
         let dir = StateDir::open(tmp.path(), "topic").expect("open");
         assert!(dir.load(0).expect("load").is_none());
         let p0 = dir.partition_dir(0).expect("p0");
-        p0.replace("checkpoint.bin", b"CHCKPT05 but then garbage that is long enough for a head").expect("write");
+        p0.replace("checkpoint.bin", b"CHCKPT06 but then garbage that is long enough for a head").expect("write");
         let err = dir.load(0).expect_err("damaged");
         assert!(err.to_string().contains("damaged"), "{err}");
     }

@@ -6,12 +6,12 @@
 //! netted into (its event window, or a later one when it arrives late) and when windows close.
 
 mod batch;
+mod merchants;
 mod settle;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use compact_str::CompactString;
 use foldhash::fast::RandomState;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -23,15 +23,13 @@ use crate::money::{Currency, Minor, MinorSum};
 use crate::policy::Policy;
 use crate::reject::{Reject, RejectReason};
 use batch::BatchState;
+use merchants::{MerchantHandle, Merchants};
 
 pub use batch::{Counts, Detail, Effect};
 
 pub use settle::{end_to_end_id, Credit, CreditKind, SettledBatch, Totals};
 
 type Map<K, V> = HashMap<K, V, RandomState>;
-
-/// A merchant as the state keys it: its index in [`Merchants`].
-type MerchantHandle = u32;
 
 /// A batch is one merchant's instructions in one currency (within one window).
 type BatchKey = (MerchantHandle, Currency);
@@ -57,43 +55,6 @@ fn original_key(merchant: &str, id: &str) -> Key {
     bytes[merchant.len()] = 0xff; // never in an id: keeps ("ab","c") apart from ("a","bc")
     bytes[merchant.len() + 1..].copy_from_slice(id.as_bytes());
     xxh3_128(bytes)
-}
-
-/// The merchants a shard has netted for, each given a small handle once: batches and carried
-/// debt are keyed by handle, so the hot path hashes and compares a merchant's id once per
-/// instruction instead of once per map it touches. Handles never reach an output (batches
-/// are sorted by id when a window closes), so they may differ between runs and shard counts.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Merchants {
-    ids: Vec<CompactString>,
-    #[serde(skip)]
-    handles: Map<CompactString, MerchantHandle>,
-}
-
-impl Merchants {
-    /// Rebuilds the index of a state restored from a checkpoint, which keeps only the ids.
-    fn reindex(&mut self) {
-        self.handles = self.ids.iter().enumerate().map(|(h, id)| (id.clone(), h as MerchantHandle)).collect();
-        assert_eq!(self.handles.len(), self.ids.len(), "a merchant twice in a checkpoint");
-    }
-
-    fn get(&self, id: &str) -> Option<MerchantHandle> {
-        self.handles.get(id).copied()
-    }
-
-    fn intern(&mut self, id: &CompactString) -> MerchantHandle {
-        if let Some(handle) = self.get(id) {
-            return handle;
-        }
-        let handle = MerchantHandle::try_from(self.ids.len()).expect("fewer than 2^32 merchants per shard");
-        self.ids.push(id.clone());
-        self.handles.insert(id.clone(), handle);
-        handle
-    }
-
-    fn id(&self, handle: MerchantHandle) -> &CompactString {
-        &self.ids[handle as usize]
-    }
 }
 
 /// The key of an id on its own: a refund's (ids are unique across merchants), or a merchant's.
@@ -214,6 +175,19 @@ impl Netter {
         self.state.captures.retain(|_, c| c.event_time >= before);
         self.state.originals.retain(|_, o| o.original_time >= before);
         self.state.refunds.retain(|_, r| r.event_time >= before);
+        // A merchant nothing refers to any more (no open batch, no carried debt, no refund a
+        // reversal could name) is forgotten too: its handle is free for the next new merchant.
+        let state = &self.state;
+        let open = state.open.values().flat_map(|w| w.keys()).map(|(m, _)| *m);
+        let carried = state.carried.keys().map(|(m, _)| *m);
+        let referred = state.refunds.values().map(|r| r.merchant);
+        let live: std::collections::HashSet<MerchantHandle> = open.chain(carried).chain(referred).collect();
+        self.state.merchants.retain(&live);
+    }
+
+    /// Merchants remembered (what [`Netter::expire`] also bounds).
+    pub fn merchants_len(&self) -> usize {
+        self.state.merchants.len()
     }
 
     /// Remembered captures, originals and refunds (what [`Netter::expire`] bounds).

@@ -251,3 +251,27 @@ fn placing_into_a_closed_window_is_a_bug() {
     close(&mut n);
     let _ = n.apply(2, capture("C2", "M1", "5.00", "CNY"), at(W1));
 }
+
+#[test]
+fn expiry_forgets_merchants_nothing_refers_to_and_reuses_their_handles() {
+    let mut n = netter();
+    n.apply(1, capture("C1", "M1", "5.00", "CNY"), at(W1)).expect("M1");
+    n.apply(2, capture("C2", "M2", "500.00", "CNY"), at(W1)).expect("M2");
+    n.apply(3, refund("R1", "T1", "60.00", "100.00", "A1"), at(W1)).expect("M1 refund");
+    close(&mut n);
+    let later: Timestamp = "2027-06-01T00:00:00Z".parse().expect("time");
+    n.expire(later);
+    // M1 ends the window in debt (5.00 - 60.00 - 0.10), so it is kept; M2 was paid out and its
+    // history is gone, so it is forgotten.
+    assert_eq!(n.merchants_len(), 1);
+    n.apply(4, capture("C3", "M3", "1.00", "CNY"), at(W2)).expect("M3 takes M2's handle");
+    n.apply(5, capture("C4", "M2", "1.00", "CNY"), at(W2)).expect("M2 again, as new");
+    n.apply(6, capture("C5", "M1", "1.00", "CNY"), at(W2)).expect("M1 still known");
+    assert_eq!(n.merchants_len(), 3);
+    let batches = close(&mut n);
+    let merchants: Vec<String> = batches.iter().map(|b| b.merchant_id.to_string()).collect();
+    assert_eq!(merchants, ["M1", "M2", "M3"], "batches by merchant id whatever the handles");
+    assert_eq!(batches[0].totals.carried_in, d("-55.10"), "M1's debt was kept with it");
+    let restored = Netter::restore(Arc::new(Policy::default()), n.state().clone());
+    assert_eq!(restored.merchants_len(), 3, "handles survive a checkpoint");
+}
