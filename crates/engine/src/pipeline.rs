@@ -41,16 +41,7 @@ where
     let (parsed_tx, parsed_rx) = bounded::<ParsedBatch>(config.queue_batches);
     let (part_txs, part_rxs): (Vec<_>, Vec<_>) =
         (0..routers).map(|_| bounded::<PartBatch>(config.queue_batches)).unzip();
-    // shard_links[router][shard]: every router talks to every shard.
-    let mut shard_links: Vec<Vec<Sender<ShardBatch>>> = (0..routers).map(|_| Vec::new()).collect();
-    let mut shard_inputs: Vec<Vec<Receiver<ShardBatch>>> = (0..config.shards).map(|_| Vec::new()).collect();
-    for links in &mut shard_links {
-        for inputs in &mut shard_inputs {
-            let (tx, rx) = bounded::<ShardBatch>(config.queue_batches);
-            links.push(tx);
-            inputs.push(rx);
-        }
-    }
+    let (shard_links, shard_inputs) = mesh(routers, config.shards, config.queue_batches);
     std::thread::scope(|scope| {
         for _ in 0..config.parse_threads {
             let (rx, tx) = (raw_rx.clone(), parsed_tx.clone());
@@ -77,6 +68,26 @@ where
             None => Ok(assemble(routed, outputs, last_position, calendar)),
         }
     })
+}
+
+/// The channels between routers and shards: every router talks to every shard. Returns the
+/// senders per router and the receivers per shard (in router order).
+#[allow(clippy::type_complexity)]
+fn mesh(
+    routers: usize,
+    shards: usize,
+    capacity: usize,
+) -> (Vec<Vec<Sender<ShardBatch>>>, Vec<Vec<Receiver<ShardBatch>>>) {
+    let mut links: Vec<Vec<Sender<ShardBatch>>> = (0..routers).map(|_| Vec::new()).collect();
+    let mut inputs: Vec<Vec<Receiver<ShardBatch>>> = (0..shards).map(|_| Vec::new()).collect();
+    for router in &mut links {
+        for shard in &mut inputs {
+            let (tx, rx) = bounded::<ShardBatch>(capacity);
+            router.push(tx);
+            shard.push(rx);
+        }
+    }
+    (links, inputs)
 }
 
 /// A stage's result; a stage that panicked (a broken invariant) stops the run with its panic.
