@@ -32,13 +32,13 @@ struct Tally<'a> {
 }
 
 impl Tally<'_> {
-    fn compare(&self, scale: u32, at: &str) -> Result<(), String> {
+    fn compare(&self, currency: Currency, at: &str) -> Result<(), String> {
         let count = self.stated_count.and_then(|t| std::str::from_utf8(t).ok()?.parse::<u64>().ok());
         if count != Some(self.count) {
             return Err(format!("{at}: NbOfTxs {:?} but {} transfers", self.stated_count.map(lossy), self.count));
         }
-        if self.stated_sum.and_then(|t| minor_units(t, scale)) != Some(self.sum) {
-            let sum = Decimal::from_i128_with_scale(self.sum, scale);
+        if self.stated_sum.and_then(|t| minor_units(t, currency)) != Some(self.sum) {
+            let sum = Decimal::from_i128_with_scale(self.sum, currency.minor_units());
             return Err(format!("{at}: CtrlSum {:?} but the transfers add up to {sum}", self.stated_sum.map(lossy)));
         }
         Ok(())
@@ -71,7 +71,7 @@ pub fn check(bytes: &[u8], currency: Currency) -> Result<Checked, String> {
             b"/PmtInf" => {
                 payments += 1;
                 let done = payment.take().ok_or("</PmtInf> without <PmtInf>")?;
-                done.compare(scale, &format!("PmtInf {payments}"))?;
+                done.compare(currency, &format!("PmtInf {payments}"))?;
                 group.count += done.count;
                 group.sum = group.sum.checked_add(done.sum).ok_or("sum overflows")?;
             }
@@ -93,7 +93,7 @@ pub fn check(bytes: &[u8], currency: Currency) -> Result<Checked, String> {
                 let (true, Some(p)) = (t == amount_tag.as_bytes(), payment.as_mut()) else {
                     return Err(format!("<{}> outside a payment or not in {currency}", lossy(t)));
                 };
-                let value = minor_units(text, scale).filter(|&v| v > 0).ok_or_else(|| {
+                let value = minor_units(text, currency).filter(|&v| v > 0).ok_or_else(|| {
                     format!("amount {:?} is not a positive {currency} amount with {scale} decimals", lossy(text))
                 })?;
                 p.count += 1;
@@ -105,27 +105,20 @@ pub fn check(bytes: &[u8], currency: Currency) -> Result<Checked, String> {
     if payment.is_some() || in_group {
         return Err("the file ends inside an element".to_owned());
     }
-    group.compare(scale, "GrpHdr")?;
+    group.compare(currency, "GrpHdr")?;
     if ids.len() as u64 != group.count {
         return Err(format!("{} EndToEndIds for {} transfers", ids.len(), group.count));
     }
     Ok(Checked { records: group.count, total: Decimal::from_i128_with_scale(group.sum, scale) })
 }
 
-/// `text` as an integer count of minor units when it is a plain decimal with exactly `scale`
-/// fraction digits and at most 18 digits in all (ISO 20022's limit).
-fn minor_units(text: &[u8], scale: u32) -> Option<i128> {
-    let (int, frac) = match scale {
-        0 => (text, &b""[..]),
-        _ => {
-            let dot = text.len().checked_sub(scale as usize + 1)?;
-            (text.get(..dot)?, text.get(dot..).filter(|f| f[0] == b'.').map(|f| &f[1..])?)
-        }
-    };
-    if int.is_empty() || int.len() + frac.len() > 18 {
-        return None;
-    }
-    int.iter().chain(frac).try_fold(0i128, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + i128::from(b - b'0')))
+/// `text` as an integer count of `currency`'s minor units when it is a plain decimal with
+/// exactly its fraction digits (`Currency::parse_minor`), not negative, and of at most 18 digits
+/// in all (ISO 20022's limit).
+fn minor_units(text: &[u8], currency: Currency) -> Option<i128> {
+    let digits = text.iter().filter(|b| b.is_ascii_digit()).count();
+    let value = currency.parse_minor(std::str::from_utf8(text).ok()?)?;
+    (value >= 0 && digits <= 18).then_some(value)
 }
 
 #[cfg(test)]
@@ -172,11 +165,12 @@ mod tests {
 
     #[test]
     fn minor_units_take_exactly_the_currency_scale() {
-        assert_eq!(minor_units(b"12.34", 2), Some(1234));
-        assert_eq!(minor_units(b"1234", 0), Some(1234));
+        let jpy = Currency::from_code("JPY").expect("JPY");
+        assert_eq!(minor_units(b"12.34", cny()), Some(1234));
+        assert_eq!(minor_units(b"1234", jpy), Some(1234));
         for bad in [&b"12.3"[..], b"12.345", b".34", b"1,34", b"-1.00", b"12", b"1e2.00", b"1234567890123456789.00"] {
-            assert_eq!(minor_units(bad, 2), None, "{}", String::from_utf8_lossy(bad));
+            assert_eq!(minor_units(bad, cny()), None, "{}", String::from_utf8_lossy(bad));
         }
-        assert_eq!(minor_units(b"12.3", 0), None);
+        assert_eq!(minor_units(b"12.3", jpy), None);
     }
 }
