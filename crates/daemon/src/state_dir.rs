@@ -172,15 +172,12 @@ impl StateDir {
         let path = dir.path().join("checkpoint.bin");
         let Some(mut file) = dir.open_file("checkpoint.bin")? else { return Ok(None) };
         let io = |source| StateError::Storage(clearhouse_storage::StorageError::Io { path: path.clone(), source });
-        let mut head = vec![0; HEAD];
-        file.read_exact(&mut head).map_err(io)?;
-        let parsed = Head::parse(&head, &path)?;
-        let mut json = vec![0; parsed.progress_len as usize];
-        file.read_exact(&mut json).map_err(io)?;
-        if xxhash_rust::xxh3::xxh3_128(&json) != parsed.progress_sum {
-            return Err(parsed.corrupt("progress checksum mismatch"));
-        }
-        serde_json::from_slice(&json).map(Some).map_err(|e| parsed.corrupt(&e.to_string()))
+        let mut start = vec![0; HEAD];
+        file.read_exact(&mut start).map_err(io)?;
+        let json_len = Head::parse(&start, &path)?.progress_len as usize;
+        start.resize(HEAD + json_len, 0);
+        file.read_exact(&mut start[HEAD..]).map_err(io)?;
+        decode_progress(&start, &path).map(Some)
     }
 
     fn parts_dir(&self, window: WindowId) -> Result<Dir, StateError> {
@@ -254,6 +251,17 @@ pub fn decode_checkpoint(bytes: &[u8], path: impl AsRef<Path>) -> Result<Partiti
         return Err(head.corrupt("checksum mismatch"));
     }
     postcard::from_bytes(body).map_err(|e| head.corrupt(&e.to_string()))
+}
+
+/// The progress record at the start of a checkpoint's bytes (its head and progress are enough;
+/// the state after them is not read), checked against its checksum.
+pub fn decode_progress(bytes: &[u8], path: impl AsRef<Path>) -> Result<Progress, StateError> {
+    let head = Head::parse(bytes, path.as_ref())?;
+    let json = bytes.get(HEAD..head.body_start()).ok_or_else(|| head.corrupt("length mismatch"))?;
+    if xxhash_rust::xxh3::xxh3_128(json) != head.progress_sum {
+        return Err(head.corrupt("progress checksum mismatch"));
+    }
+    serde_json::from_slice(json).map_err(|e| head.corrupt(&e.to_string()))
 }
 
 /// A sealed part's bytes.

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use clearhouse_daemon::shard::{Durable, LetterSink, PartitionStore};
-use clearhouse_daemon::state_dir::{decode_checkpoint, decode_part, encode_checkpoint, encode_part, StateError};
+use clearhouse_daemon::state_dir::{
+    decode_checkpoint, decode_part, decode_progress, encode_checkpoint, encode_part, StateError,
+};
 use clearhouse_domain::WindowId;
 use clearhouse_engine::stream::{PartitionState, SealedPart, StateView};
 use crossbeam_channel::Receiver;
@@ -165,7 +167,7 @@ impl World {
     /// The next offset of the partition's durable checkpoint, if it has one.
     pub fn checkpoint_offset(&self, partition: i32) -> Option<u64> {
         let bytes = self.checkpoints.get(&partition)?;
-        decode_checkpoint(bytes, "sim").ok().map(|state| state.next_offset)
+        decode_progress(bytes, "sim").ok().map(|progress| progress.next_offset)
     }
 
     /// Whether the dead-letter topic holds a letter with this key.
