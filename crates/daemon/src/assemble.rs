@@ -5,6 +5,12 @@
 //! at a time. Each step is idempotent: the files are deterministic and the store refuses
 //! different content, and a publication records the credits topic's end offsets before its first
 //! message, so after a crash it reads back what already reached the topic and sends only the rest.
+//! `replay --emit` publishes restored windows through the same [`Assembly::publish`].
+//!
+//! The decisions ([`Assembly`]) run against [`Topics`], [`AssemblyState`] and an `OutputStore`
+//! (`io.rs`), so `clearhouse-sim` drives this code with its fault injector.
+
+mod io;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,15 +21,12 @@ use clearhouse_domain::{SettledBatch, WindowId};
 use clearhouse_engine::stream::{seal_of, Seal, SealedPart};
 use clearhouse_formats::events::{credit_messages, window_message};
 use clearhouse_formats::{window_files, DirStore, Fences, Manifest, OutputStore, WindowMeta};
-use clearhouse_kafka::TopicWriter;
 use crossbeam_channel::Receiver;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::readback::{end_offsets, messages_since, reader};
 use crate::state_dir::StateDir;
 use crate::{telemetry, DaemonError, Settings};
+pub use io::{AssemblyState, KafkaTopics, Message, Topics};
 
-const TIMEOUT: Duration = Duration::from_secs(30);
 /// Most windows published in one round (bounds what a round holds in memory).
 const MAX_WINDOWS_PER_ROUND: usize = 64;
 
@@ -36,22 +39,19 @@ pub(crate) fn fences(topic: &str, seals: &[Seal]) -> Fences {
     }
 }
 
+/// The daemon's assembler thread: [`Assembly`] on the state directory, rdkafka and the output
+/// directory, under the assembler lock.
 pub(crate) struct Assembler {
-    settings: Arc<Settings>,
     state: StateDir,
-    store: DirStore,
-    client: BaseConsumer,
-    writer: TopicWriter,
-    /// When this instance first found each pending window sealed by every partition.
-    sealed_at: HashMap<WindowId, Instant>,
+    assembly: Assembly<StateDir, KafkaTopics, DirStore>,
 }
 
 impl Assembler {
     pub(crate) fn new(settings: Arc<Settings>, state: StateDir) -> Result<Assembler, DaemonError> {
         let store = DirStore::create(&settings.out_dir)?;
-        let client = reader(&settings, "assembler")?;
-        let writer = TopicWriter::new(&settings.kafka, &settings.credits_topic)?;
-        Ok(Assembler { settings, state, store, client, writer, sealed_at: HashMap::new() })
+        let topics = KafkaTopics::connect(&settings, "assembler")?;
+        let assembly = Assembly::new(settings, state.clone(), topics, store);
+        Ok(Assembler { state, assembly })
     }
 
     /// Assembles whenever woken (or every second) until `shutdown`, then once more.
@@ -68,21 +68,88 @@ impl Assembler {
         }
     }
 
-    /// Emits every window that all partitions have sealed and that was not emitted yet: writes
-    /// each window's files, then publishes the sealed windows together, [`MAX_WINDOWS_PER_ROUND`]
-    /// at a time (one read-back, one end-offset fetch and one flush per topic per round, instead
-    /// of per window: a backlog of a hundred windows went out at one a second before).
     fn pass(&mut self) -> Result<(), DaemonError> {
         let lock = self.state.assembler_lock()?;
         if lock.try_lock().is_err() {
             // Another instance assembles and reports what is pending; this one has nothing.
             telemetry::pending_windows(0, None);
-            self.sealed_at.clear();
+            self.assembly.sealed_at.clear();
             return Ok(());
         }
+        self.assembly.pass()
+    }
+}
+
+/// Which windows a publication reads the topics back for before sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadBack {
+    /// Windows it recorded a start for: a window this state directory never began publishing
+    /// has nothing on the topics (the assembler).
+    Started,
+    /// Every window, from the beginning of the topics: an earlier state directory may have
+    /// published part of it (`replay --emit`).
+    All,
+}
+
+/// What one window's publication sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// Credits sent by this publication (the others were on the topic already).
+    pub credits: usize,
+    /// Whether it sent the window-closed event.
+    pub event: bool,
+}
+
+/// What is published for one window.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    /// The window.
+    pub window: WindowId,
+    /// Its batches.
+    pub batches: usize,
+    /// Its credit messages.
+    pub credits: Vec<Message>,
+    /// Its window-closed event.
+    pub event: Message,
+}
+
+impl Ready {
+    /// What `batches` publish for `window`, whose manifest is `manifest`.
+    pub fn new(meta: &WindowMeta, batches: &[SettledBatch], manifest: &Manifest) -> Ready {
+        let credits = credit_messages(meta, batches);
+        let event = window_message(manifest, credits.len());
+        Ready { window: meta.id, batches: batches.len(), credits, event }
+    }
+}
+
+/// Window assembly and publication, over their I/O (see the module docs).
+pub struct Assembly<S, T, O> {
+    settings: Arc<Settings>,
+    state: S,
+    topics: T,
+    store: O,
+    /// When this instance first found each pending window sealed by every partition.
+    sealed_at: HashMap<WindowId, Instant>,
+}
+
+impl<S: AssemblyState, T: Topics, O: OutputStore> Assembly<S, T, O> {
+    /// Assembly of the windows in `state` into `store` and `topics`.
+    pub fn new(settings: Arc<Settings>, state: S, topics: T, store: O) -> Assembly<S, T, O> {
+        Assembly { settings, state, topics, store, sealed_at: HashMap::new() }
+    }
+
+    /// The topics (the simulator reaches its in-memory broker through them).
+    pub fn topics_mut(&mut self) -> &mut T {
+        &mut self.topics
+    }
+
+    /// Emits every window that all partitions have sealed and that was not emitted yet: writes
+    /// each window's files, then publishes the sealed windows together, [`MAX_WINDOWS_PER_ROUND`]
+    /// at a time (one read-back, one end-offset fetch and one flush per topic per round, instead
+    /// of per window: a backlog of a hundred windows went out at one a second before).
+    pub fn pass(&mut self) -> Result<(), DaemonError> {
         let topic = self.settings.input_topic.clone();
-        let metadata = self.client.fetch_metadata(Some(&topic), TIMEOUT)?;
-        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+        let partitions = self.topics.partitions(&topic)?;
         let mut progress = Vec::new();
         for p in 0..partitions {
             match self.state.progress(p)? {
@@ -92,10 +159,9 @@ impl Assembler {
         }
         let mut pending = Vec::new();
         for window in self.state.windows_with_parts()? {
-            if self.state.emitted(window)?.read("window.done")?.is_some() {
-                continue;
+            if self.state.marker(window, "window.done")?.is_none() {
+                pending.push(window);
             }
-            pending.push(window);
         }
         telemetry::pending_windows(pending.len(), pending.first().map(|w| w.end()));
         let mut round = Vec::new();
@@ -108,13 +174,12 @@ impl Assembler {
             let fences = fences(&topic, &seals);
             round.push(self.write_files(window, &batches, fences)?);
             if round.len() == MAX_WINDOWS_PER_ROUND {
-                self.publish(std::mem::take(&mut round))?;
+                self.publish_round(std::mem::take(&mut round))?;
             }
         }
         if !round.is_empty() {
-            self.publish(round)?;
+            self.publish_round(round)?;
         }
-        drop(lock);
         Ok(())
     }
 
@@ -146,63 +211,71 @@ impl Assembler {
         for file in &files {
             self.store.put(&file.name, &file.bytes)?;
         }
-        let credits = credit_messages(&meta, batches);
-        let event = window_message(&manifest, credits.len());
-        Ok(Ready { window, batches: batches.len(), credits, event })
+        Ok(Ready::new(&meta, batches, &manifest))
     }
 
-    /// Publishes a round of windows: every window's credits, then (once they are all
-    /// acknowledged) every window's event.
-    fn publish(&mut self, mut round: Vec<Ready>) -> Result<(), DaemonError> {
-        self.skip_published_before_this_state(&mut round)?;
+    /// Publishes a round the assembler wrote the files of, and reports each window emitted.
+    fn publish_round(&mut self, round: Vec<Ready>) -> Result<(), DaemonError> {
+        let sent = self.publish(&round, ReadBack::Started)?;
         let settings = Arc::clone(&self.settings);
-        let credits: Vec<_> = round.iter().map(|r| (r.window, r.credits.as_slice())).collect();
-        let published = self.publish_once("credits", &settings.credits_topic, &credits)?;
-        let events: Vec<_> = round.iter().map(|r| (r.window, std::slice::from_ref(&r.event))).collect();
-        self.publish_once("window", &settings.windows_topic, &events)?;
-        for (ready, published) in round.iter().zip(published) {
+        for (ready, sent) in round.iter().zip(sent) {
             let due = settings.calendar.window(ready.window).end + settings.grace;
             let latency = settings.clock.now().duration_since(due).try_into().unwrap_or(Duration::ZERO);
             let since_sealed = self.sealed_at.remove(&ready.window).map(|t| t.elapsed());
             let id = ready.window.to_string();
-            telemetry::window_emitted(&id, ready.batches, ready.credits.len(), published, latency, since_sealed);
+            telemetry::window_emitted(&id, ready.batches, ready.credits.len(), sent.credits, latency, since_sealed);
         }
         Ok(())
     }
 
-    /// A window never started here whose window-closed event is already on the windows topic was
-    /// published by an earlier state directory (lost, or replaced by a restore): publishing it
-    /// again would pay its payees twice, so it is marked done and dropped from the round. The
-    /// windows topic holds one message per window, so reading it once per round is cheap.
-    fn skip_published_before_this_state(&mut self, round: &mut Vec<Ready>) -> Result<(), DaemonError> {
+    /// Publishes a round of windows exactly once: every window's credits, then (once they are
+    /// all acknowledged) every window's event; returns what each window's publication sent.
+    /// A window whose event is already on the windows topic but that this state directory
+    /// never began was published by an earlier one (lost, or replaced by a restore): it is
+    /// marked done and nothing of it is sent, or its payees would be paid twice.
+    pub fn publish(&mut self, round: &[Ready], read_back: ReadBack) -> Result<Vec<Sent>, DaemonError> {
+        let published_before = self.published_before_this_state(round)?;
+        let todo: Vec<&Ready> = round.iter().filter(|r| !published_before.contains(&r.window)).collect();
+        let credits: Vec<_> = todo.iter().map(|r| (r.window, r.credits.as_slice())).collect();
+        let credits_topic = self.settings.credits_topic.clone();
+        let credits_sent = self.publish_once("credits", &credits_topic, &credits, read_back)?;
+        let events: Vec<_> = todo.iter().map(|r| (r.window, std::slice::from_ref(&r.event))).collect();
+        let windows_topic = self.settings.windows_topic.clone();
+        let events_sent = self.publish_once("window", &windows_topic, &events, read_back)?;
+        let mut sent: HashMap<WindowId, Sent> = HashMap::new();
+        for (i, ready) in todo.iter().enumerate() {
+            sent.insert(ready.window, Sent { credits: credits_sent[i], event: events_sent[i] > 0 });
+        }
+        Ok(round.iter().map(|r| sent.get(&r.window).copied().unwrap_or_default()).collect())
+    }
+
+    /// The windows of `round` this state directory never began publishing whose event is on
+    /// the windows topic: each is marked done here. The windows topic holds one message per
+    /// window, so reading it once per round is cheap.
+    fn published_before_this_state(&mut self, round: &[Ready]) -> Result<HashSet<WindowId>, DaemonError> {
         let mut unstarted = HashSet::new();
-        for ready in round.iter() {
-            let dir = self.state.emitted(ready.window)?;
-            if dir.read("credits.start")?.is_none() && dir.read("window.done")?.is_none() {
-                unstarted.insert(ready.window);
+        for ready in round {
+            let window = ready.window;
+            if self.state.marker(window, "credits.start")?.is_none()
+                && self.state.marker(window, "window.done")?.is_none()
+            {
+                unstarted.insert(window);
             }
         }
         if unstarted.is_empty() {
-            return Ok(());
+            return Ok(unstarted);
         }
-        let topic = &self.settings.windows_topic;
-        let events = messages_since(&self.client, topic, &BTreeMap::new(), TIMEOUT)?;
+        let windows_topic = self.settings.windows_topic.clone();
+        let events = self.topics.messages_since(&windows_topic, &BTreeMap::new())?;
         let on_topic: HashSet<String> = events.into_iter().map(|(key, _)| key).collect();
-        let mut kept = Vec::with_capacity(round.len());
-        for ready in round.drain(..) {
-            let window = ready.window;
-            if !unstarted.contains(&window) || !on_topic.contains(&window.to_string()) {
-                kept.push(ready);
-                continue;
-            }
+        unstarted.retain(|window| on_topic.contains(&window.to_string()));
+        for &window in &unstarted {
             tracing::warn!(%window, "already on the windows topic, published before this state directory: not publishing again");
-            let dir = self.state.emitted(window)?;
-            dir.replace("credits.done", b"")?;
-            dir.replace("window.done", b"")?;
+            self.state.mark(window, "credits.done", b"")?;
+            self.state.mark(window, "window.done", b"")?;
             self.sealed_at.remove(&window);
         }
-        *round = kept;
-        Ok(())
+        Ok(unstarted)
     }
 
     /// Publishes each window's `messages` to `topic` once; returns how many of each window's
@@ -211,53 +284,80 @@ impl Assembler {
     /// Per window, `<name>.start` records the topic's end offsets before its first message is
     /// sent and `<name>.done` that every message was acknowledged. A window started but not done
     /// (a crash in between) has its messages read back from its recorded start, and only those
-    /// not on the topic are sent. One round shares one end-offset fetch (the offsets before any
-    /// message of the round), one read-back (from the earliest start of its resumed windows;
-    /// keys are unique per window, so reading more finds nothing wrong) and one flush.
+    /// not on the topic are sent (with [`ReadBack::All`], a window not started is read back
+    /// from the beginning of the topic). One round shares one end-offset fetch (the offsets
+    /// before any message of the round), one read-back (from the earliest start of its resumed
+    /// windows; keys are unique per window, so reading more finds nothing wrong) and one flush.
     fn publish_once(
         &mut self,
         name: &str,
         topic: &str,
         windows: &[(WindowId, &[Message])],
+        read_back: ReadBack,
     ) -> Result<Vec<usize>, DaemonError> {
         let (done, start_name) = (format!("{name}.done"), format!("{name}.start"));
         let mut todo = Vec::new();
         let mut resumed: Vec<BTreeMap<i32, i64>> = Vec::new();
         for (i, (window, _)) in windows.iter().enumerate() {
-            let dir = self.state.emitted(*window)?;
-            if dir.read(&done)?.is_some() {
+            if self.state.marker(*window, &done)?.is_some() {
                 continue;
             }
-            let start = match dir.read(&start_name)? {
+            let start: Option<BTreeMap<i32, i64>> = match self.state.marker(*window, &start_name)? {
                 Some(bytes) => Some(
                     serde_json::from_slice(&bytes)
-                        .map_err(|e| DaemonError::State(format!("{}: {e}", dir.path().join(&start_name).display())))?,
+                        .map_err(|e| DaemonError::State(format!("emitted/{window}/{start_name}: {e}")))?,
                 ),
                 None => None,
             };
-            resumed.extend(start.clone());
-            todo.push((i, dir, start.is_none()));
+            match (&start, read_back) {
+                (Some(start), _) => resumed.push(start.clone()),
+                (None, ReadBack::All) => resumed.push(BTreeMap::new()),
+                (None, ReadBack::Started) => {}
+            }
+            todo.push((i, start.is_none()));
         }
         let mut sent = vec![0; windows.len()];
         if todo.is_empty() {
             return Ok(sent);
         }
         let present: HashSet<String> = match earliest(&resumed) {
-            Some(from) => {
-                messages_since(&self.client, topic, &from, TIMEOUT)?.into_iter().map(|(key, _)| key).collect()
-            }
+            Some(from) => self.topics.messages_since(topic, &from)?.into_iter().map(|(key, _)| key).collect(),
             None => HashSet::new(),
         };
-        if todo.iter().any(|(_, _, fresh)| *fresh) {
-            let start = serde_json::to_vec(&end_offsets(&self.client, topic, TIMEOUT)?).expect("offsets");
-            for (_, dir, _) in todo.iter().filter(|(_, _, fresh)| *fresh) {
-                dir.replace(&start_name, &start)?;
+        if todo.iter().any(|(_, fresh)| *fresh) {
+            let start = serde_json::to_vec(&self.topics.end_offsets(topic)?).expect("offsets");
+            for (i, _) in todo.iter().filter(|(_, fresh)| *fresh) {
+                self.state.mark(windows[*i].0, &start_name, &start)?;
             }
         }
-        for (i, _, _) in &todo {
+        let sending = self.send_missing(topic, windows, &todo, &present, &mut sent);
+        // Flushed even when a send failed: what was queued is acknowledged or purged before the
+        // next pass reads the topic back, never delivered behind its back.
+        let flushed = self.topics.flush();
+        sending?;
+        flushed?;
+        for (i, _) in &todo {
+            self.state.mark(windows[*i].0, &done, b"")?;
+        }
+        Ok(sent)
+    }
+}
+
+impl<S: AssemblyState, T: Topics, O: OutputStore> Assembly<S, T, O> {
+    /// Queues the messages of the `todo` windows that are not `present` on `topic`, counting
+    /// them in `sent`.
+    fn send_missing(
+        &mut self,
+        topic: &str,
+        windows: &[(WindowId, &[Message])],
+        todo: &[(usize, bool)],
+        present: &HashSet<String>,
+        sent: &mut [usize],
+    ) -> Result<(), DaemonError> {
+        for (i, _) in todo {
             let (window, messages) = windows[*i];
             for (key, payload) in messages.iter().filter(|(key, _)| !present.contains(key)) {
-                self.writer.send_to(topic, key.as_bytes(), payload)?;
+                self.topics.send(topic, key, payload)?;
                 sent[*i] += 1;
             }
             if sent[*i] < messages.len() {
@@ -265,23 +365,8 @@ impl Assembler {
                 tracing::warn!(%window, topic, already, sent = sent[*i], "resumed an interrupted publication");
             }
         }
-        self.writer.flush(TIMEOUT)?;
-        for (_, dir, _) in &todo {
-            dir.replace(&done, b"")?;
-        }
-        Ok(sent)
+        Ok(())
     }
-}
-
-/// A message to publish: key and payload.
-type Message = (String, Vec<u8>);
-
-/// What is published for one window.
-struct Ready {
-    window: WindowId,
-    batches: usize,
-    credits: Vec<(String, Vec<u8>)>,
-    event: (String, Vec<u8>),
 }
 
 /// Per partition, the earliest of the recorded start offsets (a partition one of them does not

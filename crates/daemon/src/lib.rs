@@ -13,7 +13,7 @@
 //! new owner resumes from that file, and every output is deterministic and published through an
 //! idempotent step. `docs/exactly-once.md` walks through each crash point.
 
-mod assemble;
+pub mod assemble;
 mod consumer;
 pub mod emit;
 mod readback;

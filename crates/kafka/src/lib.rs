@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig};
 use rdkafka::ClientContext;
 use serde::Deserialize;
 
@@ -184,6 +184,12 @@ impl TopicWriter {
 
     /// Waits until every queued message is acknowledged; fails when any was not. Counters
     /// start again from zero, so the writer can be reused.
+    ///
+    /// A flush that times out (a broker down for longer) purges what is still queued or in
+    /// flight before it returns: otherwise librdkafka would deliver those messages whenever the
+    /// broker came back, after the caller had read the topic back and sent the missing ones
+    /// again, and a credit would be paid twice. A request already on the wire when it is purged
+    /// may still be appended by the broker (docs/exactly-once.md).
     pub fn flush(&mut self, timeout: Duration) -> Result<u64, ClientError> {
         let flushed = self.producer.flush(timeout);
         let context = self.producer.context();
@@ -192,6 +198,10 @@ impl TopicWriter {
         if let Err(error) = flushed {
             failed += self.producer.in_flight_count().max(0) as u64;
             first.get_or_insert_with(|| error.to_string());
+            self.producer.purge(PurgeConfig::default().queue().inflight());
+            // Delivers the purge's failure reports, so the next flush starts from zero.
+            let _ = self.producer.flush(Duration::from_millis(100));
+            context.failed.store(0, Ordering::Relaxed);
         }
         let sent = std::mem::take(&mut self.sent);
         match failed {

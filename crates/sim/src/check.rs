@@ -8,6 +8,11 @@
 //!   content (a part rewritten after a crash must be the same bytes);
 //! - every reject on the dead-letter topic at least once, and nothing there that the reference
 //!   did not reject (a re-sent letter must be the same bytes);
+//! - the output directory byte-identical to the reference's, no file ever written again with
+//!   other content, and `verify` passing on it;
+//! - every credit (EndToEndId) on the credits topic exactly once and every window event on the
+//!   windows topic exactly once, the same messages as the reference's, which published one
+//!   event for every window any partition wrote a part of;
 //! - while the run goes (`driver.rs`), every offset the consumer would commit is covered by the
 //!   partition's durable checkpoint, with every reject below it already on the dead-letter
 //!   topic.
@@ -62,7 +67,46 @@ pub(crate) fn compare(seed: u64, log: &Log, reference: &World, faulty: &World) -
     if let Some(key) = faulty.parts().keys().find(|k| !reference.parts().contains_key(k)) {
         return Err(fail(format!("part of window {} on partition {} is not in the reference", key.0, key.1)));
     }
-    dead_letters(reference, faulty).map_err(fail)
+    dead_letters(reference, faulty).map_err(fail)?;
+    outputs(reference, faulty).map_err(fail)
+}
+
+/// The window files and the credits and windows topics.
+fn outputs(reference: &World, faulty: &World) -> Result<(), String> {
+    let windows: BTreeSet<_> = reference.parts().keys().map(|(w, _)| w.to_string()).collect();
+    let events = exactly_once(reference, "windows")?;
+    if events.keys().map(|k| k.to_string()).collect::<BTreeSet<_>>() != windows {
+        return Err(format!("the reference published events for {:?}, its parts are of {windows:?}", events.keys()));
+    }
+    for topic in ["credits", "windows"] {
+        if exactly_once(faulty, topic)? != exactly_once(reference, topic)? {
+            return Err(format!("the {topic} topic differs from the reference's"));
+        }
+    }
+    if let Some(name) =
+        reference.files.keys().chain(faulty.files.keys()).find(|n| reference.files.get(*n) != faulty.files.get(*n))
+    {
+        return Err(format!("output file {name} differs from the reference's (or is missing)"));
+    }
+    let report = clearhouse_formats::verify::verify(&faulty.io_store()).map_err(|e| format!("verify failed: {e}"))?;
+    match report.problems.first() {
+        Some(problem) => Err(format!("verify: {problem}")),
+        None if report.windows != windows.len() => Err(format!("verify checked {} windows", report.windows)),
+        None => Ok(()),
+    }
+}
+
+/// The messages of the output topic whose name ends with `suffix`, by key; an error when a
+/// key is there twice.
+fn exactly_once<'a>(world: &'a World, suffix: &str) -> Result<BTreeMap<&'a str, &'a [u8]>, String> {
+    let mut out = BTreeMap::new();
+    let topics = world.topics.iter().filter(|(name, _)| name.ends_with(suffix));
+    for (key, payload) in topics.flat_map(|(_, partitions)| partitions.iter().flatten()) {
+        if out.insert(key.as_str(), payload.as_slice()).is_some() {
+            return Err(format!("{key} is on the {suffix} topic twice"));
+        }
+    }
+    Ok(out)
 }
 
 fn dead_letters(reference: &World, faulty: &World) -> Result<(), String> {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use clearhouse_daemon::assemble::Assembly;
 use clearhouse_daemon::shard::{Command, Durable, Msg, Shard};
 use clearhouse_daemon::Settings;
 use clearhouse_gen::{generate_each, GenOptions};
@@ -16,6 +17,7 @@ use jiff::Timestamp;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::outputs::SimTopics;
 use crate::world::{SimIo, World};
 
 /// A partition's messages, in offset order: key and value.
@@ -65,12 +67,15 @@ pub struct RunCounts {
     pub crashes: u64,
     /// Partitions moved between live instances.
     pub rebalances: u64,
+    /// Assembly passes started.
+    pub assemblies: u64,
 }
 
 /// One simulated process: its shard and the partitions it consumes, with the next offset to
-/// hand it per partition.
+/// hand it per partition, and its window assembler.
 struct Instance {
     shard: Shard<SimIo, SimIo>,
+    assembly: Assembly<SimIo, SimTopics, SimIo>,
     cursors: BTreeMap<usize, u64>,
     /// The shard's durable-checkpoint reports: what the consumer commits.
     reports: Receiver<Durable>,
@@ -118,9 +123,18 @@ pub(crate) fn drive(
         let p = rng.random_range(0..partitions);
         let Some(i) = cluster.owner[p] else { continue };
         let command = match action {
-            0..=79 => cluster.records(i, p, rng),
-            80..=87 => Some(Command::Checkpoint),
-            88..=92 => cluster.idle(i, p),
+            0..=74 => cluster.records(i, p, rng),
+            // A checkpoint that records new seals wakes the assembler, in the daemon.
+            75..=84 => {
+                cluster.send(i, Command::Checkpoint);
+                cluster.assemble(i);
+                None
+            }
+            85..=89 => cluster.idle(i, p),
+            90..=92 => {
+                cluster.assemble(i);
+                None
+            }
             93..=96 => {
                 cluster.rebalance(p, rng);
                 None
@@ -156,8 +170,11 @@ impl Cluster<'_> {
             let (report_tx, reports) = crossbeam_channel::unbounded();
             let (wake, _) = crossbeam_channel::unbounded();
             let io = SimIo { world: Rc::clone(self.world), reports: reports.clone() };
-            let shard = Shard::new(Arc::clone(self.settings), io.clone(), report_tx, wake, io);
-            *slot = Some(Instance { shard, cursors: BTreeMap::new(), reports });
+            let shard = Shard::new(Arc::clone(self.settings), io.clone(), report_tx, wake, io.clone());
+            let input = (self.settings.input_topic.clone(), self.log.len() as i32);
+            let topics = SimTopics::new(io.clone(), input);
+            let assembly = Assembly::new(Arc::clone(self.settings), io.clone(), topics, io);
+            *slot = Some(Instance { shard, assembly, cursors: BTreeMap::new(), reports });
         }
         for p in 0..self.owner.len() {
             if self.owner[p].is_none() {
@@ -204,12 +221,32 @@ impl Cluster<'_> {
     /// Instance `i` dies: its memory is gone, its partitions are reassigned from their
     /// checkpoints.
     fn crash(&mut self, i: usize, how: &str) {
+        if let Some(instance) = self.live[i].as_mut() {
+            instance.assembly.topics_mut().die();
+        }
         let mut world = self.world.borrow_mut();
         world.note(format!("instance {i} {how}"));
         world.crashed = false;
         self.live[i] = None;
         self.owner.iter_mut().filter(|o| **o == Some(i)).for_each(|o| *o = None);
         self.counts.crashes += 1;
+    }
+
+    /// Instance `i` runs one assembly pass, as its assembler thread does when woken; true when
+    /// the pass finished. An error leaves the instance running (the daemon logs it and retries);
+    /// an injected crash kills it.
+    fn assemble(&mut self, i: usize) -> bool {
+        let Some(instance) = self.live[i].as_mut() else { return false };
+        self.counts.assemblies += 1;
+        let result = instance.assembly.pass();
+        if self.world.borrow().crashed {
+            self.crash(i, "dies assembling");
+            return false;
+        }
+        if let Err(e) = &result {
+            self.world.borrow_mut().note(format!("instance {i}: assembly failed: {e}"));
+        }
+        result.is_ok()
     }
 
     /// Up to 16 of the partition's next messages, in offset order.
@@ -271,6 +308,8 @@ impl Cluster<'_> {
             self.send(i, Command::Idle { partition: p as i32, now: far });
             self.send(i, Command::Checkpoint);
         }
+        let i = self.owner[0].expect("partition 0 owned");
+        assert!(self.assemble(i), "an assembly pass without faults finishes");
     }
 }
 

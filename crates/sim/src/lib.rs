@@ -8,13 +8,19 @@
 //! after it lands), write errors, lost broker acknowledgements, restarts and rebalances. Each
 //! seed's result is compared with the same workload run with no faults (`check.rs`).
 //!
-//! Not simulated yet (docs/exactly-once.md): the consumer loop and group protocol themselves
-//! (the driver stands in for them: it assigns, resumes from checkpoints and commits what the
-//! shard reports, as the daemon does), the window assembler and the credits and windows topics,
-//! idle ticks that seal ahead of the data, and what happens inside one atomic file replace.
+//! Each instance also runs the daemon's window assembler (`Assembly`, the code `replay --emit`
+//! publishes through too) against an in-memory output directory, publication markers and
+//! credits and windows topics (`outputs.rs`), with faults at every file write, marker, read
+//! back, send and flush.
+//!
+//! Not simulated (docs/exactly-once.md): the consumer loop and group protocol themselves (the
+//! driver stands in for them: it assigns, resumes from checkpoints and commits what the shard
+//! reports, as the daemon does), idle ticks that seal ahead of the data, and what happens
+//! inside one atomic file replace.
 
 mod check;
 mod driver;
+mod outputs;
 pub mod world;
 
 use std::cell::RefCell;
@@ -60,6 +66,8 @@ pub struct SeedReport {
     pub injected: BTreeMap<(Step, Fault), u64>,
     /// The schedule as it happened.
     pub events: Vec<String>,
+    /// Windows and credits the workload publishes (the reference run's).
+    pub published: (usize, usize),
 }
 
 /// The settings the simulated shards run with: the default configuration, hourly windows and
@@ -79,6 +87,7 @@ pub fn run_seed(seed: u64, config: &SimConfig, settings: &Arc<Settings>) -> Resu
     faulty.borrow_mut().expect_rejects(&settings.input_topic, reference.borrow().rejected());
     let counts = driver::drive(settings, &workload, &faulty, &mut ChaCha8Rng::seed_from_u64(seed ^ 3), true);
     let (reference, faulty) = (reference.borrow(), faulty.borrow());
+    let published = (reference.published("windows"), reference.published("credits"));
     check::compare(seed, &workload.log, &reference, &faulty)
         .map_err(|v| Box::new(Violation { schedule: faulty.events.clone(), ..v }))?;
     Ok(SeedReport {
@@ -88,5 +97,6 @@ pub fn run_seed(seed: u64, config: &SimConfig, settings: &Arc<Settings>) -> Resu
         counts,
         injected: faulty.injected.clone(),
         events: faulty.events.clone(),
+        published,
     })
 }

@@ -42,12 +42,16 @@ fn main() -> ExitCode {
             Ok(report) => {
                 report.events.iter().for_each(|e| println!("  {e}"));
                 println!(
-                    "seed {seed}: ok ({} partitions, {} instances, {} commands, {} crashes, {} rebalances)",
+                    "seed {seed}: ok ({} partitions, {} instances, {} commands, {} crashes, {} rebalances, \
+                     {} assembly passes; {} windows, {} credits)",
                     report.partitions,
                     report.instances,
                     report.counts.commands,
                     report.counts.crashes,
-                    report.counts.rebalances
+                    report.counts.rebalances,
+                    report.counts.assemblies,
+                    report.published.0,
+                    report.published.1
                 );
                 ExitCode::SUCCESS
             }
@@ -58,7 +62,7 @@ fn main() -> ExitCode {
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {per_sec}, eta {eta}").expect("template"));
     let started = Instant::now();
     let mut coverage = std::collections::BTreeMap::new();
-    let (mut crashes, mut rebalances) = (0, 0);
+    let (mut crashes, mut rebalances, mut assemblies, mut windows, mut credits) = (0, 0, 0, 0, 0);
     for seed in args.first..args.first + args.seeds {
         match run_seed(seed, &config, &settings) {
             Ok(report) => {
@@ -67,6 +71,9 @@ fn main() -> ExitCode {
                 }
                 crashes += report.counts.crashes;
                 rebalances += report.counts.rebalances;
+                assemblies += report.counts.assemblies;
+                windows += report.published.0;
+                credits += report.published.1;
             }
             Err(violation) => {
                 bar.abandon();
@@ -78,7 +85,8 @@ fn main() -> ExitCode {
     bar.finish_and_clear();
     let ms = started.elapsed().as_millis().max(1);
     println!(
-        "{} seeds, no invariant broken, in {ms} ms ({} seeds/s); {crashes} crashes, {rebalances} rebalances",
+        "{} seeds, no invariant broken, in {ms} ms ({} seeds/s); {crashes} crashes, {rebalances} rebalances, \
+         {assemblies} assembly passes; {windows} windows and {credits} credits each published exactly once",
         args.seeds,
         u128::from(args.seeds) * 1000 / ms
     );

@@ -34,6 +34,16 @@ pub enum Step {
     SaveCheckpoint,
     /// Publishing dead letters and waiting for their acknowledgement.
     PublishDeadLetters,
+    /// Writing a window file into the output directory (assembler).
+    WriteFile,
+    /// Writing a publication marker into the state directory (assembler).
+    Mark,
+    /// Reading an output topic's end offsets or messages back (assembler).
+    ReadTopic,
+    /// Queuing a credit or window event in the producer (assembler).
+    Send,
+    /// Flushing credits or window events and waiting for their acknowledgement (assembler).
+    Flush,
 }
 
 /// What the injector does to one step.
@@ -45,9 +55,12 @@ pub enum Fault {
     CrashAfter,
     /// The step fails (disk full, broker error) and the process lives on with the error.
     Error,
-    /// The broker stored the letters but the acknowledgement was lost (dead letters only).
+    /// The broker stored the messages but the acknowledgement was lost (publications only).
     AckLost,
 }
+
+/// An output topic: per partition, its messages (key, payload) in offset order.
+pub type TopicLog = Vec<Vec<(String, Vec<u8>)>>;
 
 /// Everything that outlives a process: the state directory and the dead-letter topic, plus the
 /// injector's plan and what it did.
@@ -59,7 +72,7 @@ pub struct World {
     pub dead_letters: Vec<(String, Vec<u8>)>,
     /// Their keys.
     dead_letter_keys: std::collections::BTreeSet<String>,
-    rng: ChaCha8Rng,
+    pub(crate) rng: ChaCha8Rng,
     /// Faults per thousand I/O steps (0: none).
     fault_permille: u32,
     /// Set when a step crashed the process: the driver discards the instance.
@@ -76,6 +89,12 @@ pub struct World {
     /// below a committed offset must already be on the dead-letter topic.
     expected_rejects: (String, BTreeMap<i32, Vec<u64>>),
     steps: u64,
+    /// The output directory: window files by name.
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// Publication markers in the state directory, by window and name.
+    pub(crate) markers: BTreeMap<(WindowId, String), Vec<u8>>,
+    /// The output topics: per topic, per partition, every message in offset order.
+    pub topics: BTreeMap<String, TopicLog>,
 }
 
 impl World {
@@ -95,6 +114,9 @@ impl World {
             violations: Vec::new(),
             expected_rejects: (String::new(), BTreeMap::new()),
             steps: 0,
+            files: BTreeMap::new(),
+            markers: BTreeMap::new(),
+            topics: BTreeMap::new(),
         }
     }
 
@@ -136,7 +158,7 @@ impl World {
     }
 
     /// The fault for the next `step`, if any.
-    fn fault(&mut self, step: Step) -> Option<Fault> {
+    pub(crate) fn fault(&mut self, step: Step) -> Option<Fault> {
         self.steps += 1;
         if self.crashed {
             // A dead process takes no more steps; the shard is discarded after this call.
@@ -146,9 +168,13 @@ impl World {
             return None;
         }
         let kinds: &[Fault] = match step {
-            Step::LoadCheckpoint => &[Fault::Error],
-            Step::PublishDeadLetters => &[Fault::CrashBefore, Fault::CrashAfter, Fault::Error, Fault::AckLost],
-            Step::SavePart | Step::SaveCheckpoint => &[Fault::CrashBefore, Fault::CrashAfter, Fault::Error],
+            Step::LoadCheckpoint | Step::ReadTopic | Step::Send => &[Fault::Error],
+            Step::PublishDeadLetters | Step::Flush => {
+                &[Fault::CrashBefore, Fault::CrashAfter, Fault::Error, Fault::AckLost]
+            }
+            Step::SavePart | Step::SaveCheckpoint | Step::WriteFile | Step::Mark => {
+                &[Fault::CrashBefore, Fault::CrashAfter, Fault::Error]
+            }
         };
         let fault = kinds[self.rng.random_range(0..kinds.len())];
         *self.injected.entry((step, fault)).or_default() += 1;
@@ -162,6 +188,11 @@ impl World {
     /// The checkpoints, decoded: every one must load.
     pub fn checkpoints(&self) -> Result<BTreeMap<i32, PartitionState>, StateError> {
         self.checkpoints.iter().map(|(p, bytes)| Ok((*p, decode_checkpoint(bytes, "sim")?))).collect()
+    }
+
+    /// A partition's checkpoint as written.
+    pub(crate) fn checkpoint_bytes(&self, partition: i32) -> Option<&[u8]> {
+        self.checkpoints.get(&partition).map(Vec::as_slice)
     }
 
     /// The next offset of the partition's durable checkpoint, if it has one.
@@ -208,7 +239,7 @@ impl World {
 }
 
 /// The simulated I/O error a failed or crashed step returns to the shard.
-fn io_error(step: Step) -> StateError {
+pub(crate) fn io_error(step: Step) -> StateError {
     let source = std::io::Error::other(format!("simulated fault at {step:?}"));
     StateError::Storage(clearhouse_storage::StorageError::Io { path: "sim".into(), source })
 }
@@ -226,7 +257,7 @@ pub struct SimIo {
 
 impl SimIo {
     /// Commits the reports so far, then hands out the world for one I/O step.
-    fn step(&self) -> std::cell::RefMut<'_, World> {
+    pub(crate) fn step(&self) -> std::cell::RefMut<'_, World> {
         let mut world = self.world.borrow_mut();
         for report in self.reports.try_iter() {
             world.commit(report);

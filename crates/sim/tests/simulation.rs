@@ -9,16 +9,20 @@ use clearhouse_sim::{run_seed, settings, SimConfig};
 fn a_thousand_seeds_break_no_invariant_and_reach_every_fault() {
     let (config, settings) = (SimConfig::default(), settings());
     let mut reached = BTreeSet::new();
-    let mut crashes = 0;
+    let (mut crashes, mut windows, mut credits) = (0, 0, 0);
     for seed in 0..1000 {
         let report = run_seed(seed, &config, &settings).unwrap_or_else(|v| panic!("{v}\nschedule: {:#?}", v.schedule));
         reached.extend(report.injected.keys().copied());
         crashes += report.counts.crashes;
+        windows += report.published.0;
+        credits += report.published.1;
     }
-    // Four I/O steps: loads can fail; writes crash before or after landing, or fail; dead letters
-    // also lose their acknowledgement.
-    assert_eq!(reached.len(), 1 + 3 + 3 + 4, "fault kinds reached: {reached:?}");
+    // Nine I/O steps: checkpoint loads, read-backs and sends can fail; part, checkpoint, file
+    // and marker writes crash before or after landing, or fail; dead-letter publications and
+    // flushes also lose their acknowledgement.
+    assert_eq!(reached.len(), 3 + 4 * 3 + 2 * 4, "fault kinds reached: {reached:?}");
     assert!(crashes > 1000, "{crashes} crashes in 1,000 seeds");
+    assert!(windows > 10_000 && credits > 100_000, "{windows} windows and {credits} credits published");
 }
 
 #[test]
