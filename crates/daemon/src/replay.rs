@@ -13,11 +13,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clearhouse_domain::{SettledBatch, WindowId};
-use clearhouse_engine::stream::{seal_of, Message, Partition, PartitionState, Seal, SealedPart};
+use clearhouse_engine::stream::{seal_of, Message, Seal, SealedPart};
 use clearhouse_formats::events::credit_messages;
 use clearhouse_formats::{window_files, DirStore, OutputStore, WindowMeta};
 use jiff::Timestamp;
@@ -30,9 +29,11 @@ use crate::readback::reader;
 use crate::{DaemonError, Settings};
 
 mod original;
+mod partition;
 
-pub use original::Original;
-use original::{original_seals, recorded, OriginalSeals};
+use original::recorded;
+pub use original::{original_seals, recorded_in, Original, OriginalSeals, Recorded};
+pub use partition::{PartitionReplay, Replayed};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -141,37 +142,50 @@ pub fn replay(settings: &Settings, request: &ReplayRequest) -> Result<ReplayRepo
     };
     let manifests = recorded(settings, &request.original, &consumer)?;
     let seals = original_seals(settings, &manifests, partitions);
-    let mut report = ReplayReport::default();
-    let mut parts: Vec<Vec<SealedPart>> = Vec::new();
-    let mut histories: Vec<Vec<Seal>> = Vec::new();
+    let mut replayed = Vec::new();
     for p in 0..partitions {
-        let (read, sealed, history) = replay_partition(&consumer, settings, p, ends[p as usize], &seals[p as usize])?;
-        report.messages += read;
-        parts.push(sealed);
-        histories.push(history);
+        replayed.push(replay_partition(&consumer, settings, p, ends[p as usize], &seals[p as usize])?);
     }
-    let windows: BTreeSet<WindowId> = parts.iter().flatten().map(|part| part.window).collect();
     let store = DirStore::create(&request.out)?;
+    let wanted = |window_seals: &[Seal]| {
+        starts.as_ref().is_none_or(|s| window_seals.iter().zip(s).any(|(seal, &from)| seal.fence as i64 > from))
+    };
+    write_windows(settings, &store, &replayed, &manifests, wanted, request.keep_credits)
+}
+
+/// Writes every window the replayed partitions all sealed and `wanted` selects (by its seals,
+/// in partition order) into `store`; windows some partition did not seal are reported open.
+/// A file that exists with other bytes is an error, never replaced.
+pub fn write_windows(
+    settings: &Settings,
+    store: &dyn OutputStore,
+    replayed: &[Replayed],
+    recorded: &Recorded,
+    wanted: impl Fn(&[Seal]) -> bool,
+    keep_credits: bool,
+) -> Result<ReplayReport, DaemonError> {
+    let mut report = ReplayReport { messages: replayed.iter().map(|r| r.read).sum(), ..ReplayReport::default() };
+    let parts: Vec<&[SealedPart]> = replayed.iter().map(|r| r.parts.as_slice()).collect();
+    let windows: BTreeSet<WindowId> = parts.iter().copied().flatten().map(|part| part.window).collect();
     for window in windows {
-        let Some(window_seals) = histories.iter().map(|h| seal_of(h, window)).collect::<Option<Vec<Seal>>>() else {
+        let Some(window_seals) = replayed.iter().map(|r| seal_of(&r.seals, window)).collect::<Option<Vec<Seal>>>()
+        else {
             report.open.push(window);
             continue;
         };
-        let wanted =
-            starts.as_ref().is_none_or(|s| window_seals.iter().zip(s).any(|(seal, &from)| seal.fence as i64 > from));
-        if !wanted {
+        if !wanted(&window_seals) {
             continue;
         }
         let batches = window_batches(&parts, window);
-        let credits = write_window(settings, &store, window, &batches, &window_seals, request.keep_credits)?;
-        let from_manifest = manifests.contains_key(&window);
+        let credits = write_window(settings, store, window, &batches, &window_seals, keep_credits)?;
+        let from_manifest = recorded.contains_key(&window);
         report.windows.push(ReplayedWindow { window, batches: batches.len(), from_manifest, credits });
     }
     Ok(report)
 }
 
 /// Every partition's batches of `window`, in file order.
-fn window_batches(parts: &[Vec<SealedPart>], window: WindowId) -> Vec<SettledBatch> {
+fn window_batches(parts: &[&[SealedPart]], window: WindowId) -> Vec<SettledBatch> {
     let mut batches: Vec<SettledBatch> = Vec::new();
     for partition_parts in parts {
         let of_window = partition_parts.iter().filter(|part| part.window == window);
@@ -185,7 +199,7 @@ fn window_batches(parts: &[Vec<SealedPart>], window: WindowId) -> Vec<SettledBat
 /// bytes); returns its credit messages when `keep_credits`.
 fn write_window(
     settings: &Settings,
-    store: &DirStore,
+    store: &dyn OutputStore,
     window: WindowId,
     batches: &[SettledBatch],
     seals: &[Seal],
@@ -206,30 +220,10 @@ fn replay_partition(
     p: i32,
     end: i64,
     seals: &OriginalSeals,
-) -> Result<(u64, Vec<SealedPart>, Vec<Seal>), DaemonError> {
+) -> Result<Replayed, DaemonError> {
     let topic = &settings.input_topic;
     let (low, _) = consumer.fetch_watermarks(topic, p, TIMEOUT)?;
-    let calendar = Arc::clone(&settings.calendar);
-    let mut partition =
-        Partition::new(calendar, Arc::clone(&settings.policy), settings.horizons(), PartitionState::default());
-    let mut pending = seals.iter().peekable();
-    let mut history: Vec<Seal> = Vec::new();
-    let mut sealed = Vec::new();
-    let mut read = 0u64;
-    let mut step = |partition: &mut Partition, upto: u64, message: Option<Message<'_>>| {
-        while let Some(&&(fence, closed)) = pending.peek() {
-            if fence > upto {
-                break;
-            }
-            partition.idle(closed + settings.grace);
-            pending.next();
-            record(partition, &mut history, &mut sealed);
-        }
-        if let Some(message) = message {
-            partition.apply(message);
-            record(partition, &mut history, &mut sealed);
-        }
-    };
+    let mut replay = PartitionReplay::new(settings, seals);
     if low < end {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, p, Offset::Offset(low))?;
@@ -244,27 +238,14 @@ fn replay_partition(
             if offset >= end {
                 break;
             }
-            let message = Message {
+            replay.message(Message {
                 offset: offset as u64,
                 key: message.key(),
                 timestamp: crate::record_time(message.timestamp()),
                 payload: message.payload().unwrap_or_default(),
-            };
-            step(&mut partition, offset as u64, Some(message));
-            read += 1;
+            });
             next = offset + 1;
         }
     }
-    step(&mut partition, end.max(0) as u64, None);
-    Ok((read, sealed, history))
-}
-
-/// Takes newly sealed parts and the newest seal, if it is new.
-fn record(partition: &mut Partition, history: &mut Vec<Seal>, sealed: &mut Vec<SealedPart>) {
-    sealed.extend(partition.take_sealed());
-    if let Some(&last) = partition.seals().last() {
-        if history.last() != Some(&last) {
-            history.push(last);
-        }
-    }
+    Ok(replay.finish(end.max(0) as u64))
 }

@@ -33,6 +33,9 @@ pub trait PartitionStore {
     fn save(&self, partition: i32, view: &StateView<'_>, open_instructions: u64) -> Result<(), StateError>;
     /// Writes (or replaces) the partition's part of a sealed window, atomically.
     fn save_part(&self, partition: i32, part: &SealedPart) -> Result<(), StateError>;
+    /// Removes, durably, the partition's parts of windows ending after `closed_before` (all
+    /// of them when `None`).
+    fn discard_parts_after(&self, partition: i32, closed_before: Option<Timestamp>) -> Result<(), StateError>;
 }
 
 impl PartitionStore for StateDir {
@@ -46,6 +49,10 @@ impl PartitionStore for StateDir {
 
     fn save_part(&self, partition: i32, part: &SealedPart) -> Result<(), StateError> {
         StateDir::save_part(self, partition, part)
+    }
+
+    fn discard_parts_after(&self, partition: i32, closed_before: Option<Timestamp>) -> Result<(), StateError> {
+        StateDir::discard_parts_after(self, partition, closed_before)
     }
 }
 
@@ -241,8 +248,15 @@ impl<S: PartitionStore, L: LetterSink> Shard<S, L> {
         }
     }
 
+    /// Takes `partition` over from its checkpoint. The parts a crashed owner wrote for windows
+    /// its checkpoint had not sealed yet are removed first: this owner seals those windows
+    /// again, maybe at other offsets, maybe with nothing of its own in a window the crashed one
+    /// had a part of, and then no part may be there (the assembler reads a missing part as
+    /// "nothing in it"). Found by `clearhouse-sim` with idle ticks ahead of the data.
     fn assign(&mut self, partition: i32) -> Result<Option<u64>, String> {
         let state = self.state.load(partition).map_err(|e| crate::error_chain(&e))?;
+        let closed_before = state.as_ref().and_then(|s| s.seals.last()).map(|s| s.closed_before);
+        self.state.discard_parts_after(partition, closed_before).map_err(|e| crate::error_chain(&e))?;
         let resume = state.as_ref().map(|s| s.next_offset);
         let settings = &self.settings;
         let p = Partition::new(

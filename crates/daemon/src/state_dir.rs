@@ -24,6 +24,7 @@ use clearhouse_storage::{Dir, StorageError};
 use clearhouse_domain::Stats;
 use clearhouse_domain::WindowId;
 use clearhouse_engine::stream::{PartitionState, Seal, SealedPart, StateView};
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// v6: merchants nothing refers to are forgotten with the history (free handles).
@@ -154,6 +155,17 @@ impl StateDir {
         let path = dir.path().join("checkpoint.bin");
         let Some(bytes) = dir.read("checkpoint.bin")? else { return Ok(None) };
         decode_checkpoint(&bytes, &path).map(Some)
+    }
+
+    /// Removes, durably, the partition's parts of windows ending after `closed_before` (all of
+    /// them when `None`): what a partition's new owner does before it seals them again.
+    pub fn discard_parts_after(&self, partition: i32, closed_before: Option<Timestamp>) -> Result<(), StateError> {
+        for window in self.windows_with_parts()? {
+            if closed_before.is_none_or(|c| window.end() > c) {
+                self.parts_dir(window)?.remove(&format!("p{partition}.bin"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Saves a checkpoint with its progress record in one atomic replace, then a readable copy

@@ -1,26 +1,31 @@
-//! The invariants every seed must keep, checked against the same workload run without faults:
+//! The invariants every seed must keep. Counts and dead letters are checked against the same
+//! workload run without faults; windows against a replay of the seals the run recorded
+//! (`replayed.rs`), since where a run seals depends on its wall clock and its crashes:
 //!
 //! - every checkpoint loads (the daemon's own codec, checksums included);
 //! - every partition accounted for every message exactly once: `input = accepted + rejected +
 //!   duplicates`, equal to the reference's counts, and the checkpoint's next offset at the end
 //!   of the partition;
-//! - every window part byte-identical to the reference's, and none ever written with other
-//!   content (a part rewritten after a crash must be the same bytes);
 //! - every reject on the dead-letter topic at least once, and nothing there that the reference
 //!   did not reject (a re-sent letter must be the same bytes);
-//! - the output directory byte-identical to the reference's, no file ever written again with
+//! - every window part byte-identical to the replay's, and none rewritten with other bytes
+//!   once a durable checkpoint recorded its seal;
+//! - the output directory byte-identical to the replay's, no file ever written again with
 //!   other content, and `verify` passing on it;
 //! - every credit (EndToEndId) on the credits topic exactly once and every window event on the
-//!   windows topic exactly once, the same messages as the reference's, which published one
-//!   event for every window any partition wrote a part of;
+//!   windows topic exactly once, the same messages as the replay's, which has one event for
+//!   every window any partition wrote a part of;
 //! - while the run goes (`driver.rs`), every offset the consumer would commit is covered by the
 //!   partition's durable checkpoint, with every reject below it already on the dead-letter
 //!   topic.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use clearhouse_daemon::Settings;
+
 use crate::driver::Log;
-use crate::world::World;
+use crate::replayed::{self, Expected, SealSource};
+use crate::world::{part_of, World};
 
 /// A broken invariant, with what is needed to replay it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,8 +39,15 @@ pub struct Violation {
     pub schedule: Vec<String>,
 }
 
-/// Checks `faulty` against `reference` for the workload `log`.
-pub(crate) fn compare(seed: u64, log: &Log, reference: &World, faulty: &World) -> Result<(), Violation> {
+/// Checks `faulty` against `reference` and against a replay of its own seals, for the
+/// workload `log`.
+pub(crate) fn compare(
+    seed: u64,
+    settings: &Settings,
+    log: &Log,
+    reference: &World,
+    faulty: &World,
+) -> Result<(), Violation> {
     let fail = |problem: String| Violation { seed, problem, schedule: Vec::new() };
     if let Some(problem) = faulty.violations.first() {
         return Err(fail(problem.clone()));
@@ -55,45 +67,58 @@ pub(crate) fn compare(seed: u64, log: &Log, reference: &World, faulty: &World) -
         }
     }
     if let Some((window, p)) = faulty.rewritten_parts.first() {
-        return Err(fail(format!("part of window {window} on partition {p} written twice with different bytes")));
-    }
-    for (key, bytes) in reference.parts() {
-        match faulty.parts().get(key) {
-            Some(have) if have == bytes => {}
-            Some(_) => return Err(fail(format!("part of window {} on partition {} differs", key.0, key.1))),
-            None => return Err(fail(format!("part of window {} on partition {} is missing", key.0, key.1))),
-        }
-    }
-    if let Some(key) = faulty.parts().keys().find(|k| !reference.parts().contains_key(k)) {
-        return Err(fail(format!("part of window {} on partition {} is not in the reference", key.0, key.1)));
+        return Err(fail(format!("part of window {window} on partition {p} rewritten after its seal was durable")));
     }
     dead_letters(reference, faulty).map_err(fail)?;
-    outputs(reference, faulty).map_err(fail)
+    let replayed = replayed::replay(settings, log, faulty, SealSource::Durable).map_err(fail)?;
+    windows(&replayed, faulty).map_err(fail)
 }
 
-/// The window files and the credits and windows topics.
-fn outputs(reference: &World, faulty: &World) -> Result<(), String> {
-    let windows: BTreeSet<_> = reference.parts().keys().map(|(w, _)| w.to_string()).collect();
-    let events = exactly_once(reference, "windows")?;
-    if events.keys().map(|k| k.to_string()).collect::<BTreeSet<_>>() != windows {
-        return Err(format!("the reference published events for {:?}, its parts are of {windows:?}", events.keys()));
+/// Whether a replay of the seals `run`'s manifests recorded, as `clearhouse replay` makes it,
+/// gives the run's window files.
+pub(crate) fn manifest_replay_matches(settings: &Settings, log: &Log, run: &World) -> bool {
+    replayed::replay(settings, log, run, SealSource::Manifests).is_ok_and(|r| r.files == run.files)
+}
+
+/// The parts, the window files and the credits and windows topics, against the replay.
+fn windows(replayed: &Expected, faulty: &World) -> Result<(), String> {
+    if let Some(key) = differing(&replayed.parts, faulty.parts()) {
+        let fence = |parts: &BTreeMap<_, Vec<u8>>| match parts.get(key).map(|b| part_of(b)) {
+            Some(Ok(part)) => format!("at fence {}", part.fence),
+            Some(Err(e)) => format!("unreadable ({e})"),
+            None => "missing".to_owned(),
+        };
+        let (run, replay) = (fence(faulty.parts()), fence(&replayed.parts));
+        return Err(format!("part of window {} on partition {}: run's {run}, replay's {replay}", key.0, key.1));
     }
-    for topic in ["credits", "windows"] {
-        if exactly_once(faulty, topic)? != exactly_once(reference, topic)? {
-            return Err(format!("the {topic} topic differs from the reference's"));
-        }
+    let with_parts: BTreeSet<String> = replayed.parts.keys().map(|(w, _)| w.to_string()).collect();
+    if replayed.events.keys().cloned().collect::<BTreeSet<_>>() != with_parts {
+        return Err(format!("the replay has events for {:?}, parts of {with_parts:?}", replayed.events.keys()));
     }
-    if let Some(name) =
-        reference.files.keys().chain(faulty.files.keys()).find(|n| reference.files.get(*n) != faulty.files.get(*n))
-    {
-        return Err(format!("output file {name} differs from the reference's (or is missing)"));
+    if exactly_once(faulty, "credits")? != as_slices(&replayed.credits) {
+        return Err("the credits topic differs from the replay's credits".to_owned());
+    }
+    if exactly_once(faulty, "windows")? != as_slices(&replayed.events) {
+        return Err("the windows topic differs from the replay's window events".to_owned());
+    }
+    if let Some(name) = differing(&replayed.files, &faulty.files) {
+        return Err(format!("output file {name} differs from the replay's (or is missing)"));
     }
     let report = clearhouse_formats::verify::verify(&faulty.io_store()).map_err(|e| format!("verify failed: {e}"))?;
     match report.problems.first() {
         Some(problem) => Err(format!("verify: {problem}")),
-        None if report.windows != windows.len() => Err(format!("verify checked {} windows", report.windows)),
+        None if report.windows != with_parts.len() => Err(format!("verify checked {} windows", report.windows)),
         None => Ok(()),
     }
+}
+
+/// The first key whose value differs between `a` and `b` (or is in one only).
+fn differing<'a, K: Ord, V: PartialEq>(a: &'a BTreeMap<K, V>, b: &'a BTreeMap<K, V>) -> Option<&'a K> {
+    a.keys().chain(b.keys()).find(|k| a.get(*k) != b.get(*k))
+}
+
+fn as_slices(map: &BTreeMap<String, Vec<u8>>) -> BTreeMap<&str, &[u8]> {
+    map.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect()
 }
 
 /// The messages of the output topic whose name ends with `suffix`, by key; an error when a

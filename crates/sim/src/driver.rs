@@ -130,7 +130,7 @@ pub(crate) fn drive(
                 cluster.assemble(i);
                 None
             }
-            85..=89 => cluster.idle(i, p),
+            85..=89 => cluster.idle(i, p, rng),
             90..=92 => {
                 cluster.assemble(i);
                 None
@@ -267,15 +267,18 @@ impl Cluster<'_> {
         (!batch.is_empty()).then_some(Command::Records(batch))
     }
 
-    /// An idle tick a day before the earliest event time the partition has been handed: it runs
-    /// the daemon's idle path (a seal that closes no window, persisted) without sealing a
-    /// window any message of the workload falls in, so the run stays comparable with the
-    /// reference. What the wall clock seals ahead of the data is not simulated
-    /// (docs/exactly-once.md).
-    fn idle(&self, i: usize, p: usize) -> Option<Command> {
+    /// An idle tick at a wall-clock instant near the newest event time the partition has been
+    /// handed: from two hours behind it to two hours ahead, and one tick in ten after the clock
+    /// jumped six hours forward. A tick ahead of the data seals windows that later messages
+    /// still fall in (they are netted late); a tick behind an earlier one seals nothing (seals
+    /// never go back). The seals a run makes depend on these instants, so its files are held
+    /// to a replay of its own manifests (`check.rs`), as `clearhouse replay` would make them.
+    fn idle(&self, i: usize, p: usize, rng: &mut ChaCha8Rng) -> Option<Command> {
         let cursor = *self.live[i].as_ref()?.cursors.get(&p)? as usize;
-        let earliest = self.log[p][..cursor].iter().filter_map(|(_, v)| event_time(v)).min()?;
-        let now = earliest.checked_sub(jiff::SignedDuration::from_hours(24)).ok()?;
+        let newest = self.log[p][..cursor].iter().filter_map(|(_, v)| event_time(v)).max()?;
+        let jump = if rng.random_range(0..10) == 0 { 6 * 3_600 } else { 0 };
+        let offset = jiff::SignedDuration::from_secs(rng.random_range(-7_200..=7_200) + jump);
+        let now = newest.checked_add(offset).ok()?;
         Some(Command::Idle { partition: p as i32, now })
     }
 

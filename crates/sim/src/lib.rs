@@ -21,6 +21,7 @@
 mod check;
 mod driver;
 mod outputs;
+mod replayed;
 pub mod world;
 
 use std::cell::RefCell;
@@ -68,6 +69,10 @@ pub struct SeedReport {
     pub events: Vec<String>,
     /// Windows and credits the workload publishes (the reference run's).
     pub published: (usize, usize),
+    /// Whether `clearhouse replay` from the run's manifests gives its files byte for byte: not
+    /// when an idle tick sealed a window before its late data and no window holding data
+    /// recorded that seal (docs/exactly-once.md, "Replay and seals in the manifest").
+    pub manifest_replay_matches: bool,
 }
 
 /// The settings the simulated shards run with: the default configuration, hourly windows and
@@ -88,7 +93,8 @@ pub fn run_seed(seed: u64, config: &SimConfig, settings: &Arc<Settings>) -> Resu
     let counts = driver::drive(settings, &workload, &faulty, &mut ChaCha8Rng::seed_from_u64(seed ^ 3), true);
     let (reference, faulty) = (reference.borrow(), faulty.borrow());
     let published = (reference.published("windows"), reference.published("credits"));
-    check::compare(seed, &workload.log, &reference, &faulty)
+    let manifest_replay_matches = check::manifest_replay_matches(settings, &workload.log, &faulty);
+    check::compare(seed, settings, &workload.log, &reference, &faulty)
         .map_err(|v| Box::new(Violation { schedule: faulty.events.clone(), ..v }))?;
     Ok(SeedReport {
         seed,
@@ -98,5 +104,6 @@ pub fn run_seed(seed: u64, config: &SimConfig, settings: &Arc<Settings>) -> Resu
         injected: faulty.injected.clone(),
         events: faulty.events.clone(),
         published,
+        manifest_replay_matches,
     })
 }

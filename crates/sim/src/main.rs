@@ -63,6 +63,7 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let mut coverage = std::collections::BTreeMap::new();
     let (mut crashes, mut rebalances, mut assemblies, mut windows, mut credits) = (0, 0, 0, 0, 0);
+    let mut manifest_replay_differs = Vec::new();
     for seed in args.first..args.first + args.seeds {
         match run_seed(seed, &config, &settings) {
             Ok(report) => {
@@ -74,6 +75,9 @@ fn main() -> ExitCode {
                 assemblies += report.counts.assemblies;
                 windows += report.published.0;
                 credits += report.published.1;
+                if !report.manifest_replay_matches {
+                    manifest_replay_differs.push(seed);
+                }
             }
             Err(violation) => {
                 bar.abandon();
@@ -89,6 +93,11 @@ fn main() -> ExitCode {
          {assemblies} assembly passes; {windows} windows and {credits} credits each published exactly once",
         args.seeds,
         u128::from(args.seeds) * 1000 / ms
+    );
+    println!(
+        "replay from the manifests gives other files in {} seeds (a known gap, docs/exactly-once.md): {:?}",
+        manifest_replay_differs.len(),
+        &manifest_replay_differs[..manifest_replay_differs.len().min(10)]
     );
     println!("faults injected, per I/O step:");
     for ((step, fault), n) in coverage {

@@ -18,8 +18,9 @@ use clearhouse_daemon::state_dir::{
     decode_checkpoint, decode_part, decode_progress, encode_checkpoint, encode_part, StateError,
 };
 use clearhouse_domain::WindowId;
-use clearhouse_engine::stream::{PartitionState, SealedPart, StateView};
+use clearhouse_engine::stream::{seal_of, PartitionState, SealedPart, StateView};
 use crossbeam_channel::Receiver;
+use jiff::Timestamp;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -28,6 +29,8 @@ use rand_chacha::ChaCha8Rng;
 pub enum Step {
     /// Loading a partition's checkpoint on assignment.
     LoadCheckpoint,
+    /// Removing the parts a crashed owner wrote for windows its checkpoint had not sealed.
+    DiscardParts,
     /// Writing a sealed window part.
     SavePart,
     /// Writing a checkpoint.
@@ -79,7 +82,8 @@ pub struct World {
     pub crashed: bool,
     /// Faults injected, per step and kind: the coverage of the run.
     pub injected: BTreeMap<(Step, Fault), u64>,
-    /// Part writes whose content differed from an earlier write of the same part.
+    /// Part writes whose content differed from an earlier write of the same part, after a
+    /// durable checkpoint recorded the part's seal.
     pub rewritten_parts: Vec<(WindowId, i32)>,
     /// The schedule as it happened: every fault, crash, restart and rebalance, in order.
     pub events: Vec<String>,
@@ -172,7 +176,7 @@ impl World {
             Step::PublishDeadLetters | Step::Flush => {
                 &[Fault::CrashBefore, Fault::CrashAfter, Fault::Error, Fault::AckLost]
             }
-            Step::SavePart | Step::SaveCheckpoint | Step::WriteFile | Step::Mark => {
+            Step::DiscardParts | Step::SavePart | Step::SaveCheckpoint | Step::WriteFile | Step::Mark => {
                 &[Fault::CrashBefore, Fault::CrashAfter, Fault::Error]
             }
         };
@@ -230,9 +234,16 @@ impl World {
         &self.parts
     }
 
+    /// Stores a part. Rewriting one with other bytes is legitimate while no durable checkpoint
+    /// records the seal that made it (the seal was lost with a crash, and the restarted owner
+    /// sealed the window at another offset); once one does, the assembler may have used it, so
+    /// it must never change again.
     fn store_part(&mut self, window: WindowId, partition: i32, bytes: Vec<u8>) {
         if self.parts.get(&(window, partition)).is_some_and(|old| *old != bytes) {
-            self.rewritten_parts.push((window, partition));
+            let progress = self.checkpoints.get(&partition).and_then(|c| decode_progress(c, "sim").ok());
+            if progress.is_some_and(|pr| seal_of(&pr.seals, window).is_some()) {
+                self.rewritten_parts.push((window, partition));
+            }
         }
         self.parts.insert((window, partition), bytes);
     }
@@ -273,6 +284,19 @@ impl PartitionStore for SimIo {
             return Err(io_error(Step::LoadCheckpoint));
         }
         world.checkpoints.get(&partition).map(|bytes| decode_checkpoint(bytes, "sim")).transpose()
+    }
+
+    fn discard_parts_after(&self, partition: i32, closed_before: Option<Timestamp>) -> Result<(), StateError> {
+        let mut world = self.step();
+        match world.fault(Step::DiscardParts) {
+            Some(Fault::CrashBefore | Fault::Error | Fault::AckLost) => Err(io_error(Step::DiscardParts)),
+            fault => {
+                let kept =
+                    |(window, p): &(WindowId, i32)| *p != partition || closed_before.is_some_and(|c| window.end() <= c);
+                world.parts.retain(|key, _| kept(key));
+                fault.map_or(Ok(()), |_| Err(io_error(Step::DiscardParts)))
+            }
+        }
     }
 
     fn save(&self, partition: i32, view: &StateView<'_>, open_instructions: u64) -> Result<(), StateError> {

@@ -176,6 +176,20 @@ impl Dir {
         self.sync()
     }
 
+    /// Removes `name` (a link itself, never what it points to) durably; false when it was not
+    /// there.
+    pub fn remove(&self, name: &str) -> Result<bool, StorageError> {
+        check_name(name)?;
+        let path = self.path.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        self.sync()?;
+        Ok(true)
+    }
+
     /// The bytes of the regular file `name`; `None` when absent. A symlink, FIFO, device or
     /// directory under the name is an error naming it.
     pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {

@@ -26,12 +26,13 @@ pub enum Original {
 }
 
 /// Seals of the original run for one partition: (fence, closed_before), in order.
-pub(super) type OriginalSeals = BTreeSet<(u64, Timestamp)>;
+pub type OriginalSeals = BTreeSet<(u64, Timestamp)>;
 
-/// What the original run recorded for one window: fences and seal instants per input.
-pub(super) type Recorded = BTreeMap<WindowId, (BTreeMap<String, u64>, BTreeMap<String, String>)>;
+/// What the original run recorded for each window: fences and seal instants per input.
+pub type Recorded = BTreeMap<WindowId, (BTreeMap<String, u64>, BTreeMap<String, String>)>;
 
-pub(super) fn original_seals(settings: &Settings, recorded: &Recorded, partitions: i32) -> Vec<OriginalSeals> {
+/// Per partition of the input topic, the seals `recorded` says the original run made.
+pub fn original_seals(settings: &Settings, recorded: &Recorded, partitions: i32) -> Vec<OriginalSeals> {
     let mut seals = vec![OriginalSeals::new(); partitions as usize];
     for (window, (fences, sealed_before)) in recorded {
         for (p, seals) in seals.iter_mut().enumerate() {
@@ -49,6 +50,18 @@ fn window_id(name: &str, id: &str) -> Result<WindowId, DaemonError> {
     id.parse().map_err(|_| DaemonError::State(format!("{name}: bad window id {id:?}")))
 }
 
+/// What the manifests in `store` recorded.
+pub fn recorded_in(store: &dyn OutputStore) -> Result<Recorded, DaemonError> {
+    let mut recorded = Recorded::new();
+    for name in store.list()?.into_iter().filter(|n| n.starts_with("manifest-") && n.ends_with(".json")) {
+        let bytes = store.get(&name)?.unwrap_or_default();
+        let m: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| DaemonError::State(format!("{name}: not a manifest: {e}")))?;
+        recorded.insert(window_id(&name, &m.window_id)?, (m.fences, m.sealed_before));
+    }
+    Ok(recorded)
+}
+
 pub(super) fn recorded(
     settings: &Settings,
     original: &Original,
@@ -57,15 +70,7 @@ pub(super) fn recorded(
     let mut recorded = Recorded::new();
     match original {
         Original::None => {}
-        Original::Dir(dir) => {
-            let store = DirStore::open(dir)?;
-            for name in store.list()?.into_iter().filter(|n| n.starts_with("manifest-") && n.ends_with(".json")) {
-                let bytes = store.get(&name)?.unwrap_or_default();
-                let m: Manifest = serde_json::from_slice(&bytes)
-                    .map_err(|e| DaemonError::State(format!("{name}: not a manifest: {e}")))?;
-                recorded.insert(window_id(&name, &m.window_id)?, (m.fences, m.sealed_before));
-            }
-        }
+        Original::Dir(dir) => recorded = recorded_in(&DirStore::open(dir)?)?,
         Original::WindowsTopic => {
             let topic = &settings.windows_topic;
             for (_, payload) in messages_since(client, topic, &BTreeMap::new(), TIMEOUT)? {
