@@ -304,4 +304,25 @@ mod tests {
         let err = dir.load(0).expect_err("damaged");
         assert!(err.to_string().contains("damaged"), "{err}");
     }
+
+    #[test]
+    fn only_the_partitions_parts_of_windows_its_checkpoint_has_not_sealed_are_discarded() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = StateDir::open(tmp.path(), "topic").expect("open");
+        let windows: Vec<WindowId> =
+            ["20261121T1000Z", "20261121T1100Z", "20261121T1200Z"].iter().map(|w| w.parse().expect("id")).collect();
+        for &window in &windows {
+            for partition in [0, 1] {
+                dir.save_part(partition, &SealedPart { window, fence: 7, batches: Vec::new() }).expect("part");
+            }
+        }
+        // Partition 0's checkpoint sealed the windows ending by 10:00: its parts of the windows
+        // ending at 11:00 and 12:00 are a crashed owner's; partition 1's are none of its business.
+        dir.discard_parts_after(0, Some(windows[0].end())).expect("discard");
+        let kept = |p: i32| windows.iter().map(|&w| dir.part(w, p).expect("read").is_some()).collect::<Vec<_>>();
+        assert_eq!(kept(0), [true, false, false]);
+        assert_eq!(kept(1), [true, true, true]);
+        dir.discard_parts_after(1, None).expect("no checkpoint: every part goes");
+        assert_eq!(kept(1), [false, false, false]);
+    }
 }

@@ -85,3 +85,18 @@ fn replace_replaces_atomically() {
     assert_eq!(dir.read("s.json").expect("read").as_deref(), Some(&b"2"[..]));
     assert_eq!(dir.entries().expect("entries").len(), 1);
 }
+
+#[test]
+fn remove_removes_a_file_or_a_link_itself_and_says_whether_it_was_there() {
+    let (tmp, dir) = dir();
+    dir.replace("a.bin", b"part").expect("write");
+    assert!(dir.remove("a.bin").expect("remove"));
+    assert_eq!(dir.read("a.bin").expect("read"), None);
+    assert!(!dir.remove("a.bin").expect("remove again"), "already gone");
+    let victim = tmp.path().join("victim.txt");
+    fs::write(&victim, b"precious").expect("victim");
+    symlink(&victim, dir.path().join("b.bin")).expect("symlink");
+    assert!(dir.remove("b.bin").expect("remove the link"));
+    assert_eq!(fs::read(&victim).expect("victim"), b"precious", "the file it pointed to is untouched");
+    assert!(matches!(dir.remove("../victim.txt"), Err(StorageError::BadName { .. })));
+}
