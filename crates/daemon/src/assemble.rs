@@ -74,6 +74,7 @@ impl Assembler {
             // Another instance assembles and reports what is pending; this one has nothing.
             telemetry::pending_windows(0, None);
             self.assembly.sealed_at.clear();
+            self.assembly.written.clear();
             return Ok(());
         }
         self.assembly.pass()
@@ -130,12 +131,15 @@ pub struct Assembly<S, T, O> {
     store: O,
     /// When this instance first found each pending window sealed by every partition.
     sealed_at: HashMap<WindowId, Instant>,
+    /// What this process wrote the files of and has not published yet: a pass after a failed
+    /// publication (a broker outage) publishes it again without encoding the window again.
+    written: HashMap<WindowId, Arc<Ready>>,
 }
 
 impl<S: AssemblyState, T: Topics, O: OutputStore> Assembly<S, T, O> {
     /// Assembly of the windows in `state` into `store` and `topics`.
     pub fn new(settings: Arc<Settings>, state: S, topics: T, store: O) -> Assembly<S, T, O> {
-        Assembly { settings, state, topics, store, sealed_at: HashMap::new() }
+        Assembly { settings, state, topics, store, sealed_at: HashMap::new(), written: HashMap::new() }
     }
 
     /// The topics (the simulator reaches its in-memory broker through them).
@@ -164,15 +168,23 @@ impl<S: AssemblyState, T: Topics, O: OutputStore> Assembly<S, T, O> {
             }
         }
         telemetry::pending_windows(pending.len(), pending.first().map(|w| w.end()));
+        self.written.retain(|window, _| pending.contains(window));
         let mut round = Vec::new();
         for window in pending {
             let seals: Option<Vec<Seal>> = progress.iter().map(|pr| seal_of(&pr.seals, window)).collect();
             let Some(seals) = seals else { continue };
             self.sealed_at.entry(window).or_insert_with(Instant::now);
-            let Some(mut batches) = self.parts(window, &seals)? else { continue };
-            clearhouse_engine::sort_batches(&mut batches);
-            let fences = fences(&topic, &seals);
-            round.push(self.write_files(window, &batches, fences)?);
+            let ready = match self.written.get(&window) {
+                Some(ready) => Arc::clone(ready),
+                None => {
+                    let Some(mut batches) = self.parts(window, &seals)? else { continue };
+                    clearhouse_engine::sort_batches(&mut batches);
+                    let ready = Arc::new(self.write_files(window, &batches, fences(&topic, &seals))?);
+                    self.written.insert(window, Arc::clone(&ready));
+                    ready
+                }
+            };
+            round.push(ready);
             if round.len() == MAX_WINDOWS_PER_ROUND {
                 self.publish_round(std::mem::take(&mut round))?;
             }
@@ -215,10 +227,12 @@ impl<S: AssemblyState, T: Topics, O: OutputStore> Assembly<S, T, O> {
     }
 
     /// Publishes a round the assembler wrote the files of, and reports each window emitted.
-    fn publish_round(&mut self, round: Vec<Ready>) -> Result<(), DaemonError> {
-        let sent = self.publish(&round, ReadBack::Started)?;
+    fn publish_round(&mut self, round: Vec<Arc<Ready>>) -> Result<(), DaemonError> {
+        let refs: Vec<&Ready> = round.iter().map(|r| &**r).collect();
+        let sent = self.publish(&refs, ReadBack::Started)?;
         let settings = Arc::clone(&self.settings);
         for (ready, sent) in round.iter().zip(sent) {
+            self.written.remove(&ready.window);
             let due = settings.calendar.window(ready.window).end + settings.grace;
             let latency = settings.clock.now().duration_since(due).try_into().unwrap_or(Duration::ZERO);
             let since_sealed = self.sealed_at.remove(&ready.window).map(|t| t.elapsed());
@@ -233,9 +247,9 @@ impl<S: AssemblyState, T: Topics, O: OutputStore> Assembly<S, T, O> {
     /// A window whose event is already on the windows topic but that this state directory
     /// never began was published by an earlier one (lost, or replaced by a restore): it is
     /// marked done and nothing of it is sent, or its payees would be paid twice.
-    pub fn publish(&mut self, round: &[Ready], read_back: ReadBack) -> Result<Vec<Sent>, DaemonError> {
+    pub fn publish(&mut self, round: &[&Ready], read_back: ReadBack) -> Result<Vec<Sent>, DaemonError> {
         let published_before = self.published_before_this_state(round)?;
-        let todo: Vec<&Ready> = round.iter().filter(|r| !published_before.contains(&r.window)).collect();
+        let todo: Vec<&Ready> = round.iter().copied().filter(|r| !published_before.contains(&r.window)).collect();
         let credits: Vec<_> = todo.iter().map(|r| (r.window, r.credits.as_slice())).collect();
         let credits_topic = self.settings.credits_topic.clone();
         let credits_sent = self.publish_once("credits", &credits_topic, &credits, read_back)?;
@@ -252,7 +266,7 @@ impl<S: AssemblyState, T: Topics, O: OutputStore> Assembly<S, T, O> {
     /// The windows of `round` this state directory never began publishing whose event is on
     /// the windows topic: each is marked done here. The windows topic holds one message per
     /// window, so reading it once per round is cheap.
-    fn published_before_this_state(&mut self, round: &[Ready]) -> Result<HashSet<WindowId>, DaemonError> {
+    fn published_before_this_state(&mut self, round: &[&Ready]) -> Result<HashSet<WindowId>, DaemonError> {
         let mut unstarted = HashSet::new();
         for ready in round {
             let window = ready.window;

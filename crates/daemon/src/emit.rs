@@ -97,7 +97,7 @@ pub fn emit_missing(
         for (name, bytes) in &window.files {
             live.put(name, bytes)?;
         }
-        let sent = assembly.publish(std::slice::from_ref(&window.ready), ReadBack::All)?[0];
+        let sent = assembly.publish(&[&window.ready], ReadBack::All)?[0];
         let restored = Emitted::Restored {
             files: (missing_files, window.files.len() - missing_files),
             credits: (sent.credits, window.ready.credits.len() - sent.credits),
