@@ -27,13 +27,14 @@ use clearhouse_engine::stream::{PartitionState, Seal, SealedPart, StateView};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+/// v7: open windows keep fixed-size details and a string arena (`netting/stored.rs`).
 /// v6: merchants nothing refers to are forgotten with the history (free handles).
 /// v5: amounts in minor units, batches and refunds keyed by merchant handles.
 /// v4: ids, captures, originals and refunds remember the event time they are forgotten by
 /// (the history horizon).
 /// v3: the progress record sits in the checkpoint's head, so one rename makes both durable
 /// (v2: captures remember their amount and event time, so refunds are held to them).
-const MAGIC: &[u8; 8] = b"CHCKPT06";
+const MAGIC: &[u8; 8] = b"CHCKPT07";
 /// Magic, progress length and checksum, body length and checksum.
 const HEAD: usize = 8 + 8 + 16 + 8 + 16;
 /// A progress record larger than this is damage, not a record (seal history is bounded).
@@ -300,7 +301,7 @@ mod tests {
         let dir = StateDir::open(tmp.path(), "topic").expect("open");
         assert!(dir.load(0).expect("load").is_none());
         let p0 = dir.partition_dir(0).expect("p0");
-        p0.replace("checkpoint.bin", b"CHCKPT06 but then garbage that is long enough for a head").expect("write");
+        p0.replace("checkpoint.bin", b"CHCKPT07 but then garbage that is long enough for a head").expect("write");
         let err = dir.load(0).expect_err("damaged");
         assert!(err.to_string().contains("damaged"), "{err}");
     }

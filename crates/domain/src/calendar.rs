@@ -82,6 +82,11 @@ impl WindowId {
     pub fn as_second(self) -> i64 {
         self.0
     }
+
+    /// The id whose [`WindowId::as_second`] is `second` (stored ids read back).
+    pub(crate) fn from_second(second: i64) -> WindowId {
+        WindowId(second)
+    }
 }
 
 impl fmt::Display for WindowId {

@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use compact_str::CompactString;
 use jiff::Timestamp;
 
+use super::stored::Stored;
 use crate::calendar::WindowId;
-use crate::instruction::{Body, Instruction, Kind, Payee, RefundFields};
+use crate::instruction::{Kind, Payee};
 use crate::money::{Minor, MinorSum};
 
 /// What an accepted instruction did to its batch. Written into the clearing file so a reader
@@ -73,29 +74,6 @@ pub struct Detail {
     pub credit: Option<u32>,
 }
 
-impl Detail {
-    /// The detail of `instruction`, accepted at `seq` with `effect`; `amount` and `fee` are its
-    /// amounts in minor units.
-    pub fn new(
-        seq: u64,
-        instruction: Instruction,
-        (amount, fee): (Minor, Minor),
-        late_from: Option<WindowId>,
-        effect: Effect,
-    ) -> Detail {
-        let Instruction { id, event_time, body, .. } = instruction;
-        let (kind, reference, payee) = match body {
-            Body::Capture => (Kind::Capture, None, None),
-            Body::Refund(refund) => {
-                let RefundFields { original_transaction_id, payee, .. } = *refund;
-                (Kind::Refund, Some(original_transaction_id), Some(Box::new(payee)))
-            }
-            Body::RefundReversal { reverses } => (Kind::RefundReversal, Some(reverses), None),
-        };
-        Detail { seq, id, kind, event_time, amount, fee, reference, payee, late_from, effect, credit: None }
-    }
-}
-
 /// Accepted instructions per type netted into a batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
@@ -124,5 +102,6 @@ pub(crate) struct BatchState {
     pub(crate) recoveries: MinorSum,
     pub(crate) fees: MinorSum,
     pub(crate) counts: Counts,
-    pub(crate) details: Vec<Detail>,
+    /// Its details, in input order; their strings are in the window's arena.
+    pub(crate) details: Vec<Stored>,
 }

@@ -8,6 +8,7 @@
 mod batch;
 mod merchants;
 mod settle;
+mod stored;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::policy::Policy;
 use crate::reject::{Reject, RejectReason};
 use batch::BatchState;
 use merchants::{MerchantHandle, Merchants};
+use stored::{Stored, Strings};
 
 pub use batch::{Counts, Detail, Effect};
 
@@ -121,6 +123,13 @@ struct RefundRecord {
     reversed: bool,
 }
 
+/// An open window: its batches, and the strings of their details.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct OpenWindow {
+    batches: Map<BatchKey, BatchState>,
+    strings: Strings,
+}
+
 /// Netting state of one shard: open windows and per-merchant refund history.
 #[derive(Debug)]
 pub struct Netter {
@@ -132,7 +141,7 @@ pub struct Netter {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NetterState {
     merchants: Merchants,
-    open: BTreeMap<WindowId, Map<BatchKey, BatchState>>,
+    open: BTreeMap<WindowId, OpenWindow>,
     originals: Map<Key, OriginalState>,
     refunds: Map<Key, RefundRecord>,
     captures: Map<Key, CaptureRecord>,
@@ -159,7 +168,7 @@ impl Netter {
 
     /// Instructions netted into open windows.
     pub fn open_details(&self) -> usize {
-        self.state.open.values().flat_map(|w| w.values()).map(|b| b.details.len()).sum()
+        self.state.open.values().flat_map(|w| w.batches.values()).map(|b| b.details.len()).sum()
     }
 
     /// Ids of open windows, oldest first.
@@ -178,7 +187,7 @@ impl Netter {
         // A merchant nothing refers to any more (no open batch, no carried debt, no refund a
         // reversal could name) is forgotten too: its handle is free for the next new merchant.
         let state = &self.state;
-        let open = state.open.values().flat_map(|w| w.keys()).map(|(m, _)| *m);
+        let open = state.open.values().flat_map(|w| w.batches.keys()).map(|(m, _)| *m);
         let carried = state.carried.keys().map(|(m, _)| *m);
         let referred = state.refunds.values().map(|r| r.merchant);
         let live: std::collections::HashSet<MerchantHandle> = open.chain(carried).chain(referred).collect();
@@ -222,7 +231,9 @@ impl Netter {
             Body::RefundReversal { reverses } => self.reversal(&instruction, reverses, (merchant, amount), place),
         }?;
         let merchant = merchant.unwrap_or_else(|| self.state.merchants.intern(&instruction.merchant_id));
-        let batch = self.batch(place.window, (merchant, currency));
+        let window = self.state.open.entry(place.window).or_default();
+        let stored = Stored::new(seq, &instruction, (amount, fee), place.late_from, effect, &mut window.strings);
+        let batch = window.batches.entry((merchant, currency)).or_default();
         batch.fees += MinorSum::from(fee);
         let amount_sum = MinorSum::from(amount);
         match effect {
@@ -244,12 +255,8 @@ impl Netter {
         if place.late_from.is_some() {
             batch.counts.late += 1;
         }
-        batch.details.push(Detail::new(seq, instruction, (amount, fee), place.late_from, effect));
+        batch.details.push(stored);
         Ok(())
-    }
-
-    fn batch(&mut self, window: WindowId, key: BatchKey) -> &mut BatchState {
-        self.state.open.entry(window).or_default().entry(key).or_default()
     }
 
     fn capture(&mut self, instruction: &Instruction, amount: Minor) -> Result<Effect, Reject> {
@@ -291,7 +298,7 @@ impl Netter {
             None if amount > stated_amount => return Err(exceeds(ins, 0, stated_amount)),
             None => 0,
         };
-        let batch = merchant.and_then(|m| self.state.open.get(&place.window)?.get(&(m, currency)));
+        let batch = merchant.and_then(|m| self.state.open.get(&place.window)?.batches.get(&(m, currency)));
         let (count, total, detail_index) = batch.map_or((0, 0, 0), |b| (b.counts.refunds, b.refunds, b.details.len()));
         self.check_limits(ins, place.window, count, total + MinorSum::from(amount))?;
         let first_time = self.state.originals.get(&original_key).map_or(original_time, |o| o.original_time);
@@ -387,9 +394,11 @@ impl Netter {
         if refund_window != place.window {
             return Ok(Effect::Recovery);
         }
-        let batch = self.batch(place.window, (merchant, ins.currency));
+        let window = self.state.open.get_mut(&place.window).expect("the refund's window is open");
+        let batch = window.batches.get_mut(&(merchant, ins.currency)).expect("the refund's batch is open");
         let refund = &mut batch.details[detail_index as usize];
-        assert!(refund.id == reverses && refund.effect == Effect::Refunded, "refund detail index out of step");
+        let in_step = refund.id(&window.strings) == reverses && refund.effect == Effect::Refunded;
+        assert!(in_step, "refund detail index out of step");
         refund.effect = Effect::RefundReversed;
         batch.refunds -= MinorSum::from(amount);
         Ok(Effect::NettedReversal)

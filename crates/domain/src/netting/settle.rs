@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::batch::{BatchState, Counts, Detail, Effect};
+use super::stored::Strings;
 use super::{BatchKey, Map, Netter};
 use crate::calendar::WindowId;
 use crate::instruction::Payee;
@@ -164,26 +165,29 @@ pub fn end_to_end_id(
 impl Netter {
     /// Closes the oldest open window and returns its batches sorted by merchant and currency.
     pub fn close_earliest(&mut self) -> Option<(WindowId, Vec<SettledBatch>)> {
-        let (window, batches) = self.state.open.pop_first()?;
+        let (window, open) = self.state.open.pop_first()?;
         self.state.last_closed = Some(window);
-        let mut batches: Vec<(BatchKey, BatchState)> = batches.into_iter().collect();
+        let mut batches: Vec<(BatchKey, BatchState)> = open.batches.into_iter().collect();
         let merchants = &self.state.merchants;
         batches.sort_unstable_by(|(a, _), (b, _)| (merchants.id(a.0), a.1).cmp(&(merchants.id(b.0), b.1)));
-        let settled = batches.into_iter().map(|(key, state)| self.settle(window, key, state)).collect();
+        let strings = open.strings;
+        let settled = batches.into_iter().map(|(key, state)| self.settle(window, key, state, &strings)).collect();
         Some((window, settled))
     }
 
-    fn settle(&mut self, window: WindowId, key: BatchKey, mut state: BatchState) -> SettledBatch {
+    fn settle(&mut self, window: WindowId, key: BatchKey, state: BatchState, strings: &Strings) -> SettledBatch {
         let carried_in = self.state.carried.remove(&key).unwrap_or(0);
         let (handle, currency) = key;
         let merchant_id = self.state.merchants.id(handle).clone();
-        let mut credits = refund_credits(window, &merchant_id, currency, &mut state.details);
+        let mut details: Vec<Detail> = state.details.iter().map(|d| d.detail(strings)).collect();
+        drop(state.details);
+        let mut credits = refund_credits(window, &merchant_id, currency, &mut details);
         let refund_credits: Decimal = credits.iter().map(|c| c.amount).sum();
         let [captures, refunds, recoveries, fees, carried_in] =
             [state.captures, state.refunds, state.recoveries, state.fees, carried_in].map(|m| currency.from_minor(m));
         let totals = Totals::from_flows(captures, refunds, recoveries, fees, carried_in, refund_credits);
         assert!(totals.is_conserved(), "batch {window}/{merchant_id}/{currency} does not balance: {totals:?}");
-        assert_eq!(state.counts.total(), state.details.len() as u64, "batch {window}/{merchant_id} counts");
+        assert_eq!(state.counts.total(), details.len() as u64, "batch {window}/{merchant_id} counts");
         if totals.payout > Decimal::ZERO {
             if let Some(merchant) = self.policy.merchant(&merchant_id) {
                 credits.extend(payout_credits(window, &merchant_id, currency, &merchant.account, totals.payout));
@@ -193,7 +197,7 @@ impl Netter {
             let carried_out = currency.to_minor(totals.carried_out).expect("a net has the currency's scale");
             self.state.carried.insert(key, carried_out);
         }
-        SettledBatch { window, merchant_id, currency, totals, counts: state.counts, credits, details: state.details }
+        SettledBatch { window, merchant_id, currency, totals, counts: state.counts, credits, details }
     }
 }
 

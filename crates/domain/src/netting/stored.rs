@@ -1,0 +1,195 @@
+//! How an open window holds its details: a fixed 64-byte record per accepted instruction, with
+//! no heap field of its own, and the record's strings (id, reference, payee) packed into the
+//! window's string arena, in chunks that are filled and never moved. A [`Detail`] with owned
+//! strings exists only once the window closes.
+//!
+//! Why: details are most of what `net` holds until its input ends (docs/benchmarks.md). As a
+//! `Detail` in a `Vec` per batch, one cost 128 bytes, plus a 72-byte boxed payee for a refund,
+//! plus the slack of each `Vec`'s doubling; here a capture is 64 bytes and its id, a refund 64
+//! bytes and its five strings.
+
+use compact_str::CompactString;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::batch::{Detail, Effect};
+use crate::calendar::WindowId;
+use crate::instruction::{Body, Instruction, Kind, Payee, RefundFields};
+use crate::money::Minor;
+
+/// Bytes per arena chunk. A record's strings (at most 64 + 64 + 560 + 34 + 35 bytes: two ids,
+/// and a payee of 140 characters of up to four bytes) always fit one.
+const CHUNK: usize = 1 << 16;
+
+/// No late origin (`late_from`).
+const NOT_LATE: i64 = i64::MIN;
+
+/// A window's strings, chunk by chunk.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Strings {
+    chunks: Vec<Vec<u8>>,
+}
+
+/// Where a record's strings are: their chunk, their start in it, and each one's length
+/// (id, reference, payee name, account, bank).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Span {
+    chunk: u32,
+    at: u16,
+    id: u8,
+    reference: u8,
+    name: u16,
+    account: u8,
+    bank: u8,
+}
+
+impl Strings {
+    /// Appends `parts` contiguously and says where they are.
+    fn push(&mut self, [id, reference, name, account, bank]: [&str; 5]) -> Span {
+        let len = id.len() + reference.len() + name.len() + account.len() + bank.len();
+        let narrow =
+            |s: &str| u8::try_from(s.len()).expect("ids, accounts and banks are validated to 64 bytes at most");
+        let span_name = u16::try_from(name.len()).expect("payee names are validated to 140 characters");
+        if self.chunks.last().is_none_or(|c| c.len() + len > CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        let chunk = self.chunks.last_mut().expect("a chunk");
+        // A chunk restored from a checkpoint has no spare capacity: grow it once to a full one.
+        if chunk.capacity() < CHUNK {
+            chunk.reserve_exact(CHUNK - chunk.len());
+        }
+        let at = u16::try_from(chunk.len()).expect("a chunk holds 2^16 bytes");
+        for part in [id, reference, name, account, bank] {
+            chunk.extend_from_slice(part.as_bytes());
+        }
+        let chunk = u32::try_from(self.chunks.len() - 1).expect("fewer than 2^32 chunks in a window");
+        Span {
+            chunk,
+            at,
+            id: narrow(id),
+            reference: narrow(reference),
+            name: span_name,
+            account: narrow(account),
+            bank: narrow(bank),
+        }
+    }
+
+    /// The strings at `span`, in the order they were pushed.
+    fn get(&self, span: Span) -> [&str; 5] {
+        let chunk = &self.chunks[span.chunk as usize];
+        let mut at = usize::from(span.at);
+        let lens = [span.id.into(), span.reference.into(), span.name.into(), span.account.into(), span.bank.into()];
+        lens.map(|len: usize| {
+            let bytes = &chunk[at..at + len];
+            at += len;
+            // Only whole `str`s were pushed, at these boundaries.
+            std::str::from_utf8(bytes).expect("arena strings are UTF-8")
+        })
+    }
+}
+
+/// One accepted instruction in an open window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Stored {
+    seq: u64,
+    event_time: Timestamp,
+    amount: Minor,
+    fee: Minor,
+    /// `WindowId::as_second` of its own window when it was netted late, else [`NOT_LATE`].
+    late_from: i64,
+    span: Span,
+    kind: Kind,
+    pub(crate) effect: Effect,
+}
+
+impl Stored {
+    /// `instruction`, accepted at `seq` with `effect`, its strings into `strings`.
+    pub(crate) fn new(
+        seq: u64,
+        instruction: &Instruction,
+        (amount, fee): (Minor, Minor),
+        late_from: Option<WindowId>,
+        effect: Effect,
+        strings: &mut Strings,
+    ) -> Stored {
+        let (kind, parts) = match &instruction.body {
+            Body::Capture => (Kind::Capture, [instruction.id.as_str(), "", "", "", ""]),
+            Body::Refund(refund) => {
+                let RefundFields { original_transaction_id, payee, .. } = &**refund;
+                let parts = [&instruction.id, original_transaction_id, &payee.name, &payee.account, &payee.bank];
+                (Kind::Refund, parts.map(CompactString::as_str))
+            }
+            Body::RefundReversal { reverses } => {
+                (Kind::RefundReversal, [instruction.id.as_str(), reverses, "", "", ""])
+            }
+        };
+        Stored {
+            seq,
+            event_time: instruction.event_time,
+            amount,
+            fee,
+            late_from: late_from.map_or(NOT_LATE, WindowId::as_second),
+            span: strings.push(parts),
+            kind,
+            effect,
+        }
+    }
+
+    /// Its id.
+    pub(crate) fn id<'s>(&self, strings: &'s Strings) -> &'s str {
+        strings.get(self.span)[0]
+    }
+
+    /// The detail with its own strings, for the closed window's files and credits.
+    pub(crate) fn detail(&self, strings: &Strings) -> Detail {
+        let [id, reference, name, account, bank] = strings.get(self.span);
+        let payee = (self.kind == Kind::Refund)
+            .then(|| Box::new(Payee { name: name.into(), account: account.into(), bank: bank.into() }));
+        Detail {
+            seq: self.seq,
+            id: id.into(),
+            kind: self.kind,
+            event_time: self.event_time,
+            amount: self.amount,
+            fee: self.fee,
+            reference: (self.kind != Kind::Capture).then(|| reference.into()),
+            payee,
+            late_from: (self.late_from != NOT_LATE).then(|| WindowId::from_second(self.late_from)),
+            effect: self.effect,
+            credit: None,
+        }
+    }
+}
+
+/// The record stays the size the memory budget counts on (docs/benchmarks.md).
+const _: () = assert!(std::mem::size_of::<Stored>() == 64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_come_back_as_pushed_across_chunks_and_after_a_restore() {
+        let mut strings = Strings::default();
+        let name = "Ж".repeat(70) + &"🦀".repeat(70); // 140 characters, 420 bytes
+        let mut spans = Vec::new();
+        for i in 0..400 {
+            let id = format!("r-{i:061}"); // 64 bytes
+            let parts = [id.as_str(), "o-1", name.as_str(), "DE89370400440532013000", "COBADEFFXXX"];
+            spans.push((strings.push(parts), id));
+        }
+        assert!(strings.chunks.len() > 1, "400 records of 573 bytes span chunks");
+        assert!(strings.chunks.iter().all(|c| c.len() <= CHUNK));
+        let mut restored = Strings { chunks: strings.chunks.iter().map(|c| c.to_vec()).collect() };
+        let more = restored.push(["c-1", "", "", "", ""]);
+        for (span, id) in &spans {
+            for arena in [&strings, &restored] {
+                assert_eq!(
+                    arena.get(*span),
+                    [id.as_str(), "o-1", name.as_str(), "DE89370400440532013000", "COBADEFFXXX"]
+                );
+            }
+        }
+        assert_eq!(restored.get(more), ["c-1", "", "", "", ""]);
+    }
+}
