@@ -21,8 +21,9 @@ use crate::money::Minor;
 /// and a payee of 140 characters of up to four bytes) always fit one.
 const CHUNK: usize = 1 << 16;
 
-/// No late origin (`late_from`).
-const NOT_LATE: i64 = i64::MIN;
+/// No late origin (`late_from`). No window of a valid instruction ends at the epoch (event
+/// times start there), and zero is one byte in a checkpoint where `i64::MIN` is ten.
+const NOT_LATE: i64 = 0;
 
 /// A window's strings, chunk by chunk.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -76,14 +77,16 @@ impl Strings {
 
     /// The strings at `span`, in the order they were pushed.
     fn get(&self, span: Span) -> [&str; 5] {
-        let chunk = &self.chunks[span.chunk as usize];
-        let mut at = usize::from(span.at);
         let lens = [span.id.into(), span.reference.into(), span.name.into(), span.account.into(), span.bank.into()];
+        let at = usize::from(span.at);
+        let bytes = &self.chunks[span.chunk as usize][at..at + lens.iter().sum::<usize>()];
+        // Whole `str`s were pushed, so the span is UTF-8 and each length is a boundary: one
+        // validation for the five (a call per string cost 5% of netting).
+        let mut rest = std::str::from_utf8(bytes).expect("arena strings are UTF-8");
         lens.map(|len: usize| {
-            let bytes = &chunk[at..at + len];
-            at += len;
-            // Only whole `str`s were pushed, at these boundaries.
-            std::str::from_utf8(bytes).expect("arena strings are UTF-8")
+            let (part, after) = rest.split_at(len);
+            rest = after;
+            part
         })
     }
 }
@@ -123,6 +126,7 @@ impl Stored {
                 (Kind::RefundReversal, [instruction.id.as_str(), reverses, "", "", ""])
             }
         };
+        assert!(late_from.is_none_or(|w| w.as_second() != NOT_LATE), "a window ending at the epoch");
         Stored {
             seq,
             event_time: instruction.event_time,
