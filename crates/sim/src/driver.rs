@@ -271,8 +271,8 @@ impl Cluster<'_> {
     /// handed: from two hours behind it to two hours ahead, and one tick in ten after the clock
     /// jumped six hours forward. A tick ahead of the data seals windows that later messages
     /// still fall in (they are netted late); a tick behind an earlier one seals nothing (seals
-    /// never go back). The seals a run makes depend on these instants, so its files are held
-    /// to a replay of its own manifests (`check.rs`), as `clearhouse replay` would make them.
+    /// never go back). The seals a run makes depend on these instants, so its windows are held
+    /// to a replay of the seals its final checkpoints recorded (`replayed.rs`).
     fn idle(&self, i: usize, p: usize, rng: &mut ChaCha8Rng) -> Option<Command> {
         let cursor = *self.live[i].as_ref()?.cursors.get(&p)? as usize;
         let newest = self.log[p][..cursor].iter().filter_map(|(_, v)| event_time(v)).max()?;
