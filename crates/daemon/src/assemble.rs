@@ -29,7 +29,7 @@ use crate::{telemetry, DaemonError, Settings};
 pub use io::{AssemblyState, KafkaTopics, Message, Topics};
 
 /// Most windows published in one round (bounds what a round holds in memory).
-const MAX_WINDOWS_PER_ROUND: usize = 64;
+pub(crate) const MAX_WINDOWS_PER_ROUND: usize = 64;
 
 /// The manifest fences of a window from each partition's seal of it, in partition order.
 pub(crate) fn fences(topic: &str, seals: &[Seal]) -> Fences {

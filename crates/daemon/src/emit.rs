@@ -17,7 +17,7 @@ use std::sync::Arc;
 use clearhouse_domain::WindowId;
 use clearhouse_formats::{DirStore, Manifest, OutputStore};
 
-use crate::assemble::{Assembly, KafkaTopics, ReadBack, Ready, Topics};
+use crate::assemble::{Assembly, KafkaTopics, ReadBack, Ready, Topics, MAX_WINDOWS_PER_ROUND};
 use crate::replay::ReplayedWindow;
 use crate::state_dir::StateDir;
 use crate::{DaemonError, Settings};
@@ -65,10 +65,13 @@ pub fn emit_missing(
         Ok(assembly.topics_mut().messages_since(topic, &BTreeMap::new())?.into_iter().collect())
     };
     let (credits_present, events_present) = (on_topic(&settings.credits_topic)?, on_topic(&settings.windows_topic)?);
-    let mut outcomes = Vec::new();
+    let mut outcomes: Vec<(WindowId, Option<Emitted>)> = Vec::new();
+    // Windows whose files are restored, to publish: where their outcome goes, what they
+    // publish, and their files (written, already there).
+    let mut restoring: Vec<(usize, Ready, (usize, usize))> = Vec::new();
     for w in windows {
         if !w.from_manifest {
-            outcomes.push((w.window, Emitted::NotClosed));
+            outcomes.push((w.window, Some(Emitted::NotClosed)));
             continue;
         }
         let window = read_staged(&staged, w)?;
@@ -91,21 +94,25 @@ pub fn emit_missing(
             conflicts.push(format!("window event on {} differs", settings.windows_topic));
         }
         if !conflicts.is_empty() {
-            outcomes.push((w.window, Emitted::Refused(conflicts)));
+            outcomes.push((w.window, Some(Emitted::Refused(conflicts))));
             continue;
         }
         for (name, bytes) in &window.files {
             live.put(name, bytes)?;
         }
-        let sent = assembly.publish(&[&window.ready], ReadBack::All)?[0];
-        let restored = Emitted::Restored {
-            files: (missing_files, window.files.len() - missing_files),
-            credits: (sent.credits, window.ready.credits.len() - sent.credits),
-            event_sent: sent.event,
-        };
-        outcomes.push((w.window, restored));
+        outcomes.push((w.window, None));
+        restoring.push((outcomes.len() - 1, window.ready, (missing_files, window.files.len() - missing_files)));
     }
-    Ok(outcomes)
+    // Published in rounds, as the assembler does: one read-back of each topic per round.
+    for round in restoring.chunks(MAX_WINDOWS_PER_ROUND) {
+        let readies: Vec<&Ready> = round.iter().map(|(_, ready, _)| ready).collect();
+        let sent = assembly.publish(&readies, ReadBack::All)?;
+        for ((at, ready, files), sent) in round.iter().zip(sent) {
+            let credits = (sent.credits, ready.credits.len() - sent.credits);
+            outcomes[*at].1 = Some(Emitted::Restored { files: *files, credits, event_sent: sent.event });
+        }
+    }
+    Ok(outcomes.into_iter().map(|(window, outcome)| (window, outcome.expect("every window has an outcome"))).collect())
 }
 
 /// The files and messages of a regenerated window, from its staged manifest.
