@@ -202,6 +202,7 @@ impl TopicWriter {
             // Delivers the purge's failure reports, so the next flush starts from zero.
             let _ = self.producer.flush(Duration::from_millis(100));
             context.failed.store(0, Ordering::Relaxed);
+            context.first_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         }
         let sent = std::mem::take(&mut self.sent);
         match failed {
