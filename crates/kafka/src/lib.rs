@@ -129,6 +129,8 @@ impl ProducerContext for Deliveries {
 /// An idempotent producer to one topic.
 pub struct TopicWriter {
     producer: BaseProducer<Deliveries>,
+    /// What the producer was made from: a flush that fails replaces it (see [`TopicWriter::flush`]).
+    config: ClientConfig,
     topic: String,
     sent: u64,
 }
@@ -139,7 +141,7 @@ impl TopicWriter {
         let mut config = options.client_config();
         config.set("enable.idempotence", "true").set("linger.ms", "5");
         let producer = config.create_with_context(Deliveries::default())?;
-        Ok(TopicWriter { producer, topic: topic.to_owned(), sent: 0 })
+        Ok(TopicWriter { producer, config, topic: topic.to_owned(), sent: 0 })
     }
 
     /// Queues a message to the writer's topic (waits while the local queue is full).
@@ -186,10 +188,12 @@ impl TopicWriter {
     /// start again from zero, so the writer can be reused.
     ///
     /// A flush that times out (a broker down for longer) purges what is still queued or in
-    /// flight before it returns: otherwise librdkafka would deliver those messages whenever the
-    /// broker came back, after the caller had read the topic back and sent the missing ones
-    /// again, and a credit would be paid twice. A request already on the wire when it is purged
-    /// may still be appended by the broker (docs/exactly-once.md).
+    /// flight, and replaces the producer, before it returns. Otherwise librdkafka would deliver
+    /// those messages whenever the broker came back, after the caller had read the topic back
+    /// and sent the missing ones again, and a credit would be paid twice. The producer is
+    /// replaced because an idempotent one whose in-flight messages were purged has a gap in its
+    /// sequence numbers, which the broker refuses from then on. A request already on the wire
+    /// when it is purged may still be appended by the broker (docs/exactly-once.md).
     pub fn flush(&mut self, timeout: Duration) -> Result<u64, ClientError> {
         let flushed = self.producer.flush(timeout);
         let context = self.producer.context();
@@ -199,10 +203,7 @@ impl TopicWriter {
             failed += self.producer.in_flight_count().max(0) as u64;
             first.get_or_insert_with(|| error.to_string());
             self.producer.purge(PurgeConfig::default().queue().inflight());
-            // Delivers the purge's failure reports, so the next flush starts from zero.
-            let _ = self.producer.flush(Duration::from_millis(100));
-            context.failed.store(0, Ordering::Relaxed);
-            context.first_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            self.producer = self.config.create_with_context(Deliveries::default())?;
         }
         let sent = std::mem::take(&mut self.sent);
         match failed {
