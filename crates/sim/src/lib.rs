@@ -1,22 +1,23 @@
-//! Deterministic simulation of the daemon's partition shards (issue #12, its first floor).
+//! Deterministic simulation of the daemon (issue #12).
 //!
 //! The real-time fault tests kill a daemon at a handful of random instants; they cannot aim at
 //! one I/O step or be replayed. Here the daemon's own `Shard` (netting, sealing, checkpointing,
 //! dead letters) runs against an in-memory state directory and dead-letter topic (`world.rs`),
-//! and one seed decides everything: the workload (out-of-order and late event times), how many
-//! instances share the state directory, and a schedule of crashes at any I/O step (before or
-//! after it lands), write errors, lost broker acknowledgements, restarts and rebalances. Each
-//! seed's result is compared with the same workload run with no faults (`check.rs`).
+//! and each instance's window assembler (`Assembly`, the code `replay --emit` publishes through
+//! too) against an in-memory output directory, publication markers and credits and windows
+//! topics (`outputs.rs`). One seed decides everything: the workload (out-of-order and late
+//! event times), how many instances share the state directory, the wall clock of idle ticks
+//! (behind the data, ahead of it, jumping forward), and a schedule of crashes at any I/O step
+//! (before or after it lands), write errors, refused sends, failed read-backs and flushes, lost
+//! acknowledgements, restarts and rebalances.
 //!
-//! Each instance also runs the daemon's window assembler (`Assembly`, the code `replay --emit`
-//! publishes through too) against an in-memory output directory, publication markers and
-//! credits and windows topics (`outputs.rs`), with faults at every file write, marker, read
-//! back, send and flush.
+//! Counts and dead letters are compared with the same workload run with no faults; parts,
+//! files, credits and window events with a replay of the run's own seal history
+//! (`replayed.rs`), since seals depend on the clock and on crashes (`check.rs`).
 //!
 //! Not simulated (docs/exactly-once.md): the consumer loop and group protocol themselves (the
 //! driver stands in for them: it assigns, resumes from checkpoints and commits what the shard
-//! reports, as the daemon does), idle ticks that seal ahead of the data, and what happens
-//! inside one atomic file replace.
+//! reports, as the daemon does), and what happens inside one atomic file replace.
 
 mod check;
 mod driver;

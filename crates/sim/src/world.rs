@@ -1,6 +1,7 @@
-//! The simulated world outside a shard: the state directory and the dead-letter topic, with
-//! the fault injector that decides, at every I/O step, whether the step fails, lands and then
-//! the process dies, or dies before it.
+//! The simulated world outside a process: the state directory, the dead-letter topic, and
+//! (for the assembler, `outputs.rs`) the output directory, publication markers and output
+//! topics, with the fault injector that decides, at every I/O step, whether the step fails,
+//! lands and then the process dies, or dies before it.
 //!
 //! The store keeps checkpoints and parts as the bytes the daemon's own codec makes
 //! (`state_dir::encode_checkpoint`, `encode_part`), so a checkpoint that does not load back is a
