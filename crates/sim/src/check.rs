@@ -125,8 +125,7 @@ fn as_slices(map: &BTreeMap<String, Vec<u8>>) -> BTreeMap<&str, &[u8]> {
 /// key is there twice.
 fn exactly_once<'a>(world: &'a World, suffix: &str) -> Result<BTreeMap<&'a str, &'a [u8]>, String> {
     let mut out = BTreeMap::new();
-    let topics = world.topics.iter().filter(|(name, _)| name.ends_with(suffix));
-    for (key, payload) in topics.flat_map(|(_, partitions)| partitions.iter().flatten()) {
+    for (key, payload) in world.messages(suffix) {
         if out.insert(key.as_str(), payload.as_slice()).is_some() {
             return Err(format!("{key} is on the {suffix} topic twice"));
         }

@@ -129,9 +129,16 @@ impl World {
         log[p].push((key, payload));
     }
 
-    /// Messages on the output topic whose name ends with `suffix`.
+    /// Every message (key, payload) on the output topic whose name ends with `suffix`.
+    pub(crate) fn messages(&self, suffix: &str) -> impl Iterator<Item = &(String, Vec<u8>)> + use<'_> {
+        let suffix = suffix.to_owned();
+        let topics = self.topics.iter().filter(move |(name, _)| name.ends_with(&suffix));
+        topics.flat_map(|(_, partitions)| partitions.iter().flatten())
+    }
+
+    /// How many messages the output topic whose name ends with `suffix` holds.
     pub fn published(&self, suffix: &str) -> usize {
-        self.topics.iter().filter(|(name, _)| name.ends_with(suffix)).flat_map(|(_, p)| p).map(Vec::len).sum()
+        self.messages(suffix).count()
     }
 
     /// A number in `0..n` from the fault stream.
