@@ -19,7 +19,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clearhouse_storage::{Dir, StorageError};
+use std::sync::Arc;
+
+use clearhouse_storage::{Dir, Fs, OsFs, StorageError};
 
 use clearhouse_domain::Stats;
 use clearhouse_domain::WindowId;
@@ -125,7 +127,12 @@ const STALE_TEMP: Duration = Duration::from_secs(600);
 impl StateDir {
     /// Opens (creating) `<base>/<topic>`.
     pub fn open(base: &Path, topic: &str) -> Result<StateDir, StateError> {
-        let root = Dir::create(base)?.sub(topic)?;
+        StateDir::open_on(Arc::new(OsFs), base, topic)
+    }
+
+    /// Opens (creating) `<base>/<topic>` on `fs` (the simulator's disk, in `clearhouse-sim`).
+    pub fn open_on(fs: Arc<dyn Fs>, base: &Path, topic: &str) -> Result<StateDir, StateError> {
+        let root = Dir::create_on(fs, base)?.sub(topic)?;
         Ok(StateDir { root })
     }
 
@@ -183,7 +190,7 @@ impl StateDir {
     pub fn progress(&self, partition: i32) -> Result<Option<Progress>, StateError> {
         let dir = self.partition_dir(partition)?;
         let path = dir.path().join("checkpoint.bin");
-        let Some(mut file) = dir.open_file("checkpoint.bin")? else { return Ok(None) };
+        let Some(mut file) = dir.reader("checkpoint.bin")? else { return Ok(None) };
         let io = |source| StateError::Storage(clearhouse_storage::StorageError::Io { path: path.clone(), source });
         let mut start = vec![0; HEAD];
         file.read_exact(&mut start).map_err(io)?;

@@ -13,13 +13,24 @@
 //! - reads open with `O_NOFOLLOW | O_NONBLOCK` and accept regular files only, so a symlink cannot
 //!   lead a read outside the directory and a FIFO cannot block it;
 //! - the directory is fsynced after every rename, so a crash keeps the old or the new file;
+//! - a directory is durable before anything is put in it: its parent is fsynced when it is made,
+//!   and again the first time a process uses one it found existing (its maker may have died
+//!   between the two);
 //! - temporary files an interrupted run left behind are removed by [`Dir::remove_temps`].
+//!
+//! `Dir` makes those decisions; the calls themselves go through [`Fs`], so the simulator can
+//! crash the machine between any two of them.
 
-use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+mod fs;
+
+pub use fs::{Fs, Kind, Opened, OsFs};
 
 /// Names of temporary files start with this (and end in `.tmp`); nothing else may.
 pub const TEMP_PREFIX: &str = ".clearhouse-";
@@ -73,21 +84,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
     move |source| StorageError::Io { path: path.to_owned(), source }
 }
 
-/// What a directory entry is, in words.
-fn kind_of(file_type: fs::FileType) -> &'static str {
-    if file_type.is_symlink() {
-        "symbolic link"
-    } else if file_type.is_dir() {
-        "directory"
-    } else if file_type.is_fifo() {
-        "FIFO"
-    } else if file_type.is_socket() {
-        "socket"
-    } else if file_type.is_block_device() || file_type.is_char_device() {
-        "device"
-    } else {
-        "regular file"
-    }
+fn not_regular(path: PathBuf, kind: Kind, expected: &'static str) -> StorageError {
+    StorageError::NotRegular { path, kind: kind.name(), expected }
 }
 
 /// Checks that `name` is one plain component that is not reserved for temporary files.
@@ -103,27 +101,56 @@ pub fn check_name(name: &str) -> Result<(), StorageError> {
 /// A directory of durable files.
 #[derive(Debug, Clone)]
 pub struct Dir {
+    fs: Arc<dyn Fs>,
     path: PathBuf,
+    /// Subdirectories whose entry this process has made durable, shared by every `Dir` reached
+    /// from the same root: a subdirectory found existing may have been created by a process
+    /// that died before fsyncing its parent, so the first use in a process fsyncs it again.
+    durable: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl Dir {
-    /// Uses `path`, creating it (and its parents) when missing; it must be a directory.
+    /// Uses `path` on the operating system's file system, creating it (and its parents) when
+    /// missing; it must be a directory.
     pub fn create(path: &Path) -> Result<Dir, StorageError> {
-        fs::create_dir_all(path).map_err(io_err(path))?;
-        Dir::open(path)
+        Dir::create_on(Arc::new(OsFs), path)
+    }
+
+    /// Uses `path` on `fs`, creating it and its missing parents durably (each new directory's
+    /// parent is fsynced), so a power loss cannot take the tree away under files already
+    /// synced in it.
+    pub fn create_on(fs: Arc<dyn Fs>, path: &Path) -> Result<Dir, StorageError> {
+        let ancestors: Vec<&Path> = path.ancestors().take_while(|a| !a.as_os_str().is_empty()).collect();
+        for dir in ancestors.into_iter().rev() {
+            let Some(parent) = dir.parent() else { continue };
+            let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+            let synced = match fs.create_dir(dir) {
+                Ok(()) => fs.sync_dir(parent),
+                // It may have been created by a process that died before the fsync; a parent
+                // this user may not read was not created by Clearhouse.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match fs.sync_dir(parent) {
+                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Ok(()),
+                    other => other,
+                },
+                Err(e) => return Err(io_err(dir)(e)),
+            };
+            synced.map_err(io_err(parent))?;
+        }
+        Dir::open_on(fs, path)
     }
 
     /// Uses an existing directory `path` (for reading).
     pub fn open(path: &Path) -> Result<Dir, StorageError> {
-        let meta = fs::metadata(path).map_err(io_err(path))?;
-        if !meta.is_dir() {
-            return Err(StorageError::NotRegular {
-                path: path.to_owned(),
-                kind: kind_of(meta.file_type()),
-                expected: "directory",
-            });
+        Dir::open_on(Arc::new(OsFs), path)
+    }
+
+    /// Uses an existing directory `path` on `fs`.
+    pub fn open_on(fs: Arc<dyn Fs>, path: &Path) -> Result<Dir, StorageError> {
+        let kind = fs.kind(path, true).map_err(io_err(path))?;
+        if kind != Kind::Directory {
+            return Err(not_regular(path.to_owned(), kind, "directory"));
         }
-        Ok(Dir { path: path.to_owned() })
+        Ok(Dir { fs, path: path.to_owned(), durable: Arc::default() })
     }
 
     /// The directory.
@@ -131,21 +158,30 @@ impl Dir {
         &self.path
     }
 
+    /// The file system it is on.
+    pub fn fs(&self) -> &Arc<dyn Fs> {
+        &self.fs
+    }
+
     /// The subdirectory `name`, created when missing; a symlink or file there is an error, so a
     /// planted link cannot send writes outside the tree.
     pub fn sub(&self, name: &str) -> Result<Dir, StorageError> {
         check_name(name)?;
         let path = self.path.join(name);
-        match fs::create_dir(&path) {
-            Ok(()) => self.sync()?,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        let created = match self.fs.create_dir(&path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
             Err(e) => return Err(io_err(&path)(e)),
+        };
+        let kind = self.fs.kind(&path, false).map_err(io_err(&path))?;
+        if kind != Kind::Directory {
+            return Err(not_regular(path, kind, "directory"));
         }
-        let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
-        if !meta.is_dir() {
-            return Err(StorageError::NotRegular { path, kind: kind_of(meta.file_type()), expected: "directory" });
+        if created || !self.durable.lock().unwrap_or_else(PoisonError::into_inner).contains(&path) {
+            self.sync()?;
+            self.durable.lock().unwrap_or_else(PoisonError::into_inner).insert(path.clone());
         }
-        Ok(Dir { path })
+        Ok(Dir { fs: Arc::clone(&self.fs), path, durable: Arc::clone(&self.durable) })
     }
 
     /// Publishes `bytes` under `name` unless the name already holds other bytes; never replaces.
@@ -155,25 +191,21 @@ impl Dir {
         if let Some(existing) = self.read(name)? {
             return identical(&path, &existing, bytes);
         }
-        let temp = self.write_temp(bytes)?;
-        match temp.persist_noclobber(&path) {
-            Ok(_) => {}
-            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
-                return self.compare_existing(&path, name, bytes)
+        match self.write_and_rename(bytes, &path, false) {
+            Ok(()) => Ok(PutOutcome::Written),
+            Err(StorageError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
+                let existing = self.read(name)?.unwrap_or_default();
+                identical(&path, &existing, bytes)
             }
-            Err(e) => return Err(io_err(&path)(e.error)),
+            Err(e) => Err(e),
         }
-        self.sync()?;
-        Ok(PutOutcome::Written)
     }
 
     /// Replaces `name` with `bytes` atomically and durably (a link there is replaced, never
     /// followed).
     pub fn replace(&self, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
         check_name(name)?;
-        let path = self.path.join(name);
-        self.write_temp(bytes)?.persist(&path).map_err(|e| io_err(&path)(e.error))?;
-        self.sync()
+        self.write_and_rename(bytes, &self.path.join(name), true)
     }
 
     /// Removes `name` (a link itself, never what it points to) durably; false when it was not
@@ -181,7 +213,7 @@ impl Dir {
     pub fn remove(&self, name: &str) -> Result<bool, StorageError> {
         check_name(name)?;
         let path = self.path.join(name);
-        match std::fs::remove_file(&path) {
+        match self.fs.remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(io_err(&path)(e)),
@@ -193,36 +225,21 @@ impl Dir {
     /// The bytes of the regular file `name`; `None` when absent. A symlink, FIFO, device or
     /// directory under the name is an error naming it.
     pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let Some(mut file) = self.open_file(name)? else { return Ok(None) };
-        let path = self.path.join(name);
-        let len = file.metadata().map_err(io_err(&path))?.len();
-        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        file.read_to_end(&mut bytes).map_err(io_err(&path))?;
-        Ok(Some(bytes))
+        let Some(reader) = self.reader(name)? else { return Ok(None) };
+        fs::read_all(reader).map(Some).map_err(io_err(&self.path.join(name)))
     }
 
     /// The regular file `name` opened for reading (to read part of it); `None` when absent, an
     /// error for anything else under the name, as for [`Dir::read`].
-    pub fn open_file(&self, name: &str) -> Result<Option<File>, StorageError> {
+    pub fn reader(&self, name: &str) -> Result<Option<Box<dyn Read + Send>>, StorageError> {
         check_name(name)?;
         let path = self.path.join(name);
-        let opened = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&path);
-        let file = match opened {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(StorageError::NotRegular { path, kind: "symbolic link", expected: "file" })
-            }
-            Err(e) => return Err(io_err(&path)(e)),
-        };
-        let meta = file.metadata().map_err(io_err(&path))?;
-        if !meta.is_file() {
-            return Err(StorageError::NotRegular { path, kind: kind_of(meta.file_type()), expected: "file" });
+        match self.fs.open(&path) {
+            Ok(Opened::File(reader)) => Ok(Some(reader)),
+            Ok(Opened::Other(kind)) => Err(not_regular(path, kind, "file")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
         }
-        Ok(Some(file))
     }
 
     /// Opens (creating, never truncating or following a link) the regular file `name`, for use
@@ -230,22 +247,13 @@ impl Dir {
     pub fn lock_file(&self, name: &str) -> Result<File, StorageError> {
         check_name(name)?;
         let path = self.path.join(name);
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => {
-                    StorageError::NotRegular { path: path.clone(), kind: "symbolic link", expected: "file" }
-                }
-                _ => io_err(&path)(e),
-            })?;
+        let file = self.fs.lock_file(&path).map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => not_regular(path.clone(), Kind::Symlink, "file"),
+            _ => io_err(&path)(e),
+        })?;
         let meta = file.metadata().map_err(io_err(&path))?;
         if !meta.is_file() {
-            return Err(StorageError::NotRegular { path, kind: kind_of(meta.file_type()), expected: "file" });
+            return Err(not_regular(path, Kind::of(meta.file_type()), "file"));
         }
         Ok(file)
     }
@@ -253,12 +261,8 @@ impl Dir {
     /// Every entry's name and what it is, sorted by name (temporary files and links included:
     /// the caller decides what belongs).
     pub fn entries(&self) -> Result<Vec<(String, &'static str)>, StorageError> {
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&self.path).map_err(io_err(&self.path))? {
-            let entry = entry.map_err(io_err(&self.path))?;
-            let kind = kind_of(entry.file_type().map_err(io_err(&entry.path()))?);
-            out.push((entry.file_name().to_string_lossy().into_owned(), kind));
-        }
+        let listed = self.fs.list(&self.path).map_err(io_err(&self.path))?;
+        let mut out: Vec<(String, &'static str)> = listed.into_iter().map(|(name, kind)| (name, kind.name())).collect();
         out.sort();
         Ok(out)
     }
@@ -266,17 +270,15 @@ impl Dir {
     /// Removes the temporary files last modified more than `older_than` ago (all of them with
     /// `Duration::ZERO`): what a run killed mid-write left. Returns how many were removed.
     pub fn remove_temps(&self, older_than: Duration) -> Result<usize, StorageError> {
-        let now = SystemTime::now();
         let mut removed = 0;
         for (name, _) in self.entries()? {
             if !is_temp_name(&name) {
                 continue;
             }
             let path = self.path.join(&name);
-            let Ok(meta) = fs::symlink_metadata(&path) else { continue };
-            let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).unwrap_or(Duration::ZERO);
+            let Ok(age) = self.fs.age(&path) else { continue };
             if age >= older_than {
-                match fs::remove_file(&path) {
+                match self.fs.remove_file(&path) {
                     Ok(()) => removed += 1,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(io_err(&path)(e)),
@@ -286,26 +288,25 @@ impl Dir {
         Ok(removed)
     }
 
-    fn write_temp(&self, bytes: &[u8]) -> Result<tempfile::NamedTempFile, StorageError> {
-        let mut temp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .suffix(".tmp")
-            .rand_bytes(16)
-            .permissions(Permissions::from_mode(0o644))
-            .tempfile_in(&self.path)
-            .map_err(io_err(&self.path))?;
-        let temp_path = temp.path().to_owned();
-        temp.write_all(bytes).and_then(|()| temp.as_file().sync_all()).map_err(io_err(&temp_path))?;
-        Ok(temp)
-    }
-
-    fn compare_existing(&self, path: &Path, name: &str, bytes: &[u8]) -> Result<PutOutcome, StorageError> {
-        let existing = self.read(name)?.unwrap_or_default();
-        identical(path, &existing, bytes)
+    /// Writes `bytes` to a new temporary file, fsyncs it, renames it to `path` (replacing what
+    /// is there or not, per `replace`) and fsyncs the directory. The temporary file is removed
+    /// when a step after its creation fails.
+    fn write_and_rename(&self, bytes: &[u8], path: &Path, replace: bool) -> Result<(), StorageError> {
+        let temp = self.fs.write_new(&self.path, TEMP_PREFIX, bytes).map_err(io_err(&self.path))?;
+        let moved = self
+            .fs
+            .sync_file(&temp)
+            .map_err(io_err(&temp))
+            .and_then(|()| self.fs.rename(&temp, path, replace).map_err(io_err(path)));
+        if let Err(e) = moved {
+            let _ = self.fs.remove_file(&temp);
+            return Err(e);
+        }
+        self.sync()
     }
 
     fn sync(&self) -> Result<(), StorageError> {
-        File::open(&self.path).and_then(|d| d.sync_all()).map_err(io_err(&self.path))
+        self.fs.sync_dir(&self.path).map_err(io_err(&self.path))
     }
 }
 

@@ -1,3 +1,4 @@
+use std::fs;
 use std::os::unix::fs::symlink;
 
 use super::*;
@@ -65,12 +66,11 @@ fn names_must_be_plain_and_subdirectories_real() {
 #[test]
 fn temporary_names_are_unpredictable_and_leftovers_are_removed() {
     let (_tmp, dir) = dir();
-    let a = dir.write_temp(b"1").expect("temp");
-    let b = dir.write_temp(b"2").expect("temp");
-    let name = |t: &tempfile::NamedTempFile| t.path().file_name().expect("name").to_string_lossy().into_owned();
+    let a = OsFs.write_new(dir.path(), TEMP_PREFIX, b"1").expect("temp");
+    let b = OsFs.write_new(dir.path(), TEMP_PREFIX, b"2").expect("temp");
+    let name = |t: &Path| t.file_name().expect("name").to_string_lossy().into_owned();
     assert_ne!(name(&a), name(&b));
     assert!(is_temp_name(&name(&a)) && name(&a).len() == TEMP_PREFIX.len() + 16 + ".tmp".len(), "{}", name(&a));
-    let (_, _) = (a.keep().expect("keep"), b.keep().expect("keep"));
     dir.publish("kept.txt", b"k").expect("put");
     assert_eq!(dir.remove_temps(Duration::from_secs(3600)).expect("young ones stay"), 0);
     assert_eq!(dir.remove_temps(Duration::ZERO).expect("remove"), 2);
@@ -91,6 +91,7 @@ fn remove_removes_a_file_or_a_link_itself_and_says_whether_it_was_there() {
     let (tmp, dir) = dir();
     dir.replace("a.bin", b"part").expect("write");
     assert!(dir.remove("a.bin").expect("remove"));
+    assert_eq!(dir.entries().expect("entries"), [], "no temporary file left either");
     assert_eq!(dir.read("a.bin").expect("read"), None);
     assert!(!dir.remove("a.bin").expect("remove again"), "already gone");
     let victim = tmp.path().join("victim.txt");
@@ -99,4 +100,58 @@ fn remove_removes_a_file_or_a_link_itself_and_says_whether_it_was_there() {
     assert!(dir.remove("b.bin").expect("remove the link"));
     assert_eq!(fs::read(&victim).expect("victim"), b"precious", "the file it pointed to is untouched");
     assert!(matches!(dir.remove("../victim.txt"), Err(StorageError::BadName { .. })));
+}
+
+/// The operating system's file system, counting directory fsyncs.
+#[derive(Debug, Default)]
+struct CountingFs(std::sync::atomic::AtomicUsize);
+
+impl Fs for CountingFs {
+    fn kind(&self, path: &Path, follow: bool) -> io::Result<Kind> {
+        OsFs.kind(path, follow)
+    }
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        OsFs.create_dir(path)
+    }
+    fn write_new(&self, dir: &Path, prefix: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+        OsFs.write_new(dir, prefix, bytes)
+    }
+    fn sync_file(&self, path: &Path) -> io::Result<()> {
+        OsFs.sync_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path, replace: bool) -> io::Result<()> {
+        OsFs.rename(from, to, replace)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        OsFs.remove_file(path)
+    }
+    fn open(&self, path: &Path) -> io::Result<Opened> {
+        OsFs.open(path)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<(String, Kind)>> {
+        OsFs.list(dir)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OsFs.sync_dir(dir)
+    }
+    fn age(&self, path: &Path) -> io::Result<Duration> {
+        OsFs.age(path)
+    }
+}
+
+#[test]
+fn a_directory_found_existing_is_made_durable_once_per_process() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("a/b");
+    fs::create_dir_all(root.join("sub")).expect("left by a process that died before its fsync");
+    let counting = Arc::new(CountingFs::default());
+    let syncs = || counting.0.load(std::sync::atomic::Ordering::Relaxed);
+    let dir = Dir::create_on(Arc::clone(&counting) as Arc<dyn Fs>, &root).expect("dir");
+    let ancestors = root.ancestors().count() - 1;
+    assert_eq!(syncs(), ancestors, "every existing ancestor's parent fsynced");
+    dir.sub("sub").expect("existing");
+    assert_eq!(syncs(), ancestors + 1, "the first use of an existing subdirectory fsyncs its parent");
+    dir.sub("sub").expect("again").sub("new").expect("new");
+    assert_eq!(syncs(), ancestors + 2, "then only a new directory's parent is fsynced");
 }
