@@ -22,6 +22,7 @@ use clearhouse_domain::{SettledBatch, WindowId};
 use clearhouse_engine::stream::{seal_of, Seal, SealedPart};
 use clearhouse_formats::events::{credit_messages, window_message};
 use clearhouse_formats::{window_files, DirStore, Fences, Manifest, OutputStore, WindowMeta};
+use clearhouse_storage::OsFs;
 use crossbeam_channel::Receiver;
 
 use crate::state_dir::StateDir;
@@ -49,7 +50,7 @@ pub(crate) struct Assembler {
 
 impl Assembler {
     pub(crate) fn new(settings: Arc<Settings>, state: StateDir) -> Result<Assembler, DaemonError> {
-        let store = DirStore::create(&settings.out_dir)?;
+        let store = DirStore::shared_on(Arc::new(OsFs), &settings.out_dir)?;
         let topics = KafkaTopics::connect(&settings, "assembler")?;
         let assembly = Assembly::new(settings, state.clone(), topics, store);
         Ok(Assembler { state, assembly })
@@ -76,6 +77,7 @@ impl Assembler {
             telemetry::pending_windows(0, None);
             self.assembly.sealed_at.clear();
             self.assembly.written.clear();
+            self.assembly.sweep_temps = true;
             return Ok(());
         }
         self.assembly.pass()
@@ -135,12 +137,16 @@ pub struct Assembly<S, T, O> {
     /// What this process wrote the files of and has not published yet: a pass after a failed
     /// publication (a broker outage) publishes it again without encoding the window again.
     written: HashMap<WindowId, Arc<Ready>>,
+    /// Whether the next pass first removes the temporary files interrupted writes left in the
+    /// output directory: on the first pass, and after a failed one or one without the lock.
+    sweep_temps: bool,
 }
 
 impl<S: AssemblyState, T: Topics, O: OutputStore> Assembly<S, T, O> {
     /// Assembly of the windows in `state` into `store` and `topics`.
     pub fn new(settings: Arc<Settings>, state: S, topics: T, store: O) -> Assembly<S, T, O> {
-        Assembly { settings, state, topics, store, sealed_at: HashMap::new(), written: HashMap::new() }
+        let (sealed_at, written) = (HashMap::new(), HashMap::new());
+        Assembly { settings, state, topics, store, sealed_at, written, sweep_temps: true }
     }
 
     /// The topics (the simulator reaches its in-memory broker through them).
@@ -152,7 +158,17 @@ impl<S: AssemblyState, T: Topics, O: OutputStore> Assembly<S, T, O> {
     /// each window's files, then publishes the sealed windows together, [`MAX_WINDOWS_PER_ROUND`]
     /// at a time (one read-back, one end-offset fetch and one flush per topic per round, instead
     /// of per window: a backlog of a hundred windows went out at one a second before).
+    ///
+    /// Only one instance may pass at a time (the daemon holds the assembler lock): a pass
+    /// may remove the output directory's temporary files first.
     pub fn pass(&mut self) -> Result<(), DaemonError> {
+        if std::mem::take(&mut self.sweep_temps) {
+            self.store.remove_temps().inspect_err(|_| self.sweep_temps = true)?;
+        }
+        self.emit_sealed().inspect_err(|_| self.sweep_temps = true)
+    }
+
+    fn emit_sealed(&mut self) -> Result<(), DaemonError> {
         let topic = self.settings.input_topic.clone();
         let partitions = self.topics.partitions(&topic)?;
         let mut progress = Vec::new();

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clearhouse_storage::Dir;
+use std::sync::Arc;
+
+use clearhouse_storage::{Dir, Fs, OsFs};
 pub use clearhouse_storage::{PutOutcome, StorageError as StoreError};
 
 /// A flat namespace of immutable files (the engine's only storage dependency).
@@ -17,6 +19,9 @@ pub trait OutputStore {
     fn get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every entry's name, sorted: output files, and anything else someone put there.
     fn list(&self) -> Result<Vec<String>, StoreError>;
+    /// Removes the temporary files interrupted writes left; only the one writer may call it.
+    /// Returns how many were removed.
+    fn remove_temps(&self) -> Result<usize, StoreError>;
 }
 
 /// An output directory on a local filesystem.
@@ -29,12 +34,16 @@ impl DirStore {
     /// Uses (and creates) `dir` as the only writer: removes the temporary files a killed run
     /// left there.
     pub fn create(dir: &Path) -> Result<DirStore, StoreError> {
-        let dir = Dir::create(dir)?;
-        let removed = dir.remove_temps(Duration::ZERO)?;
-        if removed > 0 {
-            tracing::info!(removed, dir = %dir.path().display(), "removed temporary files of an interrupted run");
-        }
-        Ok(DirStore { dir })
+        let store = DirStore::shared_on(Arc::new(OsFs), dir)?;
+        store.remove_temps()?;
+        Ok(store)
+    }
+
+    /// Uses (and creates) `dir` on `fs`, shared with other instances: temporary files stay
+    /// until the instance that holds the writer's lock calls [`OutputStore::remove_temps`]
+    /// (another instance may be writing them).
+    pub fn shared_on(fs: Arc<dyn Fs>, dir: &Path) -> Result<DirStore, StoreError> {
+        Ok(DirStore { dir: Dir::create_on(fs, dir)? })
     }
 
     /// Uses an existing `dir` (for reading).
@@ -64,6 +73,15 @@ impl OutputStore for DirStore {
 
     fn list(&self) -> Result<Vec<String>, StoreError> {
         Ok(self.dir.entries()?.into_iter().map(|(name, _)| name).collect())
+    }
+
+    fn remove_temps(&self) -> Result<usize, StoreError> {
+        let removed = self.dir.remove_temps(Duration::ZERO)?;
+        if removed > 0 {
+            let dir = self.dir.path().display();
+            tracing::info!(removed, dir = %dir, "removed temporary files of an interrupted write");
+        }
+        Ok(removed)
     }
 }
 
@@ -105,5 +123,10 @@ impl OutputStore for MemStore {
 
     fn list(&self) -> Result<Vec<String>, StoreError> {
         Ok(self.lock().keys().cloned().collect())
+    }
+
+    fn remove_temps(&self) -> Result<usize, StoreError> {
+        // Every put is whole: an in-memory store never holds a temporary file.
+        Ok(0)
     }
 }

@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use clearhouse_daemon::Settings;
 
 use crate::driver::Log;
+use crate::outputs::FilesView;
 use crate::replayed::{self, Expected, SealSource};
 use crate::world::{part_of, World};
 
@@ -77,18 +78,19 @@ pub(crate) fn compare(
 /// Whether a replay of the seals `run`'s manifests recorded, as `clearhouse replay` makes it,
 /// gives the run's window files.
 pub(crate) fn manifest_replay_matches(settings: &Settings, log: &Log, run: &World) -> bool {
-    replayed::replay(settings, log, run, SealSource::Manifests).is_ok_and(|r| r.files == run.files)
+    replayed::replay(settings, log, run, SealSource::Manifests).is_ok_and(|r| r.files == run.files())
 }
 
 /// The parts, the window files and the credits and windows topics, against the replay.
 fn windows(replayed: &Expected, faulty: &World) -> Result<(), String> {
-    if let Some(key) = differing(&replayed.parts, faulty.parts()) {
+    let (parts, files) = (faulty.parts(), faulty.files());
+    if let Some(key) = differing(&replayed.parts, &parts) {
         let fence = |parts: &BTreeMap<_, Vec<u8>>| match parts.get(key).map(|b| part_of(b)) {
             Some(Ok(part)) => format!("at fence {}", part.fence),
             Some(Err(e)) => format!("unreadable ({e})"),
             None => "missing".to_owned(),
         };
-        let (run, replay) = (fence(faulty.parts()), fence(&replayed.parts));
+        let (run, replay) = (fence(&parts), fence(&replayed.parts));
         return Err(format!("part of window {} on partition {}: run's {run}, replay's {replay}", key.0, key.1));
     }
     let with_parts: BTreeSet<String> = replayed.parts.keys().map(|(w, _)| w.to_string()).collect();
@@ -101,10 +103,10 @@ fn windows(replayed: &Expected, faulty: &World) -> Result<(), String> {
     if exactly_once(faulty, "windows")? != as_slices(&replayed.events) {
         return Err("the windows topic differs from the replay's window events".to_owned());
     }
-    if let Some(name) = differing(&replayed.files, &faulty.files) {
+    if let Some(name) = differing(&replayed.files, &files) {
         return Err(format!("output file {name} differs from the replay's (or is missing)"));
     }
-    let report = clearhouse_formats::verify::verify(&faulty.io_store()).map_err(|e| format!("verify failed: {e}"))?;
+    let report = clearhouse_formats::verify::verify(&FilesView(files)).map_err(|e| format!("verify failed: {e}"))?;
     match report.problems.first() {
         Some(problem) => Err(format!("verify: {problem}")),
         None if report.windows != with_parts.len() => Err(format!("verify checked {} windows", report.windows)),

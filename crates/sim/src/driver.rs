@@ -3,14 +3,15 @@
 //! consumer loop does (assign from the checkpoint and resume at its offset, records in offset
 //! order, periodic checkpoints, idle ticks, revoke on rebalance).
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::path::Path;
 use std::sync::Arc;
 
 use clearhouse_daemon::assemble::Assembly;
 use clearhouse_daemon::shard::{Command, Durable, Msg, Shard};
+use clearhouse_daemon::state_dir::StateDir;
 use clearhouse_daemon::Settings;
+use clearhouse_formats::DirStore;
 use clearhouse_gen::{generate_each, GenOptions};
 use crossbeam_channel::Receiver;
 use jiff::Timestamp;
@@ -18,7 +19,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::outputs::SimTopics;
-use crate::world::{SimIo, World};
+use crate::simfs::{SimFs, OUTPUT_DIR, STATE_DIR};
+use crate::world::{lock, Shared, SimIo};
 
 /// A partition's messages, in offset order: key and value.
 pub(crate) type Log = Vec<Vec<(Vec<u8>, Vec<u8>)>>;
@@ -74,8 +76,8 @@ pub struct RunCounts {
 /// One simulated process: its shard and the partitions it consumes, with the next offset to
 /// hand it per partition, and its window assembler.
 struct Instance {
-    shard: Shard<SimIo, SimIo>,
-    assembly: Assembly<SimIo, SimTopics, SimIo>,
+    shard: Shard<StateDir, SimIo>,
+    assembly: Assembly<StateDir, SimTopics, DirStore>,
     cursors: BTreeMap<usize, u64>,
     /// The shard's durable-checkpoint reports: what the consumer commits.
     reports: Receiver<Durable>,
@@ -85,7 +87,7 @@ struct Instance {
 /// the daemon.
 struct Cluster<'a> {
     settings: &'a Arc<Settings>,
-    world: &'a Rc<RefCell<World>>,
+    world: &'a Shared,
     log: &'a Log,
     live: Vec<Option<Instance>>,
     owner: Vec<Option<usize>>,
@@ -97,7 +99,7 @@ struct Cluster<'a> {
 pub(crate) fn drive(
     settings: &Arc<Settings>,
     workload: &Workload,
-    world: &Rc<RefCell<World>>,
+    world: &Shared,
     rng: &mut ChaCha8Rng,
     chaos: bool,
 ) -> RunCounts {
@@ -114,7 +116,13 @@ pub(crate) fn drive(
     let mut guard = 0u64;
     loop {
         guard += 1;
-        assert!(guard < 1_000_000, "the simulation made no progress");
+        if guard == 1_000_000 {
+            lock(world).violations.push("the run made no progress in a million steps".to_owned());
+        }
+        if !lock(world).violations.is_empty() {
+            // The run is already a failure; the checks report the first violation.
+            return cluster.counts;
+        }
         cluster.restart_and_assign(rng);
         if (0..partitions).all(|p| cluster.at_end(p)) {
             break;
@@ -148,7 +156,7 @@ pub(crate) fn drive(
             cluster.send(i, command);
         }
     }
-    world.borrow_mut().calm();
+    lock(world).calm();
     cluster.finish(rng);
     cluster.counts
 }
@@ -165,22 +173,55 @@ impl Cluster<'_> {
     /// Starts dead instances (a crashed one restarts on the next step) and assigns every
     /// unowned partition to an instance, from its checkpoint, as a rebalance after a crash does.
     fn restart_and_assign(&mut self, rng: &mut ChaCha8Rng) {
-        for (i, slot) in self.live.iter_mut().enumerate().filter(|(_, s)| s.is_none()) {
-            self.world.borrow_mut().note(format!("instance {i} starts"));
-            let (report_tx, reports) = crossbeam_channel::unbounded();
-            let (wake, _) = crossbeam_channel::unbounded();
-            let io = SimIo { world: Rc::clone(self.world), reports: reports.clone() };
-            let shard = Shard::new(Arc::clone(self.settings), io.clone(), report_tx, wake, io.clone());
-            let input = (self.settings.input_topic.clone(), self.log.len() as i32);
-            let topics = SimTopics::new(io.clone(), input);
-            let assembly = Assembly::new(Arc::clone(self.settings), io.clone(), topics, io);
-            *slot = Some(Instance { shard, assembly, cursors: BTreeMap::new(), reports });
+        for i in 0..self.live.len() {
+            if self.live[i].is_none() {
+                self.start(i);
+            }
         }
         for p in 0..self.owner.len() {
-            if self.owner[p].is_none() {
+            if self.owner[p].is_none() && self.live.iter().any(Option::is_some) {
                 let i = rng.random_range(0..self.live.len());
                 self.assign(i, p);
             }
+        }
+    }
+
+    /// Starts instance `i`: it opens the state and output directories on the disk, which may
+    /// fail or crash it (it is started again on the next step).
+    fn start(&mut self, i: usize) {
+        lock(self.world).note(format!("instance {i} starts"));
+        let (report_tx, reports) = crossbeam_channel::unbounded();
+        let (wake, _) = crossbeam_channel::unbounded();
+        let io = SimIo { world: Arc::clone(self.world), reports: reports.clone() };
+        let fs: Arc<dyn clearhouse_storage::Fs> = Arc::new(SimFs(io.clone()));
+        let opened = StateDir::open_on(Arc::clone(&fs), Path::new(STATE_DIR), &self.settings.input_topic)
+            .map_err(|e| e.to_string())
+            .and_then(|state| Ok((state, DirStore::shared_on(fs, Path::new(OUTPUT_DIR)).map_err(|e| e.to_string())?)));
+        let (state, store) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                let mut world = lock(self.world);
+                world.note(format!("instance {i} fails to start: {e}"));
+                let power_lost = std::mem::take(&mut world.power_lost);
+                world.crashed = false;
+                drop(world);
+                if power_lost {
+                    self.power_loss();
+                }
+                return;
+            }
+        };
+        let shard = Shard::new(Arc::clone(self.settings), state.clone(), report_tx, wake, io.clone());
+        let input = (self.settings.input_topic.clone(), self.log.len() as i32);
+        let topics = SimTopics::new(io, input);
+        let assembly = Assembly::new(Arc::clone(self.settings), state, topics, store);
+        self.live[i] = Some(Instance { shard, assembly, cursors: BTreeMap::new(), reports });
+    }
+
+    /// Every instance dies with the machine.
+    fn power_loss(&mut self) {
+        for i in 0..self.live.len() {
+            self.crash(i, "dies in the power loss");
         }
     }
 
@@ -197,7 +238,13 @@ impl Cluster<'_> {
                     self.owner[p] = Some(i);
                 }
             }
-            // A checkpoint that cannot be loaded stops the process, as it does the daemon.
+            // A damaged checkpoint is never an injected fault: the disk model keeps a file's old
+            // or new content unless the daemon renamed it into place before it was durable.
+            Ok(Err(e)) if e.contains("is damaged") => {
+                lock(self.world).violations.push(format!("partition {p}'s checkpoint does not load: {e}"));
+                self.crash(i, &format!("fails to load partition {p}"));
+            }
+            // A checkpoint that cannot be read stops the process, as it does the daemon.
             _ => self.crash(i, &format!("fails to load partition {p}")),
         }
     }
@@ -210,8 +257,8 @@ impl Cluster<'_> {
         self.counts.commands += 1;
         // Reports sent before a crash may have been committed: the consumer thread took them.
         let reports: Vec<Durable> = instance.reports.try_iter().collect();
-        reports.into_iter().for_each(|report| self.world.borrow_mut().commit(report));
-        if failed || self.world.borrow().crashed {
+        reports.into_iter().for_each(|report| lock(self.world).commit(report));
+        if failed || lock(self.world).crashed {
             self.crash(i, "dies");
             return false;
         }
@@ -221,15 +268,18 @@ impl Cluster<'_> {
     /// Instance `i` dies: its memory is gone, its partitions are reassigned from their
     /// checkpoints.
     fn crash(&mut self, i: usize, how: &str) {
-        if let Some(instance) = self.live[i].as_mut() {
-            instance.assembly.topics_mut().die();
-        }
-        let mut world = self.world.borrow_mut();
+        let Some(mut instance) = self.live[i].take() else { return };
+        instance.assembly.topics_mut().die();
+        let mut world = lock(self.world);
         world.note(format!("instance {i} {how}"));
         world.crashed = false;
-        self.live[i] = None;
+        let power_lost = std::mem::take(&mut world.power_lost);
+        drop(world);
         self.owner.iter_mut().filter(|o| **o == Some(i)).for_each(|o| *o = None);
         self.counts.crashes += 1;
+        if power_lost {
+            self.power_loss();
+        }
     }
 
     /// Instance `i` runs one assembly pass, as its assembler thread does when woken; true when
@@ -239,12 +289,17 @@ impl Cluster<'_> {
         let Some(instance) = self.live[i].as_mut() else { return false };
         self.counts.assemblies += 1;
         let result = instance.assembly.pass();
-        if self.world.borrow().crashed {
+        if lock(self.world).crashed {
             self.crash(i, "dies assembling");
             return false;
         }
         if let Err(e) = &result {
-            self.world.borrow_mut().note(format!("instance {i}: assembly failed: {e}"));
+            let chain = clearhouse_daemon::error_chain(e);
+            let mut world = lock(self.world);
+            if chain.contains("refusing to overwrite") {
+                world.violations.push(format!("a window file was written again with other content: {chain}"));
+            }
+            world.note(format!("instance {i}: assembly failed: {chain}"));
         }
         result.is_ok()
     }
@@ -295,7 +350,7 @@ impl Cluster<'_> {
         self.owner[p] = None;
         self.counts.rebalances += 1;
         let to = rng.random_range(0..self.live.len());
-        self.world.borrow_mut().note(format!("partition {p} moves from instance {from} to {to}"));
+        lock(self.world).note(format!("partition {p} moves from instance {from} to {to}"));
         if self.live[to].is_some() {
             self.assign(to, p);
         }

@@ -20,15 +20,15 @@
 //! reports, as the daemon does), and what happens inside one atomic file replace.
 
 mod check;
+mod disk;
 mod driver;
 mod outputs;
 mod replayed;
+mod simfs;
 pub mod world;
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use clearhouse_daemon::Settings;
 use rand::SeedableRng;
@@ -36,20 +36,22 @@ use rand_chacha::ChaCha8Rng;
 
 pub use check::Violation;
 pub use driver::RunCounts;
-use world::{Fault, Step, World};
+use world::{lock, Fault, Step, World};
 
 /// How each seed runs.
 #[derive(Debug, Clone, Copy)]
 pub struct SimConfig {
     /// Instructions generated per seed.
     pub messages: u64,
-    /// I/O faults per thousand I/O steps.
-    pub fault_permille: u32,
+    /// Faults per thousand file-system calls.
+    pub fs_fault_permille: u32,
+    /// Faults per thousand broker calls (dead letters, read-backs, sends, flushes).
+    pub broker_fault_permille: u32,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { messages: 300, fault_permille: 30 }
+        SimConfig { messages: 300, fs_fault_permille: 4, broker_fault_permille: 30 }
     }
 }
 
@@ -64,6 +66,9 @@ pub struct SeedReport {
     pub instances: usize,
     /// Commands, crashes and rebalances of the faulty run.
     pub counts: RunCounts,
+    /// Crashes that were power losses (every instance died, and the disk lost what was not
+    /// durable).
+    pub power_losses: u64,
     /// Faults injected per I/O step and kind.
     pub injected: BTreeMap<(Step, Fault), u64>,
     /// The schedule as it happened.
@@ -87,12 +92,20 @@ pub fn settings() -> Arc<Settings> {
 /// Runs `seed`: the reference run, the run under the seed's faults, and every invariant.
 pub fn run_seed(seed: u64, config: &SimConfig, settings: &Arc<Settings>) -> Result<SeedReport, Box<Violation>> {
     let workload = driver::workload(seed, config.messages);
-    let reference = Rc::new(RefCell::new(World::new(ChaCha8Rng::seed_from_u64(seed), 0)));
+    let world = |seed: u64, permille: (u32, u32)| {
+        let mut world = World::new(ChaCha8Rng::seed_from_u64(seed), permille);
+        world.set_topic(&settings.input_topic);
+        Arc::new(Mutex::new(world))
+    };
+    let reference = world(seed, (0, 0));
     driver::drive(settings, &workload, &reference, &mut ChaCha8Rng::seed_from_u64(seed ^ 1), false);
-    let faulty = Rc::new(RefCell::new(World::new(ChaCha8Rng::seed_from_u64(seed ^ 2), config.fault_permille)));
-    faulty.borrow_mut().expect_rejects(&settings.input_topic, reference.borrow().rejected());
+    let faulty = world(seed ^ 2, (config.fs_fault_permille, config.broker_fault_permille));
+    let rejected = lock(&reference).rejected();
+    lock(&faulty).expect_rejects(&settings.input_topic, rejected);
     let counts = driver::drive(settings, &workload, &faulty, &mut ChaCha8Rng::seed_from_u64(seed ^ 3), true);
-    let (reference, faulty) = (reference.borrow(), faulty.borrow());
+    let (mut reference, mut faulty) = (lock(&reference), lock(&faulty));
+    reference.final_power_loss();
+    faulty.final_power_loss();
     let published = (reference.published("windows"), reference.published("credits"));
     let manifest_replay_matches = check::manifest_replay_matches(settings, &workload.log, &faulty);
     check::compare(seed, settings, &workload.log, &reference, &faulty)
@@ -102,6 +115,7 @@ pub fn run_seed(seed: u64, config: &SimConfig, settings: &Arc<Settings>) -> Resu
         partitions: workload.log.len(),
         instances: workload.instances,
         counts,
+        power_losses: faulty.power_losses,
         injected: faulty.injected.clone(),
         events: faulty.events.clone(),
         published,

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
+use clearhouse_sim::world::Fault;
 use clearhouse_sim::{run_seed, settings, SimConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -28,14 +29,21 @@ struct Args {
     /// Instructions per seed.
     #[arg(long, default_value_t = SimConfig::default().messages)]
     messages: u64,
-    /// I/O faults per thousand I/O steps.
-    #[arg(long, default_value_t = SimConfig::default().fault_permille)]
-    fault_permille: u32,
+    /// Faults per thousand file-system calls.
+    #[arg(long, default_value_t = SimConfig::default().fs_fault_permille)]
+    fs_fault_permille: u32,
+    /// Faults per thousand broker calls.
+    #[arg(long, default_value_t = SimConfig::default().broker_fault_permille)]
+    broker_fault_permille: u32,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = SimConfig { messages: args.messages, fault_permille: args.fault_permille };
+    let config = SimConfig {
+        messages: args.messages,
+        fs_fault_permille: args.fs_fault_permille,
+        broker_fault_permille: args.broker_fault_permille,
+    };
     let settings = settings();
     if let Some(seed) = args.seed {
         return match run_seed(seed, &config, &settings) {
@@ -63,6 +71,7 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let mut coverage = std::collections::BTreeMap::new();
     let (mut crashes, mut rebalances, mut assemblies, mut windows, mut credits) = (0, 0, 0, 0, 0);
+    let mut power_losses = 0;
     let mut manifest_replay_differs = Vec::new();
     for seed in args.first..args.first + args.seeds {
         match run_seed(seed, &config, &settings) {
@@ -71,6 +80,7 @@ fn main() -> ExitCode {
                     *coverage.entry(key).or_insert(0u64) += n;
                 }
                 crashes += report.counts.crashes;
+                power_losses += report.power_losses;
                 rebalances += report.counts.rebalances;
                 assemblies += report.counts.assemblies;
                 windows += report.published.0;
@@ -89,8 +99,8 @@ fn main() -> ExitCode {
     bar.finish_and_clear();
     let ms = started.elapsed().as_millis().max(1);
     println!(
-        "{} seeds, no invariant broken, in {ms} ms ({} seeds/s); {crashes} crashes, {rebalances} rebalances, \
-         {assemblies} assembly passes; {windows} windows and {credits} credits each published exactly once",
+        "{} seeds, no invariant broken, in {ms} ms ({} seeds/s); {crashes} crashes \
+         ({power_losses} power losses), {rebalances} rebalances, {assemblies} assembly passes; {windows} windows and {credits} credits each published exactly once",
         args.seeds,
         u128::from(args.seeds) * 1000 / ms
     );
@@ -99,9 +109,10 @@ fn main() -> ExitCode {
         manifest_replay_differs.len(),
         &manifest_replay_differs[..manifest_replay_differs.len().min(10)]
     );
-    println!("faults injected, per I/O step:");
+    let crash_points = coverage.keys().filter(|(_, f)| matches!(f, Fault::CrashBefore | Fault::CrashAfter)).count();
+    println!("faults injected, per I/O step ({} kinds reached, {crash_points} of them crash points):", coverage.len());
     for ((step, fault), n) in coverage {
-        println!("  {:<20} {:<12} {n}", format!("{step:?}"), format!("{fault:?}"));
+        println!("  {:<28} {:<12} {n}", format!("{step:?}"), format!("{fault:?}"));
     }
     ExitCode::SUCCESS
 }

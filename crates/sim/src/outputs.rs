@@ -1,7 +1,6 @@
-//! The simulated world the window assembler sees: the output directory, the publication
-//! markers and the credits and windows topics, behind the same interfaces the daemon's
-//! assembler uses (`AssemblyState`, `OutputStore`, `Topics`), with faults at every write, read
-//! back and flush.
+//! The credits and windows topics as the window assembler sees them, behind the daemon's
+//! `Topics` interface, with faults at every read-back, send and flush (the assembler's state
+//! and output directories are the daemon's own, on the simulated disk).
 //!
 //! A broker models what librdkafka does with a queue of messages: `send` only queues; a flush
 //! that succeeds lands them all; a flush that fails (a broker outage longer than the timeout)
@@ -11,84 +10,15 @@
 
 use std::collections::BTreeMap;
 
-use clearhouse_daemon::assemble::{AssemblyState, Message, Topics};
-use clearhouse_daemon::state_dir::{decode_part, decode_progress, StateError};
-use clearhouse_daemon::{DaemonError, Progress};
-use clearhouse_domain::WindowId;
-use clearhouse_engine::stream::SealedPart;
+use clearhouse_daemon::assemble::{Message, Topics};
+use clearhouse_daemon::DaemonError;
 use clearhouse_formats::{OutputStore, PutOutcome, StoreError};
 use rand::Rng;
 
-use crate::world::{io_error, Fault, SimIo, Step, World};
+use crate::world::{lock, Fault, SimIo, Step, World};
 
 /// Partitions of the credits topic (the windows topic has one).
 const CREDIT_PARTITIONS: usize = 3;
-
-impl AssemblyState for SimIo {
-    fn progress(&self, partition: i32) -> Result<Option<Progress>, StateError> {
-        let world = self.world.borrow();
-        world.checkpoint_bytes(partition).map(|bytes| decode_progress(bytes, "sim")).transpose()
-    }
-
-    fn windows_with_parts(&self) -> Result<Vec<WindowId>, StateError> {
-        let mut windows: Vec<WindowId> = self.world.borrow().parts().keys().map(|(w, _)| *w).collect();
-        windows.dedup();
-        Ok(windows)
-    }
-
-    fn part(&self, window: WindowId, partition: i32) -> Result<Option<SealedPart>, StateError> {
-        let world = self.world.borrow();
-        world.parts().get(&(window, partition)).map(|bytes| decode_part(bytes, "sim")).transpose()
-    }
-
-    fn marker(&self, window: WindowId, name: &str) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(self.world.borrow().markers.get(&(window, name.to_owned())).cloned())
-    }
-
-    fn mark(&self, window: WindowId, name: &str, bytes: &[u8]) -> Result<(), StateError> {
-        let mut world = self.step();
-        let fault = world.fault(Step::Mark);
-        if matches!(fault, None | Some(Fault::CrashAfter)) {
-            world.markers.insert((window, name.to_owned()), bytes.to_vec());
-        }
-        fault.map_or(Ok(()), |_| Err(io_error(Step::Mark)))
-    }
-}
-
-impl OutputStore for SimIo {
-    fn put(&self, name: &str, bytes: &[u8]) -> Result<PutOutcome, StoreError> {
-        let mut world = self.step();
-        let conflict = || StoreError::Conflict { path: name.into() };
-        match world.files.get(name) {
-            Some(existing) if existing == bytes => return Ok(PutOutcome::AlreadyIdentical),
-            Some(_) => {
-                world.violations.push(format!("file {name} written again with different content"));
-                return Err(conflict());
-            }
-            None => {}
-        }
-        let fault = world.fault(Step::WriteFile);
-        if matches!(fault, None | Some(Fault::CrashAfter)) {
-            world.files.insert(name.to_owned(), bytes.to_vec());
-        }
-        match fault {
-            None => Ok(PutOutcome::Written),
-            Some(_) => Err(storage_error(Step::WriteFile)),
-        }
-    }
-
-    fn get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.world.borrow().files.get(name).cloned())
-    }
-
-    fn list(&self) -> Result<Vec<String>, StoreError> {
-        Ok(self.world.borrow().files.keys().cloned().collect())
-    }
-}
-
-fn storage_error(step: Step) -> StoreError {
-    StoreError::Io { path: "sim".into(), source: std::io::Error::other(format!("simulated fault at {step:?}")) }
-}
 
 fn broker_error(step: Step) -> DaemonError {
     DaemonError::State(format!("simulated broker fault at {step:?}"))
@@ -114,7 +44,7 @@ impl SimTopics {
     /// The process died: what was on the wire (a random prefix of the queue) lands.
     pub fn die(&mut self) {
         let queue = std::mem::take(&mut self.queue);
-        let mut world = self.io.world.borrow_mut();
+        let mut world = lock(&self.io.world);
         let landed = world.draw(queue.len() + 1);
         queue.into_iter().take(landed).for_each(|m| world.append(m));
     }
@@ -197,16 +127,9 @@ impl Topics for SimTopics {
 }
 
 /// The output directory as `verify` reads it, after a run.
-pub(crate) struct FilesView<'a>(&'a BTreeMap<String, Vec<u8>>);
+pub(crate) struct FilesView(pub(crate) BTreeMap<String, Vec<u8>>);
 
-impl World {
-    /// The output directory, read-only.
-    pub(crate) fn io_store(&self) -> FilesView<'_> {
-        FilesView(&self.files)
-    }
-}
-
-impl OutputStore for FilesView<'_> {
+impl OutputStore for FilesView {
     fn put(&self, name: &str, _: &[u8]) -> Result<PutOutcome, StoreError> {
         Err(StoreError::Conflict { path: name.into() })
     }
@@ -217,5 +140,9 @@ impl OutputStore for FilesView<'_> {
 
     fn list(&self) -> Result<Vec<String>, StoreError> {
         Ok(self.0.keys().cloned().collect())
+    }
+
+    fn remove_temps(&self) -> Result<usize, StoreError> {
+        Err(StoreError::Conflict { path: "the output directory after a run is read-only".into() })
     }
 }

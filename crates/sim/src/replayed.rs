@@ -17,6 +17,7 @@ use clearhouse_formats::events::window_message;
 use clearhouse_formats::{Manifest, MemStore};
 
 use crate::driver::Log;
+use crate::outputs::FilesView;
 use crate::world::World;
 
 /// Where a replay takes a run's seals from.
@@ -45,7 +46,7 @@ pub(crate) struct Expected {
 /// Replays `log` with the seals of `run`: those its final checkpoints recorded (`Durable`), or
 /// those its manifests recorded (`Manifests`, what `clearhouse replay` applies).
 pub(crate) fn replay(settings: &Settings, log: &Log, run: &World, seals: SealSource) -> Result<Expected, String> {
-    let recorded = recorded_in(&run.io_store()).map_err(|e| format!("reading the run's manifests: {e}"))?;
+    let recorded = recorded_in(&FilesView(run.files())).map_err(|e| format!("reading the run's manifests: {e}"))?;
     let seals = match seals {
         SealSource::Manifests => original_seals(settings, &recorded, log.len() as i32),
         SealSource::Durable => {

@@ -1,47 +1,34 @@
-//! The simulated world outside a process: the state directory, the dead-letter topic, and
-//! (for the assembler, `outputs.rs`) the output directory, publication markers and output
-//! topics, with the fault injector that decides, at every I/O step, whether the step fails,
-//! lands and then the process dies, or dies before it.
+//! The simulated world outside a process: the disk holding the state and output directories
+//! (`disk.rs`, which the daemon's own `StateDir` and `DirStore` run on through `simfs.rs`), the
+//! dead-letter topic, and (for the assembler, `outputs.rs`) the credits and windows topics, with
+//! the fault injector that decides, at every I/O step, whether the step fails, lands and then
+//! the process dies, or dies before it, and whether the death is a power loss.
 //!
-//! The store keeps checkpoints and parts as the bytes the daemon's own codec makes
-//! (`state_dir::encode_checkpoint`, `encode_part`), so a checkpoint that does not load back is a
-//! finding, not a modelling gap. A write is atomic, as the state directory's
-//! write-temp-fsync-rename-fsync makes it on a real disk: after a crash a file holds its old
-//! content or its new one. What happens inside that sequence is `clearhouse-storage`'s concern
-//! and is not simulated here (docs/exactly-once.md).
+//! Checkpoints and parts are the bytes the daemon's own codec made, read back with its own
+//! decoder, so a checkpoint that does not load is a finding, not a modelling gap.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
-use clearhouse_daemon::shard::{Durable, LetterSink, PartitionStore};
-use clearhouse_daemon::state_dir::{
-    decode_checkpoint, decode_part, decode_progress, encode_checkpoint, encode_part, StateError,
-};
+use clearhouse_daemon::shard::{Durable, LetterSink};
+use clearhouse_daemon::state_dir::{decode_checkpoint, decode_part, decode_progress, StateError};
 use clearhouse_domain::WindowId;
-use clearhouse_engine::stream::{seal_of, PartitionState, SealedPart, StateView};
+use clearhouse_engine::stream::{seal_of, PartitionState, SealedPart};
 use crossbeam_channel::Receiver;
-use jiff::Timestamp;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-/// An I/O step the daemon's shard takes, as the fault injector and the coverage count see it.
+use crate::disk::Disk;
+use crate::simfs::{OUTPUT_DIR, STATE_DIR};
+
+/// An I/O step, as the fault injector and the coverage count see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Step {
-    /// Loading a partition's checkpoint on assignment.
-    LoadCheckpoint,
-    /// Removing the parts a crashed owner wrote for windows its checkpoint had not sealed.
-    DiscardParts,
-    /// Writing a sealed window part.
-    SavePart,
-    /// Writing a checkpoint.
-    SaveCheckpoint,
+    /// A file-system call of the state or output directory, on a kind of file.
+    Fs(FsOp, Site),
     /// Publishing dead letters and waiting for their acknowledgement.
     PublishDeadLetters,
-    /// Writing a window file into the output directory (assembler).
-    WriteFile,
-    /// Writing a publication marker into the state directory (assembler).
-    Mark,
     /// Reading an output topic's end offsets or messages back (assembler).
     ReadTopic,
     /// Queuing a credit or window event in the producer (assembler).
@@ -50,10 +37,49 @@ pub enum Step {
     Flush,
 }
 
+/// A file-system call (`clearhouse_storage::Fs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FsOp {
+    /// What a name is.
+    Stat,
+    /// Creating a directory.
+    Mkdir,
+    /// Listing a directory.
+    List,
+    /// Reading a file.
+    Read,
+    /// Creating and writing a temporary file (a full disk fails it).
+    Write,
+    /// Fsyncing a file.
+    SyncFile,
+    /// Renaming a temporary file into place.
+    Rename,
+    /// Removing a file.
+    Remove,
+    /// Fsyncing a directory.
+    SyncDir,
+}
+
+/// What a file-system call touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Site {
+    /// A partition's checkpoint and progress copy (`p<N>/`).
+    Partition,
+    /// Sealed window parts (`parts/`).
+    Part,
+    /// Publication markers (`emitted/`).
+    Marker,
+    /// The output directory.
+    Output,
+    /// The directories above them.
+    Tree,
+}
+
 /// What the injector does to one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Fault {
-    /// The process dies before the step reaches the disk or the broker.
+    /// The process dies before the step reaches the disk or the broker (one time in two the
+    /// machine loses power with it).
     CrashBefore,
     /// The step lands, then the process dies before it learns so.
     CrashAfter,
@@ -70,17 +96,25 @@ pub type TopicLog = Vec<Vec<(String, Vec<u8>)>>;
 /// injector's plan and what it did.
 #[derive(Debug)]
 pub struct World {
-    checkpoints: BTreeMap<i32, Vec<u8>>,
-    parts: BTreeMap<(WindowId, i32), Vec<u8>>,
+    /// The disk of the state and output directories.
+    pub(crate) disk: Disk,
+    /// `<state dir>/<input topic>`.
+    state_root: PathBuf,
     /// Every dead letter the topic holds, in publication order (duplicates included).
     pub dead_letters: Vec<(String, Vec<u8>)>,
     /// Their keys.
     dead_letter_keys: std::collections::BTreeSet<String>,
     pub(crate) rng: ChaCha8Rng,
-    /// Faults per thousand I/O steps (0: none).
-    fault_permille: u32,
+    /// Faults per thousand file-system and broker steps (0: none).
+    fault_permille: (u32, u32),
     /// Set when a step crashed the process: the driver discards the instance.
     pub crashed: bool,
+    /// Set when the crash was a power loss: the driver discards every instance.
+    pub power_lost: bool,
+    /// A power loss to apply once the step that crashed has landed.
+    power_loss_due: bool,
+    /// Power losses injected.
+    pub power_losses: u64,
     /// Faults injected, per step and kind: the coverage of the run.
     pub injected: BTreeMap<(Step, Fault), u64>,
     /// Part writes whose content differed from an earlier write of the same part, after a
@@ -94,33 +128,31 @@ pub struct World {
     /// below a committed offset must already be on the dead-letter topic.
     expected_rejects: (String, BTreeMap<i32, Vec<u64>>),
     steps: u64,
-    /// The output directory: window files by name.
-    pub files: BTreeMap<String, Vec<u8>>,
-    /// Publication markers in the state directory, by window and name.
-    pub(crate) markers: BTreeMap<(WindowId, String), Vec<u8>>,
     /// The output topics: per topic, per partition, every message in offset order.
     pub topics: BTreeMap<String, TopicLog>,
 }
 
 impl World {
-    /// An empty world whose faults are drawn from `rng`, `fault_permille` per thousand steps.
-    pub fn new(rng: ChaCha8Rng, fault_permille: u32) -> World {
+    /// An empty world whose faults are drawn from `rng`, `fault_permille` per thousand
+    /// file-system and broker steps.
+    pub fn new(rng: ChaCha8Rng, fault_permille: (u32, u32)) -> World {
         World {
-            checkpoints: BTreeMap::new(),
-            parts: BTreeMap::new(),
+            disk: Disk::new(),
+            state_root: PathBuf::from(STATE_DIR),
             dead_letters: Vec::new(),
             dead_letter_keys: std::collections::BTreeSet::new(),
             rng,
             fault_permille,
             crashed: false,
+            power_lost: false,
+            power_loss_due: false,
+            power_losses: 0,
             injected: BTreeMap::new(),
             rewritten_parts: Vec::new(),
             events: Vec::new(),
             violations: Vec::new(),
             expected_rejects: (String::new(), BTreeMap::new()),
             steps: 0,
-            files: BTreeMap::new(),
-            markers: BTreeMap::new(),
             topics: BTreeMap::new(),
         }
     }
@@ -128,6 +160,11 @@ impl World {
     /// What commits are held to: the reference run's rejects on `topic`.
     pub fn expect_rejects(&mut self, topic: &str, rejected: BTreeMap<i32, Vec<u64>>) {
         self.expected_rejects = (topic.to_owned(), rejected);
+    }
+
+    /// Where the state of the input `topic` lives.
+    pub fn set_topic(&mut self, topic: &str) {
+        self.state_root = Path::new(STATE_DIR).join(topic);
     }
 
     /// The consumer commits `report`'s offset. It must be covered by the partition's durable
@@ -159,7 +196,7 @@ impl World {
 
     /// Stops injecting faults (the final drain of a run).
     pub fn calm(&mut self) {
-        self.fault_permille = 0;
+        self.fault_permille = (0, 0);
     }
 
     /// The fault for the next `step`, if any.
@@ -169,16 +206,16 @@ impl World {
             // A dead process takes no more steps; the shard is discarded after this call.
             return Some(Fault::CrashBefore);
         }
-        if self.fault_permille == 0 || self.rng.random_range(0..1000) >= self.fault_permille {
+        let permille = if matches!(step, Step::Fs(..)) { self.fault_permille.0 } else { self.fault_permille.1 };
+        if permille == 0 || self.rng.random_range(0..1000) >= permille {
             return None;
         }
         let kinds: &[Fault] = match step {
-            Step::LoadCheckpoint | Step::ReadTopic | Step::Send => &[Fault::Error],
+            Step::ReadTopic | Step::Send => &[Fault::Error],
+            Step::Fs(FsOp::Stat | FsOp::List | FsOp::Read, _) => &[Fault::CrashBefore, Fault::Error],
+            Step::Fs(..) => &[Fault::CrashBefore, Fault::CrashAfter, Fault::Error],
             Step::PublishDeadLetters | Step::Flush => {
                 &[Fault::CrashBefore, Fault::CrashAfter, Fault::Error, Fault::AckLost]
-            }
-            Step::DiscardParts | Step::SavePart | Step::SaveCheckpoint | Step::WriteFile | Step::Mark => {
-                &[Fault::CrashBefore, Fault::CrashAfter, Fault::Error]
             }
         };
         let fault = kinds[self.rng.random_range(0..kinds.len())];
@@ -186,24 +223,53 @@ impl World {
         self.note(format!("{fault:?} at {step:?}"));
         if matches!(fault, Fault::CrashBefore | Fault::CrashAfter) {
             self.crashed = true;
+            if self.rng.random_range(0..2) == 0 {
+                self.power_loss_due = true;
+                if !(matches!(step, Step::Fs(..)) && fault == Fault::CrashAfter) {
+                    self.settle();
+                }
+            }
         }
         Some(fault)
     }
 
-    /// The checkpoints, decoded: every one must load.
-    pub fn checkpoints(&self) -> Result<BTreeMap<i32, PartitionState>, StateError> {
-        self.checkpoints.iter().map(|(p, bytes)| Ok((*p, decode_checkpoint(bytes, "sim")?))).collect()
+    /// Applies a power loss drawn by the step just taken, once the step has landed.
+    pub(crate) fn settle(&mut self) {
+        if std::mem::take(&mut self.power_loss_due) {
+            self.disk.power_loss(&mut self.rng, false);
+            self.power_lost = true;
+            self.power_losses += 1;
+            self.note("the machine loses power".to_owned());
+        }
     }
 
-    /// A partition's checkpoint as written.
-    pub(crate) fn checkpoint_bytes(&self, partition: i32) -> Option<&[u8]> {
-        self.checkpoints.get(&partition).map(Vec::as_slice)
+    /// The machine loses power once the run is over, losing everything not yet durable: what
+    /// is checked afterwards is what survives any crash.
+    pub fn final_power_loss(&mut self) {
+        self.disk.power_loss(&mut self.rng, true);
+    }
+
+    /// The checkpoints, decoded: every one must load.
+    pub fn checkpoints(&self) -> Result<BTreeMap<i32, PartitionState>, StateError> {
+        let mut out = BTreeMap::new();
+        for (name, _) in self.disk.list(&self.state_root).unwrap_or_default() {
+            let Some(p) = name.strip_prefix('p').and_then(|p| p.parse::<i32>().ok()) else { continue };
+            let path = self.state_root.join(&name).join("checkpoint.bin");
+            if let Ok(Ok(bytes)) = self.disk.read(&path) {
+                out.insert(p, decode_checkpoint(bytes, &path)?);
+            }
+        }
+        Ok(out)
     }
 
     /// The next offset of the partition's durable checkpoint, if it has one.
     pub fn checkpoint_offset(&self, partition: i32) -> Option<u64> {
-        let bytes = self.checkpoints.get(&partition)?;
+        let bytes = self.disk.durable(&self.checkpoint_path(partition))?;
         decode_progress(bytes, "sim").ok().map(|progress| progress.next_offset)
+    }
+
+    fn checkpoint_path(&self, partition: i32) -> PathBuf {
+        self.state_root.join(format!("p{partition}")).join("checkpoint.bin")
     }
 
     /// Whether the dead-letter topic holds a letter with this key.
@@ -230,106 +296,81 @@ impl World {
         out
     }
 
-    /// The window parts, as written.
-    pub fn parts(&self) -> &BTreeMap<(WindowId, i32), Vec<u8>> {
-        &self.parts
-    }
-
-    /// Stores a part. Rewriting one with other bytes is legitimate while no durable checkpoint
-    /// records the seal that made it (the seal was lost with a crash, and the restarted owner
-    /// sealed the window at another offset); once one does, the assembler may have used it, so
-    /// it must never change again.
-    fn store_part(&mut self, window: WindowId, partition: i32, bytes: Vec<u8>) {
-        if self.parts.get(&(window, partition)).is_some_and(|old| *old != bytes) {
-            let progress = self.checkpoints.get(&partition).and_then(|c| decode_progress(c, "sim").ok());
-            if progress.is_some_and(|pr| seal_of(&pr.seals, window).is_some()) {
-                self.rewritten_parts.push((window, partition));
+    /// The window parts on the disk, by window and partition.
+    pub fn parts(&self) -> BTreeMap<(WindowId, i32), Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let root = self.state_root.join("parts");
+        for (window, _) in self.disk.list(&root).unwrap_or_default() {
+            let Ok(id) = window.parse::<WindowId>() else { continue };
+            for (name, _) in self.disk.list(&root.join(&window)).unwrap_or_default() {
+                let partition = name.strip_prefix('p').and_then(|n| n.strip_suffix(".bin"));
+                let Some(p) = partition.and_then(|p| p.parse().ok()) else { continue };
+                if let Ok(Ok(bytes)) = self.disk.read(&root.join(&window).join(&name)) {
+                    out.insert((id, p), bytes.to_vec());
+                }
             }
         }
-        self.parts.insert((window, partition), bytes);
+        out
+    }
+
+    /// The output directory: every file by name.
+    pub fn files(&self) -> BTreeMap<String, Vec<u8>> {
+        let dir = Path::new(OUTPUT_DIR);
+        let listed = self.disk.list(dir).unwrap_or_default().into_iter();
+        let read = |name: String| Some((name.clone(), self.disk.read(&dir.join(&name)).ok()?.ok()?.to_vec()));
+        listed.filter_map(|(name, _)| read(name)).collect()
+    }
+
+    /// A file holding `bytes` was renamed to `to`, which held `old`. A part may be rewritten with other bytes
+    /// while no durable checkpoint records the seal that made it (the seal was lost with a
+    /// crash, and the restarted owner sealed the window at another offset); once one does, the
+    /// assembler may have used it, so it must never change again.
+    pub(crate) fn renamed(&mut self, to: &Path, old: Option<&[u8]>, bytes: &[u8]) {
+        let Ok(relative) = to.strip_prefix(self.state_root.join("parts")) else { return };
+        let mut names = relative.iter().map(|c| c.to_string_lossy());
+        let window = names.next().and_then(|w| w.parse::<WindowId>().ok());
+        let partition = names.next().and_then(|n| n.strip_prefix('p')?.strip_suffix(".bin")?.parse::<i32>().ok());
+        let (Some(window), Some(partition)) = (window, partition) else { return };
+        let changed = old.is_some_and(|old| old != bytes);
+        let progress = self.disk.durable(&self.checkpoint_path(partition)).and_then(|c| decode_progress(c, "sim").ok());
+        if changed && progress.is_some_and(|pr| seal_of(&pr.seals, window).is_some()) {
+            self.rewritten_parts.push((window, partition));
+        }
     }
 }
 
-/// The simulated I/O error a failed or crashed step returns to the shard.
-pub(crate) fn io_error(step: Step) -> StateError {
-    let source = std::io::Error::other(format!("simulated fault at {step:?}"));
-    StateError::Storage(clearhouse_storage::StorageError::Io { path: "sim".into(), source })
+/// The world as every simulated process shares it. Only one process runs at a time; the lock
+/// is what lets the daemon's `Fs` (which must be `Send + Sync`) reach it.
+pub type Shared = Arc<Mutex<World>>;
+
+/// The world, for one step. Taking it twice at once is a bug of the simulator, reported as
+/// such rather than as a hang.
+pub fn lock(world: &Shared) -> MutexGuard<'_, World> {
+    match world.try_lock() {
+        Ok(guard) => guard,
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(TryLockError::WouldBlock) => panic!("the simulated world was locked twice"),
+    }
 }
 
-/// A shard's handle on the shared world (one process at a time uses it, so a `RefCell`), and
-/// on its durable-checkpoint reports: before each I/O step the consumer commits whatever the
+/// A process's handle on the shared world, and on its shard's durable-checkpoint reports: before each I/O step the consumer commits whatever the
 /// shard reported so far, as the daemon's consumer thread may at any instant.
 #[derive(Debug, Clone)]
 pub struct SimIo {
     /// The world.
-    pub world: Rc<RefCell<World>>,
+    pub world: Shared,
     /// The shard's reports.
     pub reports: Receiver<Durable>,
 }
 
 impl SimIo {
     /// Commits the reports so far, then hands out the world for one I/O step.
-    pub(crate) fn step(&self) -> std::cell::RefMut<'_, World> {
-        let mut world = self.world.borrow_mut();
+    pub(crate) fn step(&self) -> MutexGuard<'_, World> {
+        let mut world = lock(&self.world);
         for report in self.reports.try_iter() {
             world.commit(report);
         }
         world
-    }
-}
-
-impl PartitionStore for SimIo {
-    fn load(&self, partition: i32) -> Result<Option<PartitionState>, StateError> {
-        let mut world = self.step();
-        if world.fault(Step::LoadCheckpoint).is_some() {
-            return Err(io_error(Step::LoadCheckpoint));
-        }
-        world.checkpoints.get(&partition).map(|bytes| decode_checkpoint(bytes, "sim")).transpose()
-    }
-
-    fn discard_parts_after(&self, partition: i32, closed_before: Option<Timestamp>) -> Result<(), StateError> {
-        let mut world = self.step();
-        match world.fault(Step::DiscardParts) {
-            Some(Fault::CrashBefore | Fault::Error | Fault::AckLost) => Err(io_error(Step::DiscardParts)),
-            fault => {
-                let kept =
-                    |(window, p): &(WindowId, i32)| *p != partition || closed_before.is_some_and(|c| window.end() <= c);
-                world.parts.retain(|key, _| kept(key));
-                fault.map_or(Ok(()), |_| Err(io_error(Step::DiscardParts)))
-            }
-        }
-    }
-
-    fn save(&self, partition: i32, view: &StateView<'_>, open_instructions: u64) -> Result<(), StateError> {
-        let bytes = encode_checkpoint(partition, view, open_instructions)?;
-        let mut world = self.step();
-        match world.fault(Step::SaveCheckpoint) {
-            Some(Fault::CrashBefore | Fault::Error | Fault::AckLost) => Err(io_error(Step::SaveCheckpoint)),
-            Some(Fault::CrashAfter) => {
-                world.checkpoints.insert(partition, bytes);
-                Err(io_error(Step::SaveCheckpoint))
-            }
-            None => {
-                world.checkpoints.insert(partition, bytes);
-                Ok(())
-            }
-        }
-    }
-
-    fn save_part(&self, partition: i32, part: &SealedPart) -> Result<(), StateError> {
-        let bytes = encode_part(part)?;
-        let mut world = self.step();
-        match world.fault(Step::SavePart) {
-            Some(Fault::CrashBefore | Fault::Error | Fault::AckLost) => Err(io_error(Step::SavePart)),
-            Some(Fault::CrashAfter) => {
-                world.store_part(part.window, partition, bytes);
-                Err(io_error(Step::SavePart))
-            }
-            None => {
-                world.store_part(part.window, partition, bytes);
-                Ok(())
-            }
-        }
     }
 }
 
