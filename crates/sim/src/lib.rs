@@ -2,22 +2,25 @@
 //!
 //! The real-time fault tests kill a daemon at a handful of random instants; they cannot aim at
 //! one I/O step or be replayed. Here the daemon's own `Shard` (netting, sealing, checkpointing,
-//! dead letters) runs against an in-memory state directory and dead-letter topic (`world.rs`),
-//! and each instance's window assembler (`Assembly`, the code `replay --emit` publishes through
-//! too) against an in-memory output directory, publication markers and credits and windows
-//! topics (`outputs.rs`). One seed decides everything: the workload (out-of-order and late
-//! event times), how many instances share the state directory, the wall clock of idle ticks
-//! (behind the data, ahead of it, jumping forward), and a schedule of crashes at any I/O step
-//! (before or after it lands), write errors, refused sends, failed read-backs and flushes, lost
+//! dead letters) and each instance's window assembler (`Assembly`, the code `replay --emit`
+//! publishes through too) run with the daemon's own state and output directories (`StateDir`,
+//! `DirStore`, `clearhouse_storage::Dir`) on a simulated disk (`disk.rs`, `simfs.rs`) that
+//! loses what was not durable at a power loss, and against a simulated broker for dead letters,
+//! credits and window events (`world.rs`, `outputs.rs`). One seed decides everything: the
+//! workload (out-of-order and late event times), how many instances share the directories, the
+//! wall clock of idle ticks (behind the data, ahead of it, jumping forward), and a schedule of
+//! crashes and power losses at any file-system or broker call (before or after it lands),
+//! failed writes, fsyncs and renames, refused sends, failed read-backs and flushes, lost
 //! acknowledgements, restarts and rebalances.
 //!
 //! Counts and dead letters are compared with the same workload run with no faults; parts,
 //! files, credits and window events with a replay of the run's own seal history
-//! (`replayed.rs`), since seals depend on the clock and on crashes (`check.rs`).
+//! (`replayed.rs`), since seals depend on the clock and on crashes (`check.rs`); all of it after
+//! a last power loss, so only what was durable counts.
 //!
 //! Not simulated (docs/exactly-once.md): the consumer loop and group protocol themselves (the
 //! driver stands in for them: it assigns, resumes from checkpoints and commits what the shard
-//! reports, as the daemon does), and what happens inside one atomic file replace.
+//! reports, as the daemon does), and file systems that break POSIX's fsync promises.
 
 mod check;
 mod disk;
