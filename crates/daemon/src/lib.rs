@@ -16,6 +16,7 @@
 pub mod assemble;
 mod consumer;
 pub mod emit;
+pub mod intake;
 mod readback;
 pub mod replay;
 pub mod shard;
