@@ -103,11 +103,12 @@ pub enum Command {
         /// Where the resume offset (or the load error) goes.
         reply: Sender<Result<Option<u64>, String>>,
     },
-    /// Checkpoint and release the partition; replies with its next offset.
+    /// Checkpoint and release the partition; replies with the offset to commit: its next
+    /// offset, or none when its dead letters could not be published.
     Revoke {
         /// The partition.
         partition: i32,
-        /// Where its next offset goes.
+        /// Where the offset to commit goes.
         reply: Sender<Option<u64>>,
     },
 }
@@ -232,7 +233,10 @@ impl<S: PartitionStore, L: LetterSink> Shard<S, L> {
                 Command::Revoke { partition, reply } => {
                     let next = if self.slots.contains_key(&partition) {
                         self.persist(partition)?;
-                        Some(self.slots.remove(&partition).map(|s| s.partition.next_offset()).unwrap_or(0))
+                        // Dead letters whose publication failed are in the checkpoint, for the
+                        // next owner to send; no offset past them is committed until then.
+                        let released = self.slots.remove(&partition);
+                        released.filter(|s| s.partition.dead_letters().is_empty()).map(|s| s.partition.next_offset())
                     } else {
                         None
                     };
