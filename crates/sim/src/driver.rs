@@ -1,19 +1,21 @@
 //! One seed: a workload, a fault-free reference run, and a run under the seed's schedule of
-//! crashes, restarts, rebalances and I/O faults, driving the daemon's shards the way its
-//! consumer loop does (assign from the checkpoint and resume at its offset, records in offset
-//! order, periodic checkpoints, idle ticks, revoke on rebalance).
+//! crashes, restarts, rebalances and I/O faults. The driver is the log and the consumer group:
+//! it hands each instance's `Intake` (the daemon's consumer-loop decisions) messages in offset
+//! order, ends of partitions at drawn wall-clock instants, periodic ticks and checkpoints,
+//! assignments and revocations, and commits what the `Intake` says to commit.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use clearhouse_daemon::assemble::Assembly;
+use clearhouse_daemon::intake::{Intake, ShardLink};
 use clearhouse_daemon::shard::{Command, Durable, Msg, Shard};
 use clearhouse_daemon::state_dir::StateDir;
 use clearhouse_daemon::Settings;
 use clearhouse_formats::DirStore;
 use clearhouse_gen::{generate_each, GenOptions};
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{bounded, Receiver};
 use jiff::Timestamp;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -30,6 +32,8 @@ pub(crate) struct Workload {
     pub(crate) log: Log,
     /// Instances sharing the state directory (1 to 3).
     pub(crate) instances: usize,
+    /// Shards per instance (1 or 2).
+    pub(crate) shards: usize,
 }
 
 /// The workload of `seed`: 1-3 partitions and instances, `messages` generated instructions with
@@ -57,7 +61,8 @@ pub(crate) fn workload(seed: u64, messages: u64) -> Workload {
         Ok(())
     })
     .expect("generating into memory");
-    Workload { log, instances: rng.random_range(1..=3) }
+    let instances = rng.random_range(1..=3);
+    Workload { log, instances, shards: rng.random_range(1..=2) }
 }
 
 /// What a run did.
@@ -73,13 +78,47 @@ pub struct RunCounts {
     pub assemblies: u64,
 }
 
-/// One simulated process: its shard and the partitions it consumes, with the next offset to
-/// hand it per partition, and its window assembler.
+/// A process's shards, each command run on the spot (the daemon hands them to shard threads).
+pub(crate) struct SimLink {
+    shards: Vec<Shard<StateDir, SimIo>>,
+    /// A shard could not persist its state: the process stops, as the daemon's does.
+    failed: bool,
+    /// Commands handed to the shards.
+    commands: u64,
+}
+
+impl ShardLink for SimLink {
+    fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn send(&mut self, shard: usize, command: Command) {
+        if !self.failed {
+            self.commands += 1;
+            self.failed = self.shards[shard].handle(command).is_err();
+        }
+    }
+
+    fn assign(&mut self, shard: usize, partition: i32) -> Result<Option<u64>, String> {
+        let (reply, answer) = bounded(1);
+        self.send(shard, Command::Assign { partition, reply });
+        answer.try_recv().unwrap_or_else(|_| Err("the shard stopped".to_owned()))
+    }
+
+    fn revoke(&mut self, shard: usize, partition: i32) -> Option<u64> {
+        let (reply, answer) = bounded(1);
+        self.send(shard, Command::Revoke { partition, reply });
+        answer.try_recv().ok().flatten()
+    }
+}
+
+/// One simulated process: the daemon's consumer-loop decisions (`Intake`) over its shards, the
+/// next offset the simulated log hands it per partition, and its window assembler.
 struct Instance {
-    shard: Shard<StateDir, SimIo>,
+    intake: Intake<SimLink>,
     assembly: Assembly<StateDir, SimTopics, DirStore>,
     cursors: BTreeMap<usize, u64>,
-    /// The shard's durable-checkpoint reports: what the consumer commits.
+    /// The shards' durable-checkpoint reports: what the consumer commits.
     reports: Receiver<Durable>,
 }
 
@@ -89,6 +128,7 @@ struct Cluster<'a> {
     settings: &'a Arc<Settings>,
     world: &'a Shared,
     log: &'a Log,
+    shards: usize,
     live: Vec<Option<Instance>>,
     owner: Vec<Option<usize>>,
     counts: RunCounts,
@@ -109,6 +149,7 @@ pub(crate) fn drive(
         settings,
         world,
         log: &workload.log,
+        shards: if chaos { workload.shards } else { 1 },
         live: (0..instances).map(|_| None).collect(),
         owner: vec![None; partitions],
         counts: RunCounts::default(),
@@ -123,37 +164,26 @@ pub(crate) fn drive(
             // The run is already a failure; the checks report the first violation.
             return cluster.counts;
         }
-        cluster.restart_and_assign(rng);
+        cluster.restart_and_assign(rng, !chaos);
         if (0..partitions).all(|p| cluster.at_end(p)) {
             break;
         }
         let action = if chaos { rng.random_range(0..100) } else { 0 };
         let p = rng.random_range(0..partitions);
         let Some(i) = cluster.owner[p] else { continue };
-        let command = match action {
+        match action {
             0..=74 => cluster.records(i, p, rng),
             // A checkpoint that records new seals wakes the assembler, in the daemon.
             75..=84 => {
-                cluster.send(i, Command::Checkpoint);
+                cluster.act(i, Intake::checkpoint);
                 cluster.assemble(i);
-                None
             }
             85..=89 => cluster.idle(i, p, rng),
             90..=92 => {
                 cluster.assemble(i);
-                None
             }
-            93..=96 => {
-                cluster.rebalance(p, rng);
-                None
-            }
-            _ => {
-                cluster.crash(i, "is killed between commands");
-                None
-            }
-        };
-        if let Some(command) = command {
-            cluster.send(i, command);
+            93..=96 => cluster.rebalance(p, rng),
+            _ => cluster.crash(i, "is killed between commands"),
         }
     }
     lock(world).calm();
@@ -170,24 +200,27 @@ impl Cluster<'_> {
             .is_some_and(|&c| c as usize >= self.log[p].len())
     }
 
-    /// Starts dead instances (a crashed one restarts on the next step) and assigns every
-    /// unowned partition to an instance, from its checkpoint, as a rebalance after a crash does.
-    fn restart_and_assign(&mut self, rng: &mut ChaCha8Rng) {
+    /// Starts dead instances (each after a random delay: one chance in four per step, unless
+    /// `now`) and assigns every unowned partition to a live instance, from its checkpoint, as
+    /// the group's rebalance after a crash does. While an instance is down, the others take
+    /// its partitions.
+    fn restart_and_assign(&mut self, rng: &mut ChaCha8Rng, now: bool) {
         for i in 0..self.live.len() {
-            if self.live[i].is_none() {
+            if self.live[i].is_none() && (now || rng.random_range(0..4) == 0) {
                 self.start(i);
             }
         }
         for p in 0..self.owner.len() {
-            if self.owner[p].is_none() && self.live.iter().any(Option::is_some) {
-                let i = rng.random_range(0..self.live.len());
+            let live: Vec<usize> = (0..self.live.len()).filter(|&i| self.live[i].is_some()).collect();
+            if self.owner[p].is_none() && !live.is_empty() {
+                let i = live[rng.random_range(0..live.len())];
                 self.assign(i, p);
             }
         }
     }
 
     /// Starts instance `i`: it opens the state and output directories on the disk, which may
-    /// fail or crash it (it is started again on the next step).
+    /// fail or crash it (it is started again later).
     fn start(&mut self, i: usize) {
         lock(self.world).note(format!("instance {i} starts"));
         let (report_tx, reports) = crossbeam_channel::unbounded();
@@ -211,11 +244,14 @@ impl Cluster<'_> {
                 return;
             }
         };
-        let shard = Shard::new(Arc::clone(self.settings), state.clone(), report_tx, wake, io.clone());
+        let shards = (0..self.shards)
+            .map(|_| Shard::new(Arc::clone(self.settings), state.clone(), report_tx.clone(), wake.clone(), io.clone()))
+            .collect();
+        let intake = Intake::new(SimLink { shards, failed: false, commands: 0 }, self.settings.batch_messages);
         let input = (self.settings.input_topic.clone(), self.log.len() as i32);
         let topics = SimTopics::new(io, input);
         let assembly = Assembly::new(Arc::clone(self.settings), state, topics, store);
-        self.live[i] = Some(Instance { shard, assembly, cursors: BTreeMap::new(), reports });
+        self.live[i] = Some(Instance { intake, assembly, cursors: BTreeMap::new(), reports });
     }
 
     /// Every instance dies with the machine.
@@ -225,44 +261,45 @@ impl Cluster<'_> {
         }
     }
 
-    /// Instance `i` takes partition `p` from its checkpoint and resumes at its offset.
+    /// Instance `i` takes partition `p` from its checkpoint and resumes at its offset, as the
+    /// daemon's rebalance callback has its `Intake` do.
     fn assign(&mut self, i: usize, p: usize) {
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        if !self.send(i, Command::Assign { partition: p as i32, reply }) {
-            return;
-        }
-        match answer.try_recv() {
-            Ok(Ok(resume)) => {
+        match self.act(i, |intake| intake.assigned(&[p as i32])) {
+            None => {}
+            Some(Ok(resumed)) => {
                 if let Some(instance) = self.live[i].as_mut() {
-                    instance.cursors.insert(p, resume.unwrap_or(0));
+                    instance.cursors.insert(p, resumed.first().and_then(|(_, r)| *r).unwrap_or(0));
                     self.owner[p] = Some(i);
                 }
             }
             // A damaged checkpoint is never an injected fault: the disk model keeps a file's old
             // or new content unless the daemon renamed it into place before it was durable.
-            Ok(Err(e)) if e.contains("is damaged") => {
+            Some(Err(e)) if e.contains("is damaged") => {
                 lock(self.world).violations.push(format!("partition {p}'s checkpoint does not load: {e}"));
                 self.crash(i, &format!("fails to load partition {p}"));
             }
             // A checkpoint that cannot be read stops the process, as it does the daemon.
-            _ => self.crash(i, &format!("fails to load partition {p}")),
+            Some(Err(_)) => self.crash(i, &format!("fails to load partition {p}")),
         }
     }
 
-    /// Hands `command` to instance `i`; false when the instance died of it (a persisting error
-    /// stops the daemon's process; an injected crash stops it too).
-    fn send(&mut self, i: usize, command: Command) -> bool {
-        let Some(instance) = self.live[i].as_mut() else { return false };
-        let failed = instance.shard.handle(command).is_err();
-        self.counts.commands += 1;
-        // Reports sent before a crash may have been committed: the consumer thread took them.
+    /// Instance `i`'s consumer loop does `action`; `None` when the instance died of it (a shard
+    /// that cannot persist stops the daemon's process; an injected crash stops it too). The
+    /// durable reports its shards sent meanwhile are committed, as the consumer thread does.
+    fn act<R>(&mut self, i: usize, action: impl FnOnce(&mut Intake<SimLink>) -> R) -> Option<R> {
+        let instance = self.live[i].as_mut()?;
+        let before = instance.intake.link().commands;
+        let result = action(&mut instance.intake);
+        self.counts.commands += instance.intake.link().commands - before;
         let reports: Vec<Durable> = instance.reports.try_iter().collect();
-        reports.into_iter().for_each(|report| lock(self.world).commit(report));
-        if failed || lock(self.world).crashed {
-            self.crash(i, "dies");
-            return false;
+        for (partition, next_offset) in instance.intake.committable(reports) {
+            lock(self.world).commit(Durable { partition, next_offset });
         }
-        true
+        if instance.intake.link().failed || lock(self.world).crashed {
+            self.crash(i, "dies");
+            return None;
+        }
+        Some(result)
     }
 
     /// Instance `i` dies: its memory is gone, its partitions are reassigned from their
@@ -304,10 +341,11 @@ impl Cluster<'_> {
         result.is_ok()
     }
 
-    /// Up to 16 of the partition's next messages, in offset order.
-    fn records(&mut self, i: usize, p: usize, rng: &mut ChaCha8Rng) -> Option<Command> {
+    /// Up to 16 of the partition's next messages, in offset order, polled by instance `i`'s
+    /// consumer loop, which sends them to the shard.
+    fn records(&mut self, i: usize, p: usize, rng: &mut ChaCha8Rng) {
         let log = &self.log[p];
-        let cursor = self.live[i].as_mut()?.cursors.get_mut(&p)?;
+        let Some(cursor) = self.live[i].as_mut().and_then(|inst| inst.cursors.get_mut(&p)) else { return };
         let end = log.len().min(*cursor as usize + rng.random_range(1..=16));
         let batch: Vec<Msg> = (*cursor as usize..end)
             .map(|offset| Msg {
@@ -319,7 +357,10 @@ impl Cluster<'_> {
             })
             .collect();
         *cursor = end as u64;
-        (!batch.is_empty()).then_some(Command::Records(batch))
+        self.act(i, |intake| {
+            batch.into_iter().for_each(|msg| intake.message(msg));
+            intake.flush();
+        });
     }
 
     /// An idle tick at a wall-clock instant near the newest event time the partition has been
@@ -328,21 +369,33 @@ impl Cluster<'_> {
     /// still fall in (they are netted late); a tick behind an earlier one seals nothing (seals
     /// never go back). The seals a run makes depend on these instants, so its windows are held
     /// to a replay of the seals its final checkpoints recorded (`replayed.rs`).
-    fn idle(&self, i: usize, p: usize, rng: &mut ChaCha8Rng) -> Option<Command> {
-        let cursor = *self.live[i].as_ref()?.cursors.get(&p)? as usize;
-        let newest = self.log[p][..cursor].iter().filter_map(|(_, v)| event_time(v)).max()?;
+    ///
+    /// Half the ticks are the consumer reaching the partition's end (the producer is slower
+    /// than the consumer), half the periodic tick of every partition still at its end.
+    fn idle(&mut self, i: usize, p: usize, rng: &mut ChaCha8Rng) {
+        let Some(&cursor) = self.live[i].as_ref().and_then(|inst| inst.cursors.get(&p)) else { return };
+        let Some(newest) = self.log[p][..cursor as usize].iter().filter_map(|(_, v)| event_time(v)).max() else {
+            return;
+        };
         let jump = if rng.random_range(0..10) == 0 { 6 * 3_600 } else { 0 };
         let offset = jiff::SignedDuration::from_secs(rng.random_range(-7_200..=7_200) + jump);
-        let now = newest.checked_add(offset).ok()?;
-        Some(Command::Idle { partition: p as i32, now })
+        let Ok(now) = newest.checked_add(offset) else { return };
+        if rng.random_range(0..2) == 0 {
+            self.act(i, |intake| intake.end_of_partition(p as i32, now));
+        } else {
+            self.act(i, |intake| intake.tick(now));
+        }
     }
 
     /// Moves partition `p` from its owner to an instance (possibly the same): the owner
     /// checkpoints and releases it (`Revoke`), the new one loads it (`Assign`).
     fn rebalance(&mut self, p: usize, rng: &mut ChaCha8Rng) {
         let Some(from) = self.owner[p] else { return };
-        let (reply, _answer) = crossbeam_channel::bounded(1);
-        if self.send(from, Command::Revoke { partition: p as i32, reply }) {
+        // The offsets a revocation returns are committed before the partition is given up.
+        if let Some(offsets) = self.act(from, |intake| intake.revoked(&[p as i32])) {
+            let mut world = lock(self.world);
+            offsets.into_iter().for_each(|(partition, next_offset)| world.commit(Durable { partition, next_offset }));
+            drop(world);
             if let Some(instance) = self.live[from].as_mut() {
                 instance.cursors.remove(&p);
             }
@@ -359,12 +412,14 @@ impl Cluster<'_> {
     /// The end of the run, without faults: every partition's owner is ticked far past the
     /// data, so every window seals, and checkpoints.
     fn finish(&mut self, rng: &mut ChaCha8Rng) {
-        self.restart_and_assign(rng);
+        self.restart_and_assign(rng, true);
         let far: Timestamp = "2100-01-01T00:00:00Z".parse().expect("constant");
         for (p, i) in self.owner.clone().into_iter().enumerate() {
             let i = i.expect("every partition owned once faults stop");
-            self.send(i, Command::Idle { partition: p as i32, now: far });
-            self.send(i, Command::Checkpoint);
+            self.act(i, |intake| {
+                intake.end_of_partition(p as i32, far);
+                intake.checkpoint();
+            });
         }
         let i = self.owner[0].expect("partition 0 owned");
         assert!(self.assemble(i), "an assembly pass without faults finishes");

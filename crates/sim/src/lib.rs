@@ -1,8 +1,9 @@
 //! Deterministic simulation of the daemon (issue #12).
 //!
 //! The real-time fault tests kill a daemon at a handful of random instants; they cannot aim at
-//! one I/O step or be replayed. Here the daemon's own `Shard` (netting, sealing, checkpointing,
-//! dead letters) and each instance's window assembler (`Assembly`, the code `replay --emit`
+//! one I/O step or be replayed. Here the daemon's own consumer-loop decisions (`Intake`:
+//! batching, idle ticks, assignment, revocation, what to commit), its `Shard`s (netting,
+//! sealing, checkpointing, dead letters) and each instance's window assembler (`Assembly`, the code `replay --emit`
 //! publishes through too) run with the daemon's own state and output directories (`StateDir`,
 //! `DirStore`, `clearhouse_storage::Dir`) on a simulated disk (`disk.rs`, `simfs.rs`) that
 //! loses what was not durable at a power loss, and against a simulated broker for dead letters,
@@ -18,9 +19,9 @@
 //! (`replayed.rs`), since seals depend on the clock and on crashes (`check.rs`); all of it after
 //! a last power loss, so only what was durable counts.
 //!
-//! Not simulated (docs/exactly-once.md): the consumer loop and group protocol themselves (the
-//! driver stands in for them: it assigns, resumes from checkpoints and commits what the shard
-//! reports, as the daemon does), and file systems that break POSIX's fsync promises.
+//! Not simulated (docs/exactly-once.md): rdkafka and the group protocol (the driver is the
+//! log and the group: it hands out messages, ends of partitions, assignments and revocations,
+//! and records commits), and file systems that break POSIX's fsync promises.
 
 mod check;
 mod disk;
