@@ -23,9 +23,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use clearhouse_daemon::Settings;
 
-use crate::driver::Log;
 use crate::outputs::FilesView;
 use crate::replayed::{self, Expected, SealSource};
+use crate::workload::Log;
 use crate::world::{part_of, World};
 
 /// A broken invariant, with what is needed to replay it.

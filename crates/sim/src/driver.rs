@@ -9,61 +9,21 @@ use std::path::Path;
 use std::sync::Arc;
 
 use clearhouse_daemon::assemble::Assembly;
-use clearhouse_daemon::intake::{Intake, ShardLink};
-use clearhouse_daemon::shard::{Command, Durable, Msg, Shard};
+use clearhouse_daemon::intake::Intake;
+use clearhouse_daemon::shard::{Durable, Msg, Shard};
 use clearhouse_daemon::state_dir::StateDir;
 use clearhouse_daemon::Settings;
 use clearhouse_formats::DirStore;
-use clearhouse_gen::{generate_each, GenOptions};
-use crossbeam_channel::{bounded, Receiver};
+use crossbeam_channel::Receiver;
 use jiff::Timestamp;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::link::SimLink;
 use crate::outputs::SimTopics;
 use crate::simfs::{SimFs, OUTPUT_DIR, STATE_DIR};
+use crate::workload::{event_time, Log, Workload};
 use crate::world::{lock, Shared, SimIo};
-
-/// A partition's messages, in offset order: key and value.
-pub(crate) type Log = Vec<Vec<(Vec<u8>, Vec<u8>)>>;
-
-/// A seed's workload: the instruction topic, split into partitions by merchant.
-pub(crate) struct Workload {
-    pub(crate) log: Log,
-    /// Instances sharing the state directory (1 to 3).
-    pub(crate) instances: usize,
-    /// Shards per instance (1 or 2).
-    pub(crate) shards: usize,
-}
-
-/// The workload of `seed`: 1-3 partitions and instances, `messages` generated instructions with
-/// out-of-order and late event times.
-pub(crate) fn workload(seed: u64, messages: u64) -> Workload {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let partitions = rng.random_range(1..=3usize);
-    let options = GenOptions {
-        seed,
-        count: messages,
-        merchants: rng.random_range(2..=12),
-        days: 1,
-        reversal_permille: 60,
-        bad_permille: 40,
-        duplicate_permille: 40,
-        disorder_secs: rng.random_range(0..=1_800),
-        late_permille: rng.random_range(0..=60),
-        late_secs: 3 * 3_600,
-        ..GenOptions::default()
-    };
-    let mut log: Log = vec![Vec::new(); partitions];
-    generate_each(&options, |key, value| {
-        let partition = (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % partitions as u64) as usize;
-        log[partition].push((key.as_bytes().to_vec(), value.to_vec()));
-        Ok(())
-    })
-    .expect("generating into memory");
-    let instances = rng.random_range(1..=3);
-    Workload { log, instances, shards: rng.random_range(1..=2) }
-}
 
 /// What a run did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -76,40 +36,6 @@ pub struct RunCounts {
     pub rebalances: u64,
     /// Assembly passes started.
     pub assemblies: u64,
-}
-
-/// A process's shards, each command run on the spot (the daemon hands them to shard threads).
-pub(crate) struct SimLink {
-    shards: Vec<Shard<StateDir, SimIo>>,
-    /// A shard could not persist its state: the process stops, as the daemon's does.
-    failed: bool,
-    /// Commands handed to the shards.
-    commands: u64,
-}
-
-impl ShardLink for SimLink {
-    fn shard_count(&self) -> usize {
-        self.shards.len()
-    }
-
-    fn send(&mut self, shard: usize, command: Command) {
-        if !self.failed {
-            self.commands += 1;
-            self.failed = self.shards[shard].handle(command).is_err();
-        }
-    }
-
-    fn assign(&mut self, shard: usize, partition: i32) -> Result<Option<u64>, String> {
-        let (reply, answer) = bounded(1);
-        self.send(shard, Command::Assign { partition, reply });
-        answer.try_recv().unwrap_or_else(|_| Err("the shard stopped".to_owned()))
-    }
-
-    fn revoke(&mut self, shard: usize, partition: i32) -> Option<u64> {
-        let (reply, answer) = bounded(1);
-        self.send(shard, Command::Revoke { partition, reply });
-        answer.try_recv().ok().flatten()
-    }
 }
 
 /// One simulated process: the daemon's consumer-loop decisions (`Intake`) over its shards, the
@@ -424,12 +350,4 @@ impl Cluster<'_> {
         let i = self.owner[0].expect("partition 0 owned");
         assert!(self.assemble(i), "an assembly pass without faults finishes");
     }
-}
-
-/// The event time of a generated message, when it has a readable one.
-fn event_time(value: &[u8]) -> Option<Timestamp> {
-    let text = std::str::from_utf8(value).ok()?;
-    let field = r#""event_time":""#;
-    let rest = &text[text.find(field)? + field.len()..];
-    rest.split('"').next()?.parse().ok()
 }

@@ -25,10 +25,13 @@
 
 mod check;
 mod disk;
+mod disk_view;
 mod driver;
+mod link;
 mod outputs;
 mod replayed;
 mod simfs;
+mod workload;
 pub mod world;
 
 use std::collections::BTreeMap;
@@ -95,7 +98,7 @@ pub fn settings() -> Arc<Settings> {
 
 /// Runs `seed`: the reference run, the run under the seed's faults, and every invariant.
 pub fn run_seed(seed: u64, config: &SimConfig, settings: &Arc<Settings>) -> Result<SeedReport, Box<Violation>> {
-    let workload = driver::workload(seed, config.messages);
+    let workload = workload::workload(seed, config.messages);
     let world = |seed: u64, permille: (u32, u32)| {
         let mut world = World::new(ChaCha8Rng::seed_from_u64(seed), permille);
         world.set_topic(&settings.input_topic);

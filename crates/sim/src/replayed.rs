@@ -16,8 +16,8 @@ use clearhouse_engine::stream::Message;
 use clearhouse_formats::events::window_message;
 use clearhouse_formats::{Manifest, MemStore};
 
-use crate::driver::Log;
 use crate::outputs::FilesView;
+use crate::workload::Log;
 use crate::world::World;
 
 /// Where a replay takes a run's seals from.
