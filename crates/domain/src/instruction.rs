@@ -179,12 +179,17 @@ pub struct RefundFields {
 }
 
 /// Kind-specific content.
+///
+/// A refund's fields are held inline, not boxed: two thirds of the traffic is refunds, and an
+/// instruction lives only from its parse to its netting, in a batch, so the larger variant
+/// costs a copy where a box cost an allocation and a free per refund.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[allow(clippy::large_enum_variant)]
 pub enum Body {
     /// A capture has no extra fields.
     Capture,
-    /// A refund (boxed: it is the large variant).
-    Refund(Box<RefundFields>),
+    /// A refund.
+    Refund(RefundFields),
     /// A reversal names the refund it undoes.
     RefundReversal {
         /// Id of the refund being reversed.

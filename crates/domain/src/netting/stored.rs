@@ -118,7 +118,7 @@ impl Stored {
         let (kind, parts) = match &instruction.body {
             Body::Capture => (Kind::Capture, [instruction.id.as_str(), "", "", "", ""]),
             Body::Refund(refund) => {
-                let RefundFields { original_transaction_id, payee, .. } = &**refund;
+                let RefundFields { original_transaction_id, payee, .. } = refund;
                 let parts = [&instruction.id, original_transaction_id, &payee.name, &payee.account, &payee.bank];
                 (Kind::Refund, parts.map(CompactString::as_str))
             }

@@ -156,12 +156,12 @@ fn validate(f: &Fields<'_>, id: CompactString) -> Result<Instruction, Reject> {
     let fee = f.optional_amount(FEE, currency)?.unwrap_or_default();
     let body = match kind {
         Kind::Capture => Body::Capture,
-        Kind::Refund => Body::Refund(Box::new(RefundFields {
+        Kind::Refund => Body::Refund(RefundFields {
             original_transaction_id: CompactString::from(f.id(ORIGINAL_TRANSACTION_ID)?),
             original_amount: f.amount(ORIGINAL_AMOUNT, currency, false)?,
             original_time: f.time(ORIGINAL_TIME)?,
             payee: f.payee(PAYEE)?,
-        })),
+        }),
         Kind::RefundReversal => Body::RefundReversal { reverses: CompactString::from(f.id(REVERSES)?) },
     };
     Ok(Instruction { id, merchant_id, amount, currency, event_time, fee, body })
