@@ -160,6 +160,8 @@ impl StateDir {
     pub fn load(&self, partition: i32) -> Result<Option<PartitionState>, StateError> {
         let dir = self.partition_dir(partition)?;
         dir.remove_temps(STALE_TEMP)?;
+        // The last owner may have renamed its checkpoint in and died before the fsync.
+        dir.make_durable()?;
         let path = dir.path().join("checkpoint.bin");
         let Some(bytes) = dir.read("checkpoint.bin")? else { return Ok(None) };
         decode_checkpoint(&bytes, &path).map(Some)
@@ -187,8 +189,12 @@ impl StateDir {
     }
 
     /// The progress of `partition`'s last checkpoint, read from the checkpoint's head only.
+    /// The partition's directory is fsynced first: its owner, another process, may have died
+    /// between renaming the checkpoint in and fsyncing, and a seal the assembler acts on must
+    /// survive a power loss.
     pub fn progress(&self, partition: i32) -> Result<Option<Progress>, StateError> {
         let dir = self.partition_dir(partition)?;
+        dir.make_durable()?;
         let path = dir.path().join("checkpoint.bin");
         let Some(mut file) = dir.reader("checkpoint.bin")? else { return Ok(None) };
         let io = |source| StateError::Storage(clearhouse_storage::StorageError::Io { path: path.clone(), source });
@@ -218,18 +224,28 @@ impl StateDir {
         decode_part(&bytes, &path).map(Some)
     }
 
-    /// Windows some partition wrote a part for, oldest first.
+    /// Windows some partition wrote a part for, oldest first. A window's directory without a
+    /// part in it (a crash between making it and writing the part, or a new owner discarding
+    /// the only part) is not one: emitting it would publish an empty window `replay` never
+    /// makes (found by `clearhouse-sim`).
     pub fn windows_with_parts(&self) -> Result<Vec<WindowId>, StateError> {
         let dir = self.root.sub("parts")?;
-        let mut windows: Vec<WindowId> = dir
-            .entries()?
-            .into_iter()
-            .filter(|(_, kind)| *kind == "directory")
-            .filter_map(|(name, _)| name.parse().ok())
-            .collect();
+        let mut windows = Vec::new();
+        for (name, kind) in dir.entries()? {
+            let Ok(window) = name.parse::<WindowId>() else { continue };
+            if kind == "directory" && dir.sub(&name)?.entries()?.iter().any(|(file, _)| is_part_name(file)) {
+                windows.push(window);
+            }
+        }
         windows.sort();
         Ok(windows)
     }
+}
+
+/// Whether `name` is a partition's part file (`p<N>.bin`).
+fn is_part_name(name: &str) -> bool {
+    let number = name.strip_prefix('p').and_then(|n| n.strip_suffix(".bin"));
+    number.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A checkpoint's bytes: magic, lengths and checksums, the progress record (JSON, what the
@@ -332,5 +348,8 @@ mod tests {
         assert_eq!(kept(1), [true, true, true]);
         dir.discard_parts_after(1, None).expect("no checkpoint: every part goes");
         assert_eq!(kept(1), [false, false, false]);
+        assert_eq!(dir.windows_with_parts().expect("list"), windows[..1], "a directory emptied is no window");
+        dir.parts_dir(windows[2]).expect("made").sub("p1.bin.d").expect("not a part either");
+        assert_eq!(dir.windows_with_parts().expect("list"), windows[..1]);
     }
 }

@@ -15,7 +15,8 @@
 //! - the directory is fsynced after every rename, so a crash keeps the old or the new file;
 //! - a directory is durable before anything is put in it: its parent is fsynced when it is made,
 //!   and again the first time a process uses one it found existing (its maker may have died
-//!   between the two);
+//!   between the two), together with the directory itself, so nothing a process reads there
+//!   and acts on can vanish in a power loss (a rename its writer died before fsyncing);
 //! - temporary files an interrupted run left behind are removed by [`Dir::remove_temps`].
 //!
 //! `Dir` makes those decisions; the calls themselves go through [`Fs`], so the simulator can
@@ -136,6 +137,8 @@ impl Dir {
             };
             synced.map_err(io_err(parent))?;
         }
+        // Its entries too, for what a process that died before its directory fsync left.
+        fs.sync_dir(path).map_err(io_err(path))?;
         Dir::open_on(fs, path)
     }
 
@@ -179,6 +182,11 @@ impl Dir {
         }
         if created || !self.durable.lock().unwrap_or_else(PoisonError::into_inner).contains(&path) {
             self.sync()?;
+            if !created {
+                // What a process that died before its directory fsync renamed in here is
+                // visible, and this process may act on it: it must not vanish in a power loss.
+                self.fs.sync_dir(&path).map_err(io_err(&path))?;
+            }
             self.durable.lock().unwrap_or_else(PoisonError::into_inner).insert(path.clone());
         }
         Ok(Dir { fs: Arc::clone(&self.fs), path, durable: Arc::clone(&self.durable) })
@@ -302,6 +310,13 @@ impl Dir {
             let _ = self.fs.remove_file(&temp);
             return Err(e);
         }
+        self.sync()
+    }
+
+    /// Makes every entry of the directory durable (fsyncs it): called before reading a file
+    /// another live process may have just renamed into place and not yet made durable, when
+    /// what is read will be acted on.
+    pub fn make_durable(&self) -> Result<(), StorageError> {
         self.sync()
     }
 
