@@ -97,11 +97,18 @@ fn windows(replayed: &Expected, faulty: &World) -> Result<(), String> {
     if replayed.events.keys().cloned().collect::<BTreeSet<_>>() != with_parts {
         return Err(format!("the replay has events for {:?}, parts of {with_parts:?}", replayed.events.keys()));
     }
-    if exactly_once(faulty, "credits")? != as_slices(&replayed.credits) {
-        return Err("the credits topic differs from the replay's credits".to_owned());
-    }
-    if exactly_once(faulty, "windows")? != as_slices(&replayed.events) {
-        return Err("the windows topic differs from the replay's window events".to_owned());
+    for (suffix, expected) in [("credits", &replayed.credits), ("windows", &replayed.events)] {
+        let (got, want) = (exactly_once(faulty, suffix)?, as_slices(expected));
+        if let Some(key) = differing(&want, &got) {
+            let what = if !got.contains_key(key) {
+                "missing from"
+            } else if !want.contains_key(key) {
+                "extra on"
+            } else {
+                "different on"
+            };
+            return Err(format!("message {key} is {what} the {suffix} topic, against the replay"));
+        }
     }
     if let Some(name) = differing(&replayed.files, &files) {
         return Err(format!("output file {name} differs from the replay's (or is missing)"));
