@@ -115,3 +115,44 @@ impl Fs for SimFs {
         Ok(Duration::ZERO)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use clearhouse_daemon::assemble::AssemblyState;
+    use clearhouse_daemon::state_dir::StateDir;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::world::{lock, Shared};
+
+    fn process(world: &Shared) -> StateDir {
+        let (_, reports) = crossbeam_channel::unbounded();
+        let fs: Arc<dyn Fs> = Arc::new(SimFs(SimIo { world: Arc::clone(world), reports }));
+        StateDir::open_on(fs, Path::new(STATE_DIR), "topic").expect("state dir")
+    }
+
+    #[test]
+    fn a_marker_another_process_left_unsynced_is_made_durable_before_it_is_acted_on() {
+        let world: Shared = Arc::new(Mutex::new(World::new(ChaCha8Rng::seed_from_u64(1), (0, 0))));
+        let window = "20261121T1000Z".parse().expect("id");
+        let (a, b) = (process(&world), process(&world));
+        assert_eq!(b.marker(window, "credits.start").expect("read"), None, "b has used the directory");
+        // Process a renames the marker in and dies before fsyncing the directory.
+        let dir = Path::new(STATE_DIR).join("topic/emitted").join(window.to_string());
+        {
+            let mut w = lock(&world);
+            let temp = w.disk.write_new(&dir, ".t-", b"{}").expect("write");
+            w.disk.sync_file(&temp).expect("fsync");
+            w.disk.rename(&temp, &dir.join("credits.start"), true).expect("rename");
+        }
+        drop(a);
+        let marker = dir.join("credits.start");
+        assert_eq!(b.marker(window, "credits.start").expect("read").as_deref(), Some(&b"{}"[..]));
+        assert_eq!(lock(&world).disk.durable(&marker), None, "seen, but a power loss would undo it");
+        b.settle_markers(window).expect("settle");
+        assert_eq!(lock(&world).disk.durable(&marker), Some(&b"{}"[..]));
+    }
+}

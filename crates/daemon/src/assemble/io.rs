@@ -50,6 +50,10 @@ pub trait AssemblyState {
     fn marker(&self, window: WindowId, name: &str) -> Result<Option<Vec<u8>>, StateError>;
     /// Sets a publication marker, durably, before it returns.
     fn mark(&self, window: WindowId, name: &str, bytes: &[u8]) -> Result<(), StateError>;
+    /// Makes `window`'s markers durable before a publication reads and acts on them: the
+    /// assembler lock is taken per pass, so another instance may have set one and died
+    /// before its fsync.
+    fn settle_markers(&self, window: WindowId) -> Result<(), StateError>;
 }
 
 impl AssemblyState for StateDir {
@@ -72,6 +76,10 @@ impl AssemblyState for StateDir {
     fn mark(&self, window: WindowId, name: &str, bytes: &[u8]) -> Result<(), StateError> {
         self.emitted(window)?.replace(name, bytes)?;
         Ok(())
+    }
+
+    fn settle_markers(&self, window: WindowId) -> Result<(), StateError> {
+        Ok(self.emitted(window)?.make_durable()?)
     }
 }
 

@@ -17,6 +17,9 @@ impl<S: AssemblyState, T: Topics, O: OutputStore> Assembly<S, T, O> {
     /// never began was published by an earlier one (lost, or replaced by a restore): it is
     /// marked done and nothing of it is sent, or its payees would be paid twice.
     pub fn publish(&mut self, round: &[&Ready], read_back: ReadBack) -> Result<Vec<Sent>, DaemonError> {
+        for ready in round {
+            self.state.settle_markers(ready.window)?;
+        }
         let published_before = self.published_before_this_state(round)?;
         let todo: Vec<&Ready> = round.iter().copied().filter(|r| !published_before.contains(&r.window)).collect();
         let credits: Vec<_> = todo.iter().map(|r| (r.window, r.credits.as_slice())).collect();
