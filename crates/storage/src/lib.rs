@@ -104,9 +104,9 @@ pub fn check_name(name: &str) -> Result<(), StorageError> {
 pub struct Dir {
     fs: Arc<dyn Fs>,
     path: PathBuf,
-    /// Subdirectories whose entry this process has made durable, shared by every `Dir` reached
-    /// from the same root: a subdirectory found existing may have been created by a process
-    /// that died before fsyncing its parent, so the first use in a process fsyncs it again.
+    /// Subdirectories this process has made durable, their entry in the parent and their own
+    /// entries, shared by every `Dir` reached from the same root: one found existing may have
+    /// been left by a process that died before an fsync, so its first use here fsyncs both.
     durable: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
