@@ -233,7 +233,9 @@ impl StateDir {
         let mut windows = Vec::new();
         for (name, kind) in dir.entries()? {
             let Ok(window) = name.parse::<WindowId>() else { continue };
-            if kind == "directory" && dir.sub(&name)?.entries()?.iter().any(|(file, _)| is_part_name(file)) {
+            if kind == "directory"
+                && dir.sub(&name)?.entries()?.iter().any(|(file, _)| partition_of_part(file).is_some())
+            {
                 windows.push(window);
             }
         }
@@ -242,10 +244,16 @@ impl StateDir {
     }
 }
 
-/// Whether `name` is a partition's part file (`p<N>.bin`).
-fn is_part_name(name: &str) -> bool {
-    let number = name.strip_prefix('p').and_then(|n| n.strip_suffix(".bin"));
-    number.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+/// The partition whose directory is named `name` (`p<N>`), if it is one.
+pub fn partition_of_dir(name: &str) -> Option<i32> {
+    let number = name.strip_prefix('p')?;
+    let digits = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| number.parse().ok()).flatten()
+}
+
+/// The partition whose part of a window is the file named `name` (`p<N>.bin`), if it is one.
+pub fn partition_of_part(name: &str) -> Option<i32> {
+    partition_of_dir(name.strip_suffix(".bin")?)
 }
 
 /// A checkpoint's bytes: magic, lengths and checksums, the progress record (JSON, what the

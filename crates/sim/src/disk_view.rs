@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use clearhouse_daemon::state_dir::{decode_checkpoint, decode_progress, StateError};
+use clearhouse_daemon::state_dir::{
+    decode_checkpoint, decode_progress, partition_of_dir, partition_of_part, StateError,
+};
 use clearhouse_domain::WindowId;
 use clearhouse_engine::stream::{seal_of, PartitionState};
 
@@ -17,7 +19,7 @@ impl World {
     pub fn checkpoints(&self) -> Result<BTreeMap<i32, PartitionState>, StateError> {
         let mut out = BTreeMap::new();
         for (name, _) in self.disk.list(&self.state_root).unwrap_or_default() {
-            let Some(p) = name.strip_prefix('p').and_then(|p| p.parse::<i32>().ok()) else { continue };
+            let Some(p) = partition_of_dir(&name) else { continue };
             let path = self.state_root.join(&name).join("checkpoint.bin");
             if let Ok(Ok(bytes)) = self.disk.read(&path) {
                 out.insert(p, decode_checkpoint(bytes, &path)?);
@@ -43,8 +45,7 @@ impl World {
         for (window, _) in self.disk.list(&root).unwrap_or_default() {
             let Ok(id) = window.parse::<WindowId>() else { continue };
             for (name, _) in self.disk.list(&root.join(&window)).unwrap_or_default() {
-                let partition = name.strip_prefix('p').and_then(|n| n.strip_suffix(".bin"));
-                let Some(p) = partition.and_then(|p| p.parse().ok()) else { continue };
+                let Some(p) = partition_of_part(&name) else { continue };
                 if let Ok(Ok(bytes)) = self.disk.read(&root.join(&window).join(&name)) {
                     out.insert((id, p), bytes.to_vec());
                 }
@@ -69,7 +70,7 @@ impl World {
         let Ok(relative) = to.strip_prefix(self.state_root.join("parts")) else { return };
         let mut names = relative.iter().map(|c| c.to_string_lossy());
         let window = names.next().and_then(|w| w.parse::<WindowId>().ok());
-        let partition = names.next().and_then(|n| n.strip_prefix('p')?.strip_suffix(".bin")?.parse::<i32>().ok());
+        let partition = names.next().and_then(|n| partition_of_part(&n));
         let (Some(window), Some(partition)) = (window, partition) else { return };
         let changed = old.is_some_and(|old| old != bytes);
         let progress = self.disk.durable(&self.checkpoint_path(partition)).and_then(|c| decode_progress(c, "sim").ok());

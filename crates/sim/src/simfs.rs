@@ -7,6 +7,7 @@ use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clearhouse_daemon::state_dir::partition_of_dir;
 use clearhouse_storage::{Fs, Kind, Opened};
 
 use crate::world::{Fault, FsOp, SimIo, Site, Step, World};
@@ -25,15 +26,11 @@ fn site(path: &Path) -> Site {
         Site::Part
     } else if text.contains("/emitted") {
         Site::Marker
-    } else if path.components().any(|c| is_partition_dir(&c.as_os_str().to_string_lossy())) {
+    } else if path.components().any(|c| partition_of_dir(&c.as_os_str().to_string_lossy()).is_some()) {
         Site::Partition
     } else {
         Site::Tree
     }
-}
-
-fn is_partition_dir(name: &str) -> bool {
-    name.strip_prefix('p').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn fault_error(step: Step) -> io::Error {
