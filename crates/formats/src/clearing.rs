@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use clearhouse_domain::{Currency, Detail, Effect, Kind, SettledBatch, Totals};
+use clearhouse_domain::{Currency, DetailView, Effect, Kind, SettledBatch, Totals};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
@@ -42,8 +42,8 @@ pub fn encode(meta: &WindowMeta, currency: Currency, batches: &[&SettledBatch]) 
     for batch in batches {
         assert_eq!(batch.currency, currency, "batch in the wrong currency file");
         let _ = writeln!(out, "B|{}|{currency}", batch.merchant_id);
-        for d in &batch.details {
-            detail_record(&mut out, currency, batch, d);
+        for d in batch.details.iter() {
+            detail_record(&mut out, currency, batch, &d);
         }
         details += batch.details.len() as u64;
         let t = &batch.totals;
@@ -79,9 +79,9 @@ pub fn encode(meta: &WindowMeta, currency: Currency, batches: &[&SettledBatch]) 
 /// Appends one detail record: `D|id|type|time|amount|fee|reference|effect|late from|credit`.
 /// Written field by field (amounts from their minor units), because it runs once per
 /// instruction and a formatting machine per field costs more than the rest of the line.
-fn detail_record(out: &mut String, currency: Currency, batch: &SettledBatch, d: &Detail) {
+fn detail_record(out: &mut String, currency: Currency, batch: &SettledBatch, d: &DetailView<'_>) {
     out.push_str("D|");
-    out.push_str(&d.id);
+    out.push_str(d.id);
     out.push('|');
     out.push_str(d.kind.as_str());
     out.push('|');
@@ -91,7 +91,7 @@ fn detail_record(out: &mut String, currency: Currency, batch: &SettledBatch, d: 
     out.push('|');
     currency.write_minor(d.fee.into(), out);
     out.push('|');
-    out.push_str(d.reference.as_deref().unwrap_or("-"));
+    out.push_str(d.reference.unwrap_or("-"));
     out.push('|');
     out.push_str(d.effect.code());
     out.push('|');

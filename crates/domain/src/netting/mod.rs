@@ -6,6 +6,7 @@
 //! netted into (its event window, or a later one when it arrives late) and when windows close.
 
 mod batch;
+mod closed;
 mod merchants;
 mod settle;
 mod stored;
@@ -28,6 +29,7 @@ use merchants::{MerchantHandle, Merchants};
 use stored::{Stored, Strings};
 
 pub use batch::{Counts, Detail, Effect};
+pub use closed::{DetailTooLarge, DetailView, Details, PayeeView};
 
 pub use settle::{end_to_end_id, Credit, CreditKind, SettledBatch, Totals};
 

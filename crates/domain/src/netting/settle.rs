@@ -7,7 +7,10 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::batch::{BatchState, Counts, Detail, Effect};
+use std::sync::Arc;
+
+use super::batch::{BatchState, Counts, Effect};
+use super::closed::Details;
 use super::stored::Strings;
 use super::{BatchKey, Map, Netter};
 use crate::calendar::WindowId;
@@ -114,7 +117,7 @@ pub struct SettledBatch {
     /// Refund credits (first-appearance order of payees), then the payout credit if any.
     pub credits: Vec<Credit>,
     /// Accepted instructions in input order.
-    pub details: Vec<Detail>,
+    pub details: Details,
 }
 
 impl SettledBatch {
@@ -170,17 +173,17 @@ impl Netter {
         let mut batches: Vec<(BatchKey, BatchState)> = open.batches.into_iter().collect();
         let merchants = &self.state.merchants;
         batches.sort_unstable_by(|(a, _), (b, _)| (merchants.id(a.0), a.1).cmp(&(merchants.id(b.0), b.1)));
-        let strings = open.strings;
+        let strings = Arc::new(open.strings);
         let settled = batches.into_iter().map(|(key, state)| self.settle(window, key, state, &strings)).collect();
         Some((window, settled))
     }
 
-    fn settle(&mut self, window: WindowId, key: BatchKey, state: BatchState, strings: &Strings) -> SettledBatch {
+    fn settle(&mut self, window: WindowId, key: BatchKey, state: BatchState, strings: &Arc<Strings>) -> SettledBatch {
         let carried_in = self.state.carried.remove(&key).unwrap_or(0);
         let (handle, currency) = key;
         let merchant_id = self.state.merchants.id(handle).clone();
-        let mut details: Vec<Detail> = state.details.iter().map(|d| d.detail(strings)).collect();
-        drop(state.details);
+        // The records move into the closed batch as they are: no detail is copied.
+        let mut details = Details::new(state.details, Arc::clone(strings));
         let mut credits = refund_credits(window, &merchant_id, currency, &mut details);
         let refund_credits: Decimal = credits.iter().map(|c| c.amount).sum();
         let [captures, refunds, recoveries, fees, carried_in] =
@@ -205,25 +208,26 @@ impl Netter {
 /// A payee's credit that would pass the largest amount a transfer can carry is closed, and its
 /// further refunds go into a new part (with its own EndToEndId), so every refund is paid whole
 /// by exactly one credit.
-fn refund_credits(window: WindowId, merchant: &str, currency: Currency, details: &mut [Detail]) -> Vec<Credit> {
+fn refund_credits(window: WindowId, merchant: &str, currency: Currency, details: &mut Details) -> Vec<Credit> {
     let max = currency.to_minor(currency.max_transfer_amount()).expect("in minor units");
     let mut credits: Vec<Credit> = Vec::new();
     let mut sums: Vec<MinorSum> = Vec::new();
     let mut paid_by: Vec<(usize, u32)> = Vec::new();
+    let (records, strings) = details.records();
     // Per payee: the index of its open credit, and that credit's part number.
     let mut by_payee: Map<(&str, &str), (u32, u32)> = Map::default();
-    for (at, detail) in details.iter().enumerate().filter(|(_, d)| d.effect == Effect::Refunded) {
-        let payee = detail.payee.as_deref().expect("a refunded detail has its payee");
-        let amount = MinorSum::from(detail.amount);
-        let (open, part) = match by_payee.get(&(payee.account.as_str(), payee.bank.as_str())) {
+    for (at, record) in records.iter().enumerate().filter(|(_, r)| r.effect == Effect::Refunded) {
+        let (payee, amount) = record.paid_to(strings);
+        let amount = MinorSum::from(amount);
+        let (open, part) = match by_payee.get(&(payee.account, payee.bank)) {
             Some(&(index, part)) if sums[index as usize] + amount <= max => (index, part),
             Some(&(_, part)) => (credits.len() as u32, part + 1),
             None => (credits.len() as u32, 0),
         };
         if open as usize == credits.len() {
-            credits.push(new_refund_credit(window, merchant, currency, payee, part));
+            credits.push(new_refund_credit(window, merchant, currency, payee.to_payee(), part));
             sums.push(0);
-            by_payee.insert((payee.account.as_str(), payee.bank.as_str()), (open, part));
+            by_payee.insert((payee.account, payee.bank), (open, part));
         }
         sums[open as usize] += amount;
         credits[open as usize].refunds += 1;
@@ -233,16 +237,16 @@ fn refund_credits(window: WindowId, merchant: &str, currency: Currency, details:
         credit.amount = currency.from_minor(sum);
     }
     for (at, credit) in paid_by {
-        details[at].credit = Some(credit);
+        details.set_credit(at, credit);
     }
     credits
 }
 
-fn new_refund_credit(window: WindowId, merchant: &str, currency: Currency, payee: &Payee, part: u32) -> Credit {
+fn new_refund_credit(window: WindowId, merchant: &str, currency: Currency, payee: Payee, part: u32) -> Credit {
     Credit {
-        end_to_end_id: end_to_end_id(window, CreditKind::Refund, merchant, currency, payee, part),
+        end_to_end_id: end_to_end_id(window, CreditKind::Refund, merchant, currency, &payee, part),
         kind: CreditKind::Refund,
-        creditor: payee.clone(),
+        creditor: payee,
         amount: Decimal::ZERO,
         refunds: 0,
     }

@@ -13,13 +13,18 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::batch::{Detail, Effect};
+use super::closed::{credit_of, DetailView, PayeeView};
 use crate::calendar::WindowId;
-use crate::instruction::{Body, Instruction, Kind, Payee, RefundFields};
+use crate::instruction::{Body, Instruction, Kind, RefundFields};
 use crate::money::Minor;
 
 /// Bytes per arena chunk. A record's strings (at most 64 + 64 + 560 + 34 + 35 bytes: two ids,
 /// and a payee of 140 characters of up to four bytes) always fit one.
 const CHUNK: usize = 1 << 16;
+
+/// The longest payee name a span holds: 140 characters of up to four bytes. With four strings
+/// of at most 255 bytes, a record's strings always fit one chunk.
+const MAX_NAME_BYTES: usize = 560;
 
 /// No late origin (`late_from`). No window of a valid instruction ends at the epoch (event
 /// times start there), and zero is one byte in a checkpoint where `i64::MIN` is ten.
@@ -45,12 +50,26 @@ struct Span {
 }
 
 impl Strings {
-    /// Appends `parts` contiguously and says where they are.
-    fn push(&mut self, [id, reference, name, account, bank]: [&str; 5]) -> Span {
+    /// Appends `parts` contiguously and says where they are. The strings of an accepted
+    /// instruction always fit (they are validated at parse).
+    fn push(&mut self, parts: [&str; 5]) -> Span {
+        self.try_push(parts).expect("ids, accounts and banks are validated to 64 bytes, payee names to 140 characters")
+    }
+
+    /// [`Strings::push`], or `None` when a string is longer than a span can say (a damaged
+    /// sealed part, read back).
+    fn try_push(&mut self, [id, reference, name, account, bank]: [&str; 5]) -> Option<Span> {
         let len = id.len() + reference.len() + name.len() + account.len() + bank.len();
-        let narrow =
-            |s: &str| u8::try_from(s.len()).expect("ids, accounts and banks are validated to 64 bytes at most");
-        let span_name = u16::try_from(name.len()).expect("payee names are validated to 140 characters");
+        let narrow = |s: &str| u8::try_from(s.len()).ok();
+        let span = Span {
+            chunk: 0,
+            at: 0,
+            id: narrow(id)?,
+            reference: narrow(reference)?,
+            name: u16::try_from(name.len()).ok().filter(|&n| usize::from(n) <= MAX_NAME_BYTES)?,
+            account: narrow(account)?,
+            bank: narrow(bank)?,
+        };
         if self.chunks.last().is_none_or(|c| c.len() + len > CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
@@ -64,15 +83,7 @@ impl Strings {
             chunk.extend_from_slice(part.as_bytes());
         }
         let chunk = u32::try_from(self.chunks.len() - 1).expect("fewer than 2^32 chunks in a window");
-        Span {
-            chunk,
-            at,
-            id: narrow(id),
-            reference: narrow(reference),
-            name: span_name,
-            account: narrow(account),
-            bank: narrow(bank),
-        }
+        Some(Span { chunk, at, ..span })
     }
 
     /// The strings at `span`, in the order they were pushed.
@@ -144,24 +155,54 @@ impl Stored {
         strings.get(self.span)[0]
     }
 
-    /// The detail with its own strings, for the closed window's files and credits.
-    pub(crate) fn detail(&self, strings: &Strings) -> Detail {
+    /// A record for `detail` (a closed batch's, read back), its strings into `strings`; `None`
+    /// when a string is longer than any accepted instruction's.
+    pub(crate) fn from_detail(detail: &Detail, strings: &mut Strings) -> Option<Stored> {
+        if detail.late_from.is_some_and(|w| w.as_second() == NOT_LATE) {
+            return None;
+        }
+        let payee = detail.payee.as_deref();
+        let parts = [
+            detail.id.as_str(),
+            detail.reference.as_deref().unwrap_or(""),
+            payee.map_or("", |p| p.name.as_str()),
+            payee.map_or("", |p| p.account.as_str()),
+            payee.map_or("", |p| p.bank.as_str()),
+        ];
+        Some(Stored {
+            seq: detail.seq,
+            event_time: detail.event_time,
+            amount: detail.amount,
+            fee: detail.fee,
+            late_from: detail.late_from.map_or(NOT_LATE, WindowId::as_second),
+            span: strings.try_push(parts)?,
+            kind: detail.kind,
+            effect: detail.effect,
+        })
+    }
+
+    /// The record as a closed batch shows it, its strings borrowed from `strings`.
+    pub(crate) fn view<'s>(&self, strings: &'s Strings, credit: u32) -> DetailView<'s> {
         let [id, reference, name, account, bank] = strings.get(self.span);
-        let payee = (self.kind == Kind::Refund)
-            .then(|| Box::new(Payee { name: name.into(), account: account.into(), bank: bank.into() }));
-        Detail {
+        DetailView {
             seq: self.seq,
-            id: id.into(),
+            id,
             kind: self.kind,
             event_time: self.event_time,
             amount: self.amount,
             fee: self.fee,
-            reference: (self.kind != Kind::Capture).then(|| reference.into()),
-            payee,
+            reference: (self.kind != Kind::Capture).then_some(reference),
+            payee: (self.kind == Kind::Refund).then_some(PayeeView { name, account, bank }),
             late_from: (self.late_from != NOT_LATE).then(|| WindowId::from_second(self.late_from)),
             effect: self.effect,
-            credit: None,
+            credit: credit_of(credit),
         }
+    }
+
+    /// A refund's payee (whose account and bank its credit is grouped by), and its amount.
+    pub(crate) fn paid_to<'s>(&self, strings: &'s Strings) -> (PayeeView<'s>, Minor) {
+        let [_, _, name, account, bank] = strings.get(self.span);
+        (PayeeView { name, account, bank }, self.amount)
     }
 }
 

@@ -100,8 +100,8 @@ fn reversal_in_the_same_window_nets_out_but_fees_stay() {
     let effects: Vec<_> = batch.details.iter().map(|x| x.effect).collect();
     assert_eq!(effects, [Effect::RefundReversed, Effect::NettedReversal, Effect::Refunded]);
     assert_eq!(batch.counts, Counts { captures: 0, refunds: 2, reversals: 1, late: 0 });
-    assert_eq!(batch.details[2].credit, Some(0));
-    assert_eq!(batch.details[0].credit, None);
+    assert_eq!(batch.details.to_vec()[2].credit, Some(0));
+    assert_eq!(batch.details.to_vec()[0].credit, None);
 }
 
 #[test]
@@ -115,7 +115,7 @@ fn reversal_in_a_later_window_is_a_recovery() {
     assert_eq!(second.totals.recoveries, d("30.00"));
     assert_eq!(second.totals.carried_in, d("-30.10"));
     assert_eq!(second.totals.net, d("-0.10"));
-    assert_eq!(second.details[0].effect, Effect::Recovery);
+    assert_eq!(second.details.to_vec()[0].effect, Effect::Recovery);
     assert!(second.credits.is_empty());
 }
 
@@ -239,8 +239,8 @@ fn late_instructions_are_counted_and_flagged() {
     n.apply(1, capture("C1", "M1", "5.00", "CNY"), place).expect("late capture");
     let batch = &close(&mut n)[0];
     assert_eq!(batch.counts.late, 1);
-    assert_eq!(batch.details[0].late_from, Some(wid(W1)));
-    assert_eq!(batch.details[0].kind, Kind::Capture);
+    assert_eq!(batch.details.to_vec()[0].late_from, Some(wid(W1)));
+    assert_eq!(batch.details.to_vec()[0].kind, Kind::Capture);
 }
 
 #[test]

@@ -53,7 +53,7 @@ fn seals_when_event_time_passes_end_plus_grace_and_places_late_data_in_the_earli
     assert_eq!(sealed[0].window, window("20261121T1200Z"));
     let batch = &sealed[0].batches[0];
     assert_eq!((batch.counts.captures, batch.counts.late), (2, 1), "b and the late e");
-    assert_eq!(batch.details[1].late_from, Some(window("20261121T1100Z")));
+    assert_eq!(batch.details.to_vec()[1].late_from, Some(window("20261121T1100Z")));
     assert_eq!(p.stats().accepted, 5);
 }
 
