@@ -53,6 +53,34 @@ pub struct Payee {
     pub bank: CompactString,
 }
 
+/// A payee with borrowed strings (a closed batch's, from its window's string arena).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PayeeView<'a> {
+    /// Account holder name.
+    pub name: &'a str,
+    /// IBAN or domestic account number.
+    pub account: &'a str,
+    /// BIC or domestic bank code.
+    pub bank: &'a str,
+}
+
+impl PayeeView<'_> {
+    /// True when `account` has the IBAN shape (then its check digits were verified).
+    pub fn account_is_iban(&self) -> bool {
+        looks_like_iban(self.account)
+    }
+
+    /// True when `bank` has the BIC shape (8 or 11 characters, letters at 5-6).
+    pub fn bank_is_bic(&self) -> bool {
+        looks_like_bic(self.bank)
+    }
+
+    /// The payee with strings of its own.
+    pub fn to_payee(&self) -> Payee {
+        Payee { name: self.name.into(), account: self.account.into(), bank: self.bank.into() }
+    }
+}
+
 /// Which part of a payee (or any account holder) is wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayeePart {
@@ -75,6 +103,11 @@ pub struct PayeeError {
 }
 
 impl Payee {
+    /// The payee, borrowed.
+    pub fn view(&self) -> PayeeView<'_> {
+        PayeeView { name: &self.name, account: &self.account, bank: &self.bank }
+    }
+
     /// Checks the rules every account holder must meet to appear in a pain.001 file: a name of
     /// 1-140 printable characters, an account of 1-34 letters/digits (IBAN check digits verified
     /// when it has the IBAN shape) and a bank id of 1-35 letters/digits.
@@ -104,12 +137,12 @@ impl Payee {
 
     /// True when `account` has the IBAN shape (two letters, two check digits).
     pub fn account_is_iban(&self) -> bool {
-        looks_like_iban(&self.account)
+        self.view().account_is_iban()
     }
 
     /// True when `bank` has the BIC shape (8 or 11 characters, letters at 5-6).
     pub fn bank_is_bic(&self) -> bool {
-        looks_like_bic(&self.bank)
+        self.view().bank_is_bic()
     }
 }
 

@@ -16,11 +16,11 @@ pub mod policy;
 pub mod reject;
 
 pub use calendar::{Calendar, CalendarError, Schedule, Window, WindowId};
-pub use instruction::{is_xml_text, Body, Instruction, Kind, Payee, PayeeError, PayeePart, RefundFields};
+pub use instruction::{is_xml_text, Body, Instruction, Kind, Payee, PayeeError, PayeePart, PayeeView, RefundFields};
 pub use money::{Currency, Minor, MinorSum, MAX_AMOUNT};
 pub use netting::{
-    Counts, Credit, CreditKind, Detail, DetailTooLarge, DetailView, Details, Effect, Netter, NetterState, PayeeView,
-    Placement, SettledBatch, Totals,
+    Counts, Credit, CreditKind, CreditTooLarge, CreditView, Credits, Detail, DetailTooLarge, DetailView, Details,
+    Effect, Netter, NetterState, Placement, SettledBatch, Totals,
 };
 pub use outcome::{DuplicateRecord, RejectRecord, Stats};
 pub use parse::{parse, too_large, Fingerprint, Identity, Parsed, KEPT_PAYLOAD_BYTES, MAX_MESSAGE_BYTES};

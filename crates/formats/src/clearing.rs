@@ -102,7 +102,7 @@ fn detail_record(out: &mut String, currency: Currency, batch: &SettledBatch, d: 
         None => out.push('-'),
     }
     out.push('|');
-    out.push_str(d.credit.map_or("-", |c| batch.credits[c as usize].end_to_end_id.as_str()));
+    out.push_str(d.credit.and_then(|c| batch.credits.end_to_end_id(c as usize)).unwrap_or("-"));
     out.push('\n');
 }
 

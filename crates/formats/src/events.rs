@@ -58,7 +58,7 @@ pub struct CreditMessage {
 pub fn credit_messages(meta: &WindowMeta, batches: &[SettledBatch]) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for batch in batches {
-        for credit in &batch.credits {
+        for credit in batch.credits.iter() {
             let message = CreditMessage {
                 format: CREDIT_FORMAT.to_owned(),
                 end_to_end_id: credit.end_to_end_id.to_string(),

@@ -7,7 +7,9 @@
 mod check;
 mod read;
 
-use clearhouse_domain::{Credit, CreditKind, Currency, Payee, SettledBatch};
+use std::ops::Range;
+
+use clearhouse_domain::{CreditKind, CreditView, Currency, Payee, PayeeView, SettledBatch};
 use rust_decimal::Decimal;
 
 use crate::WindowMeta;
@@ -38,7 +40,7 @@ pub fn message_id(meta: &WindowMeta, currency: Currency, part: usize) -> String 
 }
 
 /// One `PmtInf`: some of a batch's credits.
-type Block<'a> = (&'a SettledBatch, &'a [Credit]);
+type Block<'a> = (&'a SettledBatch, Range<usize>);
 
 /// Splits the paying batches' credits into payment blocks, and the blocks into files, so that no
 /// `CtrlSum` exceeds the 18 digits ISO 20022 allows. A window normally gets one file with one
@@ -50,12 +52,12 @@ fn layout<'a>(batches: &[&'a SettledBatch], max: Decimal) -> Vec<Vec<Block<'a>>>
         for (i, credit) in batch.credits.iter().enumerate() {
             assert!(credit.amount <= max, "credit {} above the largest transfer amount", credit.end_to_end_id);
             if i > start && sum + credit.amount > max {
-                blocks.push(((batch, &batch.credits[start..i]), sum));
+                blocks.push(((batch, start..i), sum));
                 (start, sum) = (i, Decimal::ZERO);
             }
             sum += credit.amount;
         }
-        blocks.push(((batch, &batch.credits[start..]), sum));
+        blocks.push(((batch, start..batch.credits.len()), sum));
     }
     let mut files: Vec<Vec<Block<'a>>> = Vec::new();
     let mut file_sum = Decimal::ZERO;
@@ -95,7 +97,7 @@ fn encode_file(
     part: usize,
     first_block: usize,
 ) -> Encoded {
-    let credits = blocks.iter().flat_map(|(_, credits)| credits.iter());
+    let credits = blocks.iter().flat_map(|(batch, credits)| batch.credits.range(credits.clone()));
     let records = credits.clone().count() as u64;
     let total: Decimal = credits.map(|c| c.amount).sum();
     // About 560 bytes a transfer; sized once so the buffer never doubles past it.
@@ -136,28 +138,28 @@ impl Xml {
         self.0.push(b'>');
     }
 
-    fn account(&mut self, element: &str, party: &Payee) {
+    fn account(&mut self, element: &str, party: PayeeView<'_>) {
         self.open(element);
         self.raw("<Id>");
         if party.account_is_iban() {
-            self.text("IBAN", &party.account);
+            self.text("IBAN", party.account);
         } else {
             self.raw("<Othr>");
-            self.text("Id", &party.account);
+            self.text("Id", party.account);
             self.raw("</Othr>");
         }
         self.raw("</Id>");
         self.close(element);
     }
 
-    fn agent(&mut self, element: &str, party: &Payee) {
+    fn agent(&mut self, element: &str, party: PayeeView<'_>) {
         self.open(element);
         self.raw("<FinInstnId>");
         if party.bank_is_bic() {
-            self.text("BICFI", &party.bank);
+            self.text("BICFI", party.bank);
         } else {
             self.raw("<ClrSysMmbId>");
-            self.text("MmbId", &party.bank);
+            self.text("MmbId", party.bank);
             self.raw("</ClrSysMmbId>");
         }
         self.raw("</FinInstnId>");
@@ -177,8 +179,9 @@ impl Xml {
     }
 }
 
-fn payment(x: &mut Xml, meta: &WindowMeta, currency: Currency, (batch, credits): &Block<'_>, n: usize, debtor: &Payee) {
-    let sum: Decimal = credits.iter().map(|c| c.amount).sum();
+fn payment(x: &mut Xml, meta: &WindowMeta, currency: Currency, (batch, range): &Block<'_>, n: usize, debtor: &Payee) {
+    let credits = batch.credits.range(range.clone());
+    let sum: Decimal = credits.clone().map(|c| c.amount).sum();
     x.raw("<PmtInf>");
     x.text("PmtInfId", &format!("{}-{currency}-{n:05}", meta.id));
     x.text("PmtMtd", "TRF");
@@ -190,32 +193,32 @@ fn payment(x: &mut Xml, meta: &WindowMeta, currency: Currency, (batch, credits):
     x.raw("</ReqdExctnDt><Dbtr>");
     x.text("Nm", &debtor.name);
     x.raw("</Dbtr>");
-    x.account("DbtrAcct", debtor);
-    x.agent("DbtrAgt", debtor);
+    x.account("DbtrAcct", debtor.view());
+    x.agent("DbtrAgt", debtor.view());
     x.raw("\n");
-    for credit in credits.iter() {
-        transfer(x, currency, batch, credit);
+    for credit in credits {
+        transfer(x, currency, batch, &credit);
     }
     x.raw("</PmtInf>\n");
 }
 
-fn transfer(x: &mut Xml, currency: Currency, batch: &SettledBatch, credit: &Credit) {
+fn transfer(x: &mut Xml, currency: Currency, batch: &SettledBatch, credit: &CreditView<'_>) {
     let remittance = match credit.kind {
         CreditKind::Refund => format!("Refund from merchant {} ({} refunds)", batch.merchant_id, credit.refunds),
         CreditKind::Payout => format!("Settlement payout to merchant {} window {}", batch.merchant_id, batch.window),
     };
     x.raw("<CdtTrfTxInf><PmtId>");
-    x.text("EndToEndId", &credit.end_to_end_id);
+    x.text("EndToEndId", credit.end_to_end_id);
     x.raw("</PmtId><Amt><InstdAmt Ccy=\"");
     x.raw(currency.code());
     x.raw("\">");
     x.raw(&currency.format(credit.amount));
     x.raw("</InstdAmt></Amt>");
-    x.agent("CdtrAgt", &credit.creditor);
+    x.agent("CdtrAgt", credit.creditor);
     x.raw("<Cdtr>");
-    x.text("Nm", &credit.creditor.name);
+    x.text("Nm", credit.creditor.name);
     x.raw("</Cdtr>");
-    x.account("CdtrAcct", &credit.creditor);
+    x.account("CdtrAcct", credit.creditor);
     x.raw("<RmtInf>");
     x.text("Ustrd", &remittance);
     x.raw("</RmtInf></CdtTrfTxInf>\n");

@@ -18,7 +18,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::batch::{Detail, Effect};
 use super::stored::{Stored, Strings};
 use crate::calendar::WindowId;
-use crate::instruction::{Kind, Payee};
+#[cfg(test)]
+use crate::instruction::Payee;
+use crate::instruction::{Kind, PayeeView};
 use crate::money::Minor;
 
 /// No credit paid this detail (in [`Details::credits`]).
@@ -31,24 +33,6 @@ pub struct Details {
     /// Per record, the index of the credit that paid it, or [`NO_CREDIT`].
     credits: Vec<u32>,
     strings: Arc<Strings>,
-}
-
-/// A refund's payee, borrowed from its batch's arena.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct PayeeView<'a> {
-    /// Account holder name.
-    pub name: &'a str,
-    /// IBAN or domestic account number.
-    pub account: &'a str,
-    /// BIC or domestic bank code.
-    pub bank: &'a str,
-}
-
-impl PayeeView<'_> {
-    /// The payee with strings of its own.
-    pub fn to_payee(&self) -> Payee {
-        Payee { name: self.name.into(), account: self.account.into(), bank: self.bank.into() }
-    }
 }
 
 /// One detail of a closed batch: the fields of a [`Detail`], its strings borrowed. Serializes
@@ -115,6 +99,11 @@ impl Details {
     /// The records and their arena (the credit grouping at close reads them).
     pub(crate) fn records(&self) -> (&[Stored], &Strings) {
         (&self.records, &self.strings)
+    }
+
+    /// The window's string arena, which the batch's refund credits name their payees in.
+    pub(crate) fn strings(&self) -> Arc<Strings> {
+        Arc::clone(&self.strings)
     }
 
     /// Number of details.

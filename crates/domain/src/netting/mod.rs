@@ -7,6 +7,7 @@
 
 mod batch;
 mod closed;
+mod credits;
 mod merchants;
 mod settle;
 mod stored;
@@ -29,7 +30,8 @@ use merchants::{MerchantHandle, Merchants};
 use stored::{Stored, Strings};
 
 pub use batch::{Counts, Detail, Effect};
-pub use closed::{DetailTooLarge, DetailView, Details, PayeeView};
+pub use closed::{DetailTooLarge, DetailView, Details};
+pub use credits::{CreditTooLarge, CreditView, Credits};
 
 pub use settle::{end_to_end_id, Credit, CreditKind, SettledBatch, Totals};
 

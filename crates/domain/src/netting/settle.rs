@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use super::batch::{BatchState, Counts, Effect};
 use super::closed::Details;
+use super::credits::Credits;
 use super::stored::Strings;
 use super::{BatchKey, Map, Netter};
 use crate::calendar::WindowId;
-use crate::instruction::Payee;
+use crate::instruction::{Payee, PayeeView};
 use crate::money::{Currency, MinorSum};
 
 /// Batch amounts, as in the manifest.
@@ -115,7 +116,7 @@ pub struct SettledBatch {
     /// Accepted instructions per type.
     pub counts: Counts,
     /// Refund credits (first-appearance order of payees), then the payout credit if any.
-    pub credits: Vec<Credit>,
+    pub credits: Credits,
     /// Accepted instructions in input order.
     pub details: Details,
 }
@@ -134,11 +135,11 @@ pub fn end_to_end_id(
     kind: CreditKind,
     merchant: &str,
     currency: Currency,
-    creditor: &Payee,
+    creditor: PayeeView<'_>,
     part: u32,
 ) -> CompactString {
     let mut hasher = Sha256::new();
-    for field in [merchant, currency.code(), &creditor.account, &creditor.bank] {
+    for field in [merchant, currency.code(), creditor.account, creditor.bank] {
         hasher.update(field.as_bytes());
         hasher.update([0x1f]);
     }
@@ -193,7 +194,7 @@ impl Netter {
         assert_eq!(state.counts.total(), details.len() as u64, "batch {window}/{merchant_id} counts");
         if totals.payout > Decimal::ZERO {
             if let Some(merchant) = self.policy.merchant(&merchant_id) {
-                credits.extend(payout_credits(window, &merchant_id, currency, &merchant.account, totals.payout));
+                payout_credits(&mut credits, window, &merchant_id, currency, &merchant.account, totals.payout);
             }
         }
         if totals.carried_out < Decimal::ZERO {
@@ -208,12 +209,12 @@ impl Netter {
 /// A payee's credit that would pass the largest amount a transfer can carry is closed, and its
 /// further refunds go into a new part (with its own EndToEndId), so every refund is paid whole
 /// by exactly one credit.
-fn refund_credits(window: WindowId, merchant: &str, currency: Currency, details: &mut Details) -> Vec<Credit> {
+fn refund_credits(window: WindowId, merchant: &str, currency: Currency, details: &mut Details) -> Credits {
     let max = currency.to_minor(currency.max_transfer_amount()).expect("in minor units");
-    let mut credits: Vec<Credit> = Vec::new();
+    let (records, strings) = details.records();
+    let mut credits = Credits::new(details.strings());
     let mut sums: Vec<MinorSum> = Vec::new();
     let mut paid_by: Vec<(usize, u32)> = Vec::new();
-    let (records, strings) = details.records();
     // Per payee: the index of its open credit, and that credit's part number.
     let mut by_payee: Map<(&str, &str), (u32, u32)> = Map::default();
     for (at, record) in records.iter().enumerate().filter(|(_, r)| r.effect == Effect::Refunded) {
@@ -225,16 +226,17 @@ fn refund_credits(window: WindowId, merchant: &str, currency: Currency, details:
             None => (credits.len() as u32, 0),
         };
         if open as usize == credits.len() {
-            credits.push(new_refund_credit(window, merchant, currency, payee.to_payee(), part));
+            let id = end_to_end_id(window, CreditKind::Refund, merchant, currency, payee, part);
+            credits.push_refund(&id, record.span());
             sums.push(0);
             by_payee.insert((payee.account, payee.bank), (open, part));
         }
         sums[open as usize] += amount;
-        credits[open as usize].refunds += 1;
+        credits.count_refund(open);
         paid_by.push((at, open));
     }
-    for (credit, sum) in credits.iter_mut().zip(sums) {
-        credit.amount = currency.from_minor(sum);
+    for (index, sum) in sums.into_iter().enumerate() {
+        credits.set_amount(index, currency.from_minor(sum));
     }
     for (at, credit) in paid_by {
         details.set_credit(at, credit);
@@ -242,33 +244,23 @@ fn refund_credits(window: WindowId, merchant: &str, currency: Currency, details:
     credits
 }
 
-fn new_refund_credit(window: WindowId, merchant: &str, currency: Currency, payee: Payee, part: u32) -> Credit {
-    Credit {
-        end_to_end_id: end_to_end_id(window, CreditKind::Refund, merchant, currency, &payee, part),
-        kind: CreditKind::Refund,
-        creditor: payee,
-        amount: Decimal::ZERO,
-        refunds: 0,
-    }
-}
-
 /// The merchant's payout, in parts of at most the largest amount a transfer can carry.
 fn payout_credits(
+    credits: &mut Credits,
     window: WindowId,
     merchant: &str,
     currency: Currency,
     account: &Payee,
     payout: Decimal,
-) -> Vec<Credit> {
+) {
     let max = currency.max_transfer_amount();
-    let mut credits = Vec::new();
     let mut left = payout;
+    let mut part = 0;
     while left > Decimal::ZERO {
         let amount = left.min(max);
-        let part = credits.len() as u32;
-        let end_to_end_id = end_to_end_id(window, CreditKind::Payout, merchant, currency, account, part);
-        credits.push(Credit { end_to_end_id, kind: CreditKind::Payout, creditor: account.clone(), amount, refunds: 0 });
+        let end_to_end_id = end_to_end_id(window, CreditKind::Payout, merchant, currency, account.view(), part);
+        credits.push_payout(&end_to_end_id, account, amount);
         left -= amount;
+        part += 1;
     }
-    credits
 }

@@ -13,9 +13,9 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::batch::{Detail, Effect};
-use super::closed::{credit_of, DetailView, PayeeView};
+use super::closed::{credit_of, DetailView};
 use crate::calendar::WindowId;
-use crate::instruction::{Body, Instruction, Kind, RefundFields};
+use crate::instruction::{Body, Instruction, Kind, PayeeView, RefundFields};
 use crate::money::Minor;
 
 /// Bytes per arena chunk. A record's strings (at most 64 + 64 + 560 + 34 + 35 bytes: two ids,
@@ -39,7 +39,7 @@ pub(crate) struct Strings {
 /// Where a record's strings are: their chunk, their start in it, and each one's length
 /// (id, reference, payee name, account, bank).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct Span {
+pub(crate) struct Span {
     chunk: u32,
     at: u16,
     id: u8,
@@ -84,6 +84,12 @@ impl Strings {
         }
         let chunk = u32::try_from(self.chunks.len() - 1).expect("fewer than 2^32 chunks in a window");
         Some(Span { chunk, at, ..span })
+    }
+
+    /// The payee at `span` (empty strings for a record that is no refund).
+    pub(crate) fn payee(&self, span: Span) -> PayeeView<'_> {
+        let [_, _, name, account, bank] = self.get(span);
+        PayeeView { name, account, bank }
     }
 
     /// The strings at `span`, in the order they were pushed.
@@ -199,10 +205,14 @@ impl Stored {
         }
     }
 
+    /// Where its strings are (a refund credit's creditor is its payee's).
+    pub(crate) fn span(&self) -> Span {
+        self.span
+    }
+
     /// A refund's payee (whose account and bank its credit is grouped by), and its amount.
     pub(crate) fn paid_to<'s>(&self, strings: &'s Strings) -> (PayeeView<'s>, Minor) {
-        let [_, _, name, account, bank] = strings.get(self.span);
-        (PayeeView { name, account, bank }, self.amount)
+        (strings.payee(self.span), self.amount)
     }
 }
 

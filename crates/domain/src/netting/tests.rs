@@ -82,7 +82,7 @@ fn partial_refunds_are_capped_by_the_original() {
     assert_eq!(batch.totals.fees, d("0.20"));
     assert_eq!(batch.totals.net, d("-100.20"));
     assert_eq!(batch.credits.len(), 1, "same payee combined");
-    assert_eq!(batch.credits[0].refunds, 2);
+    assert_eq!(batch.credits.to_vec()[0].refunds, 2);
     assert_eq!(batch.counts, Counts { captures: 0, refunds: 2, reversals: 0, late: 0 });
 }
 
@@ -96,7 +96,7 @@ fn reversal_in_the_same_window_nets_out_but_fees_stay() {
     assert_eq!(batch.totals.refunds, d("30.00"));
     assert_eq!(batch.totals.fees, d("0.20"));
     assert_eq!(batch.credits.len(), 1);
-    assert_eq!(batch.credits[0].creditor.account, "A2");
+    assert_eq!(batch.credits.to_vec()[0].creditor.account, "A2");
     let effects: Vec<_> = batch.details.iter().map(|x| x.effect).collect();
     assert_eq!(effects, [Effect::RefundReversed, Effect::NettedReversal, Effect::Refunded]);
     assert_eq!(batch.counts, Counts { captures: 0, refunds: 2, reversals: 1, late: 0 });
@@ -207,7 +207,8 @@ fn payouts_need_a_registry_and_debt_carries_forward() {
     let batch = &close(&mut n)[0];
     assert_eq!(batch.totals.carried_in, d("-50.10"));
     assert_eq!(batch.totals.payout, d("29.90"));
-    let payout = batch.credits.last().expect("payout credit");
+    let credits = batch.credits.to_vec();
+    let payout = credits.last().expect("payout credit");
     assert_eq!((payout.kind, payout.amount), (CreditKind::Payout, d("29.90")));
     assert_eq!(payout.end_to_end_id.len(), 35);
     assert!(payout.end_to_end_id.starts_with("20261122T1500ZP"));
