@@ -14,6 +14,7 @@ pub mod outcome;
 pub mod parse;
 pub mod policy;
 pub mod reject;
+pub mod sliced;
 
 pub use calendar::{Calendar, CalendarError, Schedule, Window, WindowId};
 pub use instruction::{is_xml_text, Body, Instruction, Kind, Payee, PayeeError, PayeePart, PayeeView, RefundFields};
@@ -26,3 +27,4 @@ pub use outcome::{DuplicateRecord, RejectRecord, Stats};
 pub use parse::{parse, too_large, Fingerprint, Identity, Parsed, KEPT_PAYLOAD_BYTES, MAX_MESSAGE_BYTES};
 pub use policy::{Merchant, Policy, RefundLimits};
 pub use reject::{Reject, RejectReason};
+pub use sliced::SlicedMap;

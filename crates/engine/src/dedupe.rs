@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use clearhouse_domain::{DuplicateRecord, Fingerprint, Instruction, Parsed, Reject, RejectReason};
+use clearhouse_domain::{DuplicateRecord, Fingerprint, Instruction, Parsed, Reject, RejectReason, SlicedMap};
 use compact_str::CompactString;
 use foldhash::fast::RandomState;
 use xxhash_rust::xxh3::xxh3_128;
@@ -35,7 +35,7 @@ struct Entry {
 /// conflicting deliveries (rare), so re-delivering a conflict is a duplicate too.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct IdIndex {
-    first: HashMap<u128, Entry, RandomState>,
+    first: SlicedMap<Entry>,
     conflicts: HashMap<(u128, [u64; 2]), (u64, i64), RandomState>,
 }
 

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod daemon;
 pub mod limits;
+mod memory;
 pub mod net;
 pub mod registry;
 pub mod topics;

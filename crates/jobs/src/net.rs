@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use clearhouse_domain::Currency;
 use clearhouse_domain::Stats;
 use clearhouse_engine::{net_all, EngineError};
+
+use crate::memory::{peak_rss_kb, return_freed_memory, rss_kb};
 use clearhouse_formats::evidence::{self, Summary};
 use clearhouse_formats::{sha256_hex, window_files, DirStore, Fences, OutputStore, PutOutcome, StoreError, WindowMeta};
 use clearhouse_ingest::JsonlReader;
@@ -116,10 +118,13 @@ pub fn net_reader<R: Read + Send>(
     let reader = JsonlReader::new(input, config.engine.block_bytes.max(4096));
     let result = net_all(reader, &calendar, policy, &engine, progress)
         .map_err(|source| NetError::Engine { path: PathBuf::from(input_name), source })?;
+    let peak_netting_kb = peak_rss_kb();
+    return_freed_memory();
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         instructions = result.stats.input,
-        peak_rss_kb = peak_rss_kb(),
+        peak_rss_kb = peak_netting_kb,
+        rss_kb = rss_kb(),
         "netting finished"
     );
     let mut report = NetReport { stats: result.stats.clone(), ..NetReport::default() };
@@ -231,13 +236,4 @@ fn encode_and_publish(
         published
     })?;
     Ok(out)
-}
-/// The process's peak resident set so far (Linux `VmHWM`), for the phase logs; 0 elsewhere.
-fn peak_rss_kb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }

@@ -25,6 +25,7 @@ use crate::instruction::{Body, Instruction, RefundFields};
 use crate::money::{Currency, Minor, MinorSum};
 use crate::policy::Policy;
 use crate::reject::{Reject, RejectReason};
+use crate::sliced::SlicedMap;
 use batch::BatchState;
 use merchants::{MerchantHandle, Merchants};
 use stored::{Stored, Strings};
@@ -146,9 +147,9 @@ pub struct Netter {
 pub struct NetterState {
     merchants: Merchants,
     open: BTreeMap<WindowId, OpenWindow>,
-    originals: Map<Key, OriginalState>,
-    refunds: Map<Key, RefundRecord>,
-    captures: Map<Key, CaptureRecord>,
+    originals: SlicedMap<OriginalState>,
+    refunds: SlicedMap<RefundRecord>,
+    captures: SlicedMap<CaptureRecord>,
     carried: Map<BatchKey, MinorSum>,
     last_closed: Option<WindowId>,
 }
