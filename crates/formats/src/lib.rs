@@ -134,7 +134,7 @@ fn encode_pain001(
         // Hashed here, on the encoder's thread, rather than after the join.
         out.push((OutputFile::new(pain001_name(meta.id, currency, i + 1), pain.bytes), pain.records));
     }
-    let expected: rust_decimal::Decimal = group.iter().flat_map(|b| b.credits.iter()).map(|c| c.amount).sum();
+    let expected: rust_decimal::Decimal = group.iter().flat_map(|b| b.credits.amounts(0..b.credits.len())).sum();
     assert_eq!(total, expected, "pain.001 total differs from the credits");
     out
 }

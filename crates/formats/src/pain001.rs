@@ -49,13 +49,13 @@ fn layout<'a>(batches: &[&'a SettledBatch], max: Decimal) -> Vec<Vec<Block<'a>>>
     let mut blocks: Vec<(Block<'a>, Decimal)> = Vec::new();
     for batch in batches.iter().copied().filter(|b| !b.credits.is_empty()) {
         let (mut start, mut sum) = (0, Decimal::ZERO);
-        for (i, credit) in batch.credits.iter().enumerate() {
-            assert!(credit.amount <= max, "credit {} above the largest transfer amount", credit.end_to_end_id);
-            if i > start && sum + credit.amount > max {
+        for (i, amount) in batch.credits.amounts(0..batch.credits.len()).enumerate() {
+            assert!(amount <= max, "credit {:?} above the largest transfer amount", batch.credits.end_to_end_id(i));
+            if i > start && sum + amount > max {
                 blocks.push(((batch, start..i), sum));
                 (start, sum) = (i, Decimal::ZERO);
             }
-            sum += credit.amount;
+            sum += amount;
         }
         blocks.push(((batch, start..batch.credits.len()), sum));
     }
@@ -97,9 +97,9 @@ fn encode_file(
     part: usize,
     first_block: usize,
 ) -> Encoded {
-    let credits = blocks.iter().flat_map(|(batch, credits)| batch.credits.range(credits.clone()));
-    let records = credits.clone().count() as u64;
-    let total: Decimal = credits.map(|c| c.amount).sum();
+    let amounts = blocks.iter().flat_map(|(batch, credits)| batch.credits.amounts(credits.clone()));
+    let records: u64 = blocks.iter().map(|(_, credits)| credits.len() as u64).sum();
+    let total: Decimal = amounts.sum();
     // About 560 bytes a transfer; sized once so the buffer never doubles past it.
     let mut x = Xml(Vec::with_capacity(2048 + 600 * records as usize));
     x.raw("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Document xmlns=\"");
@@ -181,7 +181,7 @@ impl Xml {
 
 fn payment(x: &mut Xml, meta: &WindowMeta, currency: Currency, (batch, range): &Block<'_>, n: usize, debtor: &Payee) {
     let credits = batch.credits.range(range.clone());
-    let sum: Decimal = credits.clone().map(|c| c.amount).sum();
+    let sum: Decimal = batch.credits.amounts(range.clone()).sum();
     x.raw("<PmtInf>");
     x.text("PmtInfId", &format!("{}-{currency}-{n:05}", meta.id));
     x.text("PmtMtd", "TRF");

@@ -178,6 +178,17 @@ impl Credits {
         self.entries.iter().map(|entry| self.view(entry))
     }
 
+    /// The amounts of the credits at `range`, in order, without reading their creditors (what
+    /// sums and layouts need; a view reads the payee from the arena, a cache miss each).
+    pub fn amounts(&self, range: Range<usize>) -> impl ExactSizeIterator<Item = Decimal> + Clone + '_ {
+        self.entries[range].iter().map(|entry| entry.amount)
+    }
+
+    /// Number of refund credits.
+    pub fn refund_count(&self) -> usize {
+        self.entries.iter().filter(|e| e.kind == CreditKind::Refund).count()
+    }
+
     /// The credits at `range`, in order.
     pub fn range(&self, range: Range<usize>) -> impl ExactSizeIterator<Item = CreditView<'_>> + Clone + '_ {
         self.entries[range].iter().map(|entry| self.view(entry))

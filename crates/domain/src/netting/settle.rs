@@ -124,7 +124,7 @@ pub struct SettledBatch {
 impl SettledBatch {
     /// Number of refund credits.
     pub fn refund_credit_count(&self) -> usize {
-        self.credits.iter().filter(|c| c.kind == CreditKind::Refund).count()
+        self.credits.refund_count()
     }
 }
 
@@ -186,7 +186,7 @@ impl Netter {
         // The records move into the closed batch as they are: no detail is copied.
         let mut details = Details::new(state.details, Arc::clone(strings));
         let mut credits = refund_credits(window, &merchant_id, currency, &mut details);
-        let refund_credits: Decimal = credits.iter().map(|c| c.amount).sum();
+        let refund_credits: Decimal = credits.amounts(0..credits.len()).sum();
         let [captures, refunds, recoveries, fees, carried_in] =
             [state.captures, state.refunds, state.recoveries, state.fees, carried_in].map(|m| currency.from_minor(m));
         let totals = Totals::from_flows(captures, refunds, recoveries, fees, carried_in, refund_credits);
