@@ -9,11 +9,10 @@
 //!
 //! The serialized form (the daemon's sealed parts) is unchanged: a sequence of [`Detail`]s.
 
-use std::fmt;
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::Serialize;
 
 use super::batch::{Detail, Effect};
 use super::stored::{Stored, Strings};
@@ -167,32 +166,42 @@ pub struct DetailTooLarge {
     pub seq: u64,
 }
 
-impl PartialEq for Details {
-    fn eq(&self, other: &Details) -> bool {
-        self.len() == other.len() && self.iter().eq(other.iter())
-    }
-}
+/// The traits a packed list of views ([`Details`], [`Credits`]) shares: equality and `Debug` by
+/// its views, and the serialized form of the owned list it replaces (a sequence of `$owned`),
+/// decoded through its `TryFrom<Vec<$owned>>`.
+macro_rules! packed_list {
+    ($packed:ty, $owned:ty) => {
+        impl PartialEq for $packed {
+            fn eq(&self, other: &$packed) -> bool {
+                self.len() == other.len() && self.iter().eq(other.iter())
+            }
+        }
 
-impl Eq for Details {}
+        impl Eq for $packed {}
 
-impl fmt::Debug for Details {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
-    }
-}
+        impl std::fmt::Debug for $packed {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_list().entries(self.iter()).finish()
+            }
+        }
 
-impl Serialize for Details {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter())
-    }
-}
+        impl serde::Serialize for $packed {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.iter())
+            }
+        }
 
-impl<'de> Deserialize<'de> for Details {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Details, D::Error> {
-        let details = Vec::<Detail>::deserialize(deserializer)?;
-        Details::try_from(details).map_err(serde::de::Error::custom)
-    }
+        impl<'de> serde::Deserialize<'de> for $packed {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<$packed, D::Error> {
+                let owned = <Vec<$owned> as serde::Deserialize>::deserialize(deserializer)?;
+                <$packed>::try_from(owned).map_err(serde::de::Error::custom)
+            }
+        }
+    };
 }
+pub(crate) use packed_list;
+
+packed_list!(Details, Detail);
 
 #[cfg(test)]
 mod tests {

@@ -9,13 +9,13 @@
 //!
 //! The serialized form (the daemon's sealed parts) is unchanged: a sequence of [`Credit`]s.
 
-use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::Serialize;
 
+use super::closed::packed_list;
 use super::settle::{Credit, CreditKind};
 use super::stored::{Span, Strings};
 use crate::instruction::{Payee, PayeeView};
@@ -227,32 +227,7 @@ impl TryFrom<Vec<Credit>> for Credits {
     }
 }
 
-impl PartialEq for Credits {
-    fn eq(&self, other: &Credits) -> bool {
-        self.len() == other.len() && self.iter().eq(other.iter())
-    }
-}
-
-impl Eq for Credits {}
-
-impl fmt::Debug for Credits {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
-    }
-}
-
-impl Serialize for Credits {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter())
-    }
-}
-
-impl<'de> Deserialize<'de> for Credits {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Credits, D::Error> {
-        let credits = Vec::<Credit>::deserialize(deserializer)?;
-        Credits::try_from(credits).map_err(serde::de::Error::custom)
-    }
-}
+packed_list!(Credits, Credit);
 
 #[cfg(test)]
 mod tests {

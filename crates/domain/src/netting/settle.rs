@@ -2,12 +2,12 @@
 //! move money. Conservation is asserted here in every build, because a batch that does not
 //! balance must never reach a file.
 
+use std::sync::Arc;
+
 use compact_str::{format_compact, CompactString};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-
-use std::sync::Arc;
 
 use super::batch::{BatchState, Counts, Effect};
 use super::closed::Details;
