@@ -28,9 +28,10 @@ pub(crate) fn run_shard(inputs: Vec<Receiver<ShardBatch>>, calendar: &Calendar, 
     let mut rejects = Vec::new();
     let mut stats = Stats::default();
     let mut window_cache: Option<Window> = None;
-    while let Some(batch) = next_batch(&inputs) {
-        for (index, instruction) in batch.items {
-            let record = batch.raw.records[index as usize];
+    while let Some(parts) = next_parts(&inputs) {
+        let raw = Arc::clone(&parts[0].raw);
+        for (index, instruction) in in_input_order(parts) {
+            let record = raw.records[index as usize];
             let window = match window_cache {
                 Some(w) if w.contains(instruction.event_time) => w,
                 _ => *window_cache.insert(calendar.window_of(instruction.event_time)),
@@ -41,7 +42,7 @@ pub(crate) fn run_shard(inputs: Vec<Receiver<ShardBatch>>, calendar: &Calendar, 
                 Ok(()) => stats.accepted += 1,
                 Err(reject) => {
                     stats.reject(reject.reason);
-                    rejects.push(RejectRecord::new(record.position, Some(id), reject, batch.raw.payload(&record)));
+                    rejects.push(RejectRecord::new(record.position, Some(id), reject, raw.payload(&record)));
                 }
             }
         }
@@ -53,19 +54,57 @@ pub(crate) fn run_shard(inputs: Vec<Receiver<ShardBatch>>, calendar: &Calendar, 
     ShardOutput { windows, rejects, stats }
 }
 
-/// The next source batch's instructions for this shard, from every router, merged back into
-/// input order; `None` once the routers are done (they all end after the same batch, unless one
-/// panicked, and that panic is what the run reports).
-fn next_batch(inputs: &[Receiver<ShardBatch>]) -> Option<ShardBatch> {
-    let mut parts = inputs.iter().map(|rx| rx.recv().ok());
-    let mut merged = parts.next()??;
-    for part in parts {
-        let part = part?;
-        assert!(Arc::ptr_eq(&part.raw, &merged.raw), "routers out of step");
-        merged.items.extend(part.items);
+/// The next source batch's instructions for this shard: one part from every router, each in
+/// input order; `None` once the routers are done (they all end after the same batch, unless
+/// one panicked, and that panic is what the run reports).
+fn next_parts(inputs: &[Receiver<ShardBatch>]) -> Option<Vec<ShardBatch>> {
+    let mut parts: Vec<ShardBatch> = Vec::with_capacity(inputs.len());
+    for rx in inputs {
+        let part = rx.recv().ok()?;
+        if let Some(first) = parts.first() {
+            assert!(Arc::ptr_eq(&part.raw, &first.raw), "routers out of step");
+        }
+        parts.push(part);
     }
-    if inputs.len() > 1 {
-        merged.items.sort_unstable_by_key(|(index, _)| *index);
+    (!parts.is_empty()).then_some(parts)
+}
+
+/// The parts' instructions merged back into input order, each moved once. An instruction is
+/// about 250 bytes: concatenating the parts and sorting them moved each one a dozen times,
+/// which showed in profiles as a tenth of all copying.
+fn in_input_order(parts: Vec<ShardBatch>) -> impl Iterator<Item = (u32, Instruction)> {
+    let mut heads: Vec<std::vec::IntoIter<(u32, Instruction)>> =
+        parts.into_iter().map(|p| p.items.into_iter()).collect();
+    std::iter::from_fn(move || {
+        let (_, part) = heads.iter().enumerate().filter_map(|(p, h)| Some((h.as_slice().first()?.0, p))).min()?;
+        heads[part].next()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_merge_back_into_input_order() {
+        let raw = Arc::new(RawBatch::default());
+        let instruction = |id: &str| {
+            match clearhouse_domain::parse(
+            format!(r#"{{"type":"capture","id":"{id}","merchant_id":"m","amount":"1.00","currency":"USD","event_time":"2026-11-21T10:00:00Z"}}"#).as_bytes(),
+        ) {
+            clearhouse_domain::Parsed::Valid { instruction, .. } => instruction,
+            other => panic!("not valid: {other:?}"),
+        }
+        };
+        let part = |indexes: &[u32]| ShardBatch {
+            raw: Arc::clone(&raw),
+            items: indexes.iter().map(|&i| (i, instruction(&format!("c-{i}")))).collect(),
+        };
+        let merged: Vec<(u32, String)> =
+            in_input_order(vec![part(&[0, 3, 4, 9]), part(&[]), part(&[1, 2, 7]), part(&[5, 6, 8])])
+                .map(|(i, ins)| (i, ins.id.to_string()))
+                .collect();
+        let expected: Vec<(u32, String)> = (0..10).map(|i| (i, format!("c-{i}"))).collect();
+        assert_eq!(merged, expected);
     }
-    Some(merged)
 }
