@@ -40,16 +40,19 @@ fn slice_of(key: u128) -> usize {
 
 impl<V> SlicedMap<V> {
     /// The value at `key`.
+    #[inline]
     pub fn get(&self, key: &u128) -> Option<&V> {
         self.slices[slice_of(*key)].get(key)
     }
 
     /// The value at `key`, to change.
+    #[inline]
     pub fn get_mut(&mut self, key: &u128) -> Option<&mut V> {
         self.slices[slice_of(*key)].get_mut(key)
     }
 
     /// Sets `key` to `value`; returns the value it replaces.
+    #[inline]
     pub fn insert(&mut self, key: u128, value: V) -> Option<V> {
         let previous = self.slices[slice_of(key)].insert(key, value);
         self.len += usize::from(previous.is_none());
@@ -57,6 +60,7 @@ impl<V> SlicedMap<V> {
     }
 
     /// Removes `key`; returns its value.
+    #[inline]
     pub fn remove(&mut self, key: &u128) -> Option<V> {
         let removed = self.slices[slice_of(*key)].remove(key);
         self.len -= usize::from(removed.is_some());
