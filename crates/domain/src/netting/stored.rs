@@ -32,7 +32,8 @@ const NOT_LATE: i64 = 0;
 
 /// A window's strings, chunk by chunk. Chunks are `String`s, so a string is sliced out of one
 /// with two O(1) boundary checks instead of a UTF-8 validation per read (the encoders read
-/// every detail and every credit's payee this way; validating cost 9% of `net`). A chunk
+/// every detail and every credit's payee this way; with a validation per read, `from_utf8`
+/// was 9% of `net`'s samples). A chunk
 /// serializes as a byte string, exactly as the `Vec<u8>` it was before, and a checkpoint's
 /// chunk that is not UTF-8 fails to decode.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
