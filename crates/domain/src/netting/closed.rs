@@ -144,16 +144,12 @@ impl TryFrom<Vec<Detail>> for Details {
     fn try_from(details: Vec<Detail>) -> Result<Details, DetailTooLarge> {
         let mut strings = Strings::default();
         let mut records = Vec::with_capacity(details.len());
+        let mut credits = Vec::with_capacity(details.len());
         for detail in &details {
             records.push(Stored::from_detail(detail, &mut strings).ok_or(DetailTooLarge { seq: detail.seq })?);
+            credits.push(detail.credit.unwrap_or(NO_CREDIT));
         }
-        let mut packed = Details::new(records, Arc::new(strings));
-        for (index, detail) in details.iter().enumerate() {
-            if let Some(credit) = detail.credit.filter(|&c| c != NO_CREDIT) {
-                packed.set_credit(index, credit);
-            }
-        }
-        Ok(packed)
+        Ok(Details { records, credits, strings: Arc::new(strings) })
     }
 }
 

@@ -112,15 +112,15 @@ impl Credits {
             .expect("a closing's EndToEndIds are 35 characters")
     }
 
-    /// Appends a credit to a creditor of its own.
-    fn push_owned(&mut self, credit: &Credit) -> Result<u32, CreditTooLarge> {
+    /// Appends `credit`, with a creditor of its own.
+    fn push_owned(&mut self, credit: Credit) -> Result<u32, CreditTooLarge> {
         let too_large = || CreditTooLarge { end_to_end_id: credit.end_to_end_id.to_string() };
         let payee = u32::try_from(self.payees.len()).map_err(|_| too_large())?;
         let index = self
             .push(&credit.end_to_end_id, credit.kind, Creditor::Owned(payee), credit.amount)
             .ok_or_else(too_large)?;
-        self.payees.push(credit.creditor.clone());
         self.entries[index as usize].refunds = credit.refunds;
+        self.payees.push(credit.creditor);
         Ok(index)
     }
 
@@ -133,7 +133,7 @@ impl Credits {
             amount,
             refunds: 0,
         };
-        self.push_owned(&credit).expect("a closing's EndToEndIds are 35 characters");
+        self.push_owned(credit).expect("a closing's EndToEndIds are 35 characters");
     }
 
     fn push(&mut self, end_to_end_id: &str, kind: CreditKind, creditor: Creditor, amount: Decimal) -> Option<u32> {
@@ -223,7 +223,7 @@ impl TryFrom<Vec<Credit>> for Credits {
     /// Credits read back (a sealed part) or built by hand, each with a creditor of its own.
     fn try_from(credits: Vec<Credit>) -> Result<Credits, CreditTooLarge> {
         let mut packed = Credits::new(Arc::default());
-        for credit in &credits {
+        for credit in credits {
             packed.push_owned(credit)?;
         }
         Ok(packed)
