@@ -79,6 +79,12 @@ pub trait Fs: Send + Sync + std::fmt::Debug {
     /// Creates a file exclusively under a new unpredictable name in `dir` starting with
     /// `prefix` and ending in `.tmp`, and writes `bytes` to it, not yet durably.
     fn write_new(&self, dir: &Path, prefix: &str, bytes: &[u8]) -> io::Result<PathBuf>;
+    /// Creates a file as [`Fs::write_new`] does, left open for writing as it is produced;
+    /// `None` when this file system cannot (the caller then buffers and calls `write_new`).
+    fn create_temp(&self, dir: &Path, prefix: &str) -> io::Result<Option<(PathBuf, Box<dyn Write + Send>)>> {
+        let _ = (dir, prefix);
+        Ok(None)
+    }
     /// Makes a file's content durable (fsync).
     fn sync_file(&self, path: &Path) -> io::Result<()>;
     /// Renames `from` to `to` in the same directory, atomically. With `replace` false it fails
@@ -121,15 +127,15 @@ impl Fs for OsFs {
     }
 
     fn write_new(&self, dir: &Path, prefix: &str, bytes: &[u8]) -> io::Result<PathBuf> {
-        let mut temp = tempfile::Builder::new()
-            .prefix(prefix)
-            .suffix(".tmp")
-            .rand_bytes(16)
-            .permissions(Permissions::from_mode(0o644))
-            .tempfile_in(dir)?;
+        let mut temp = new_temp(dir, prefix)?;
         // A failed write drops `temp`, which removes the file.
         temp.write_all(bytes)?;
         temp.into_temp_path().keep().map_err(|e| e.error)
+    }
+
+    fn create_temp(&self, dir: &Path, prefix: &str) -> io::Result<Option<(PathBuf, Box<dyn Write + Send>)>> {
+        let (file, path) = new_temp(dir, prefix)?.keep().map_err(|e| e.error)?;
+        Ok(Some((path, Box::new(file))))
     }
 
     fn sync_file(&self, path: &Path) -> io::Result<()> {
@@ -192,6 +198,17 @@ impl Fs for OsFs {
             .open(path)?;
         Ok(file)
     }
+}
+
+/// A new file under an unpredictable name, created exclusively (never through an existing name
+/// or link).
+fn new_temp(dir: &Path, prefix: &str) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(".tmp")
+        .rand_bytes(16)
+        .permissions(Permissions::from_mode(0o644))
+        .tempfile_in(dir)
 }
 
 /// Reads an opened file to its end.

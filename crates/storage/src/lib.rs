@@ -29,8 +29,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+mod draft;
 mod fs;
 
+pub use draft::Draft;
 pub use fs::{Fs, Kind, Opened, OsFs};
 
 /// Names of temporary files start with this (and end in `.tmp`); nothing else may.
@@ -206,6 +208,56 @@ impl Dir {
                 identical(&path, &existing, bytes)
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// A new temporary file in the directory to write a file into as it is produced, for
+    /// [`Dir::publish_draft`]; held in memory on a file system without open temporary files.
+    pub fn draft(&self) -> Result<Draft, StorageError> {
+        match self.fs.create_temp(&self.path, TEMP_PREFIX).map_err(io_err(&self.path))? {
+            Some((path, file)) => Ok(Draft::file(Arc::clone(&self.fs), path, file)),
+            None => Ok(Draft::memory()),
+        }
+    }
+
+    /// Publishes what was written to `draft` under `name`, by the rules of [`Dir::publish`]:
+    /// never replaces, and a name that exists is accepted only when it holds the same bytes
+    /// (the two files compared block by block). The draft's temporary file is gone afterwards,
+    /// renamed or removed.
+    pub fn publish_draft(&self, name: &str, draft: Draft) -> Result<PutOutcome, StorageError> {
+        check_name(name)?;
+        let path = self.path.join(name);
+        let temp = match draft.finish() {
+            Ok(Ok(temp)) => temp,
+            Ok(Err(bytes)) => return self.publish(name, &bytes),
+            Err(e) => return Err(io_err(&self.path)(e)),
+        };
+        let outcome = self.settle_draft(name, &path, &temp);
+        if !matches!(outcome, Ok(PutOutcome::Written)) {
+            let _ = self.fs.remove_file(&temp);
+        }
+        outcome
+    }
+
+    /// Moves the finished temporary file `temp` to `path` unless the name is taken, then
+    /// compares it with what holds the name.
+    fn settle_draft(&self, name: &str, path: &Path, temp: &Path) -> Result<PutOutcome, StorageError> {
+        let compare = |existing| match draft::same_content(self.fs.as_ref(), temp, existing) {
+            Ok(true) => Ok(PutOutcome::AlreadyIdentical),
+            Ok(false) => Err(StorageError::Conflict { path: path.to_owned() }),
+            Err(e) => Err(io_err(path)(e)),
+        };
+        if let Some(existing) = self.reader(name)? {
+            return compare(existing);
+        }
+        self.fs.sync_file(temp).map_err(io_err(temp))?;
+        match self.fs.rename(temp, path, false) {
+            Ok(()) => self.sync().map(|()| PutOutcome::Written),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match self.reader(name)? {
+                Some(existing) => compare(existing),
+                None => Err(io_err(path)(e)),
+            },
+            Err(e) => Err(io_err(path)(e)),
         }
     }
 

@@ -1,4 +1,5 @@
 use std::fs;
+use std::io::Write as _;
 use std::os::unix::fs::symlink;
 
 use super::*;
@@ -154,4 +155,59 @@ fn a_directory_found_existing_is_made_durable_once_per_process() {
     assert_eq!(syncs(), ancestors + 3, "the first use of an existing subdirectory fsyncs it and its parent");
     dir.sub("sub").expect("again").sub("new").expect("new");
     assert_eq!(syncs(), ancestors + 4, "then only a new directory's parent is fsynced");
+}
+
+/// The names in `dir` (temporary files included).
+fn names(dir: &Dir) -> Vec<String> {
+    dir.entries().expect("entries").into_iter().map(|(name, _)| name).collect()
+}
+
+fn drafted(dir: &Dir, bytes: &[u8]) -> Draft {
+    let mut draft = dir.draft().expect("draft");
+    // Written in pieces, as an encoder writes.
+    for piece in bytes.chunks(3) {
+        draft.write_all(piece).expect("write");
+    }
+    draft
+}
+
+#[test]
+fn a_draft_is_published_by_the_rules_of_publish_and_leaves_no_temporary_file() {
+    let (_tmp, dir) = dir();
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    assert!(format!("{:?}", dir.draft().expect("draft")).starts_with("Draft::File"), "written as produced");
+    assert_eq!(dir.publish_draft("a.bin", drafted(&dir, &big)).expect("first"), PutOutcome::Written);
+    assert_eq!(fs::read(dir.path().join("a.bin")).expect("read"), big);
+    assert_eq!(dir.publish_draft("a.bin", drafted(&dir, &big)).expect("same"), PutOutcome::AlreadyIdentical);
+    let mut longer = big.clone();
+    longer.push(0);
+    for other in [&big[..big.len() - 1], &longer[..], b"different"] {
+        let refused = dir.publish_draft("a.bin", drafted(&dir, other));
+        assert!(matches!(refused, Err(StorageError::Conflict { .. })), "{refused:?}");
+    }
+    assert_eq!(fs::read(dir.path().join("a.bin")).expect("read"), big, "never replaced");
+    let victim = dir.path().join("victim.txt");
+    fs::write(&victim, b"precious").expect("victim");
+    symlink(&victim, dir.path().join("link.bin")).expect("symlink");
+    let refused = dir.publish_draft("link.bin", drafted(&dir, b"x"));
+    assert!(matches!(refused, Err(StorageError::NotRegular { .. })), "{refused:?}");
+    assert!(matches!(dir.publish_draft("../a.bin", drafted(&dir, b"x")), Err(StorageError::BadName { .. })));
+    let mut abandoned = dir.draft().expect("draft");
+    abandoned.write_all(b"half a file").expect("write");
+    assert!(names(&dir).iter().any(|n| is_temp_name(n)), "being written");
+    drop(abandoned);
+    assert_eq!(names(&dir), ["a.bin", "link.bin", "victim.txt"], "no temporary file left behind");
+    assert_eq!(fs::read(&victim).expect("victim"), b"precious");
+}
+
+#[test]
+fn a_draft_on_a_file_system_without_open_temporary_files_is_kept_in_memory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = Dir::create_on(Arc::new(CountingFs::default()), tmp.path()).expect("dir");
+    let draft = drafted(&dir, b"bytes");
+    assert!(format!("{draft:?}").starts_with("Draft::Memory"));
+    assert_eq!(dir.publish_draft("a.bin", draft).expect("publish"), PutOutcome::Written);
+    assert_eq!(dir.publish_draft("a.bin", drafted(&dir, b"bytes")).expect("same"), PutOutcome::AlreadyIdentical);
+    assert!(matches!(dir.publish_draft("a.bin", drafted(&dir, b"other")), Err(StorageError::Conflict { .. })));
+    assert_eq!(names(&dir), ["a.bin"]);
 }
