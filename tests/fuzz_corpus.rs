@@ -62,3 +62,47 @@ fn the_config_loader_answers_every_corpus_input() {
     }
     assert!(loaded >= 2, "the example and deploy configurations load ({loaded})");
 }
+
+/// Split points spread over `len` bytes: near each end, inside lines, and every 97th byte.
+fn splits(len: usize) -> Vec<usize> {
+    let mut at: Vec<usize> = (0..len).step_by(97).chain([1, 2, len.saturating_sub(1)]).filter(|&i| i <= len).collect();
+    at.dedup();
+    at
+}
+
+#[test]
+fn the_clearing_check_fed_in_pieces_answers_as_the_reader_of_the_whole_file() {
+    let mut compared = 0;
+    for (path, bytes) in corpus("clearing_reader") {
+        let whole = clearing::read(&bytes);
+        for at in splits(bytes.len()) {
+            let mut check = clearing::Check::new();
+            let fed = check.feed(&bytes[..at]).and_then(|()| check.feed(&bytes[at..]));
+            let pieces = fed.and_then(|()| check.finish()).map(|(file, _)| file);
+            assert_eq!(pieces, whole, "{} split at {at}", path.display());
+            compared += 1;
+        }
+    }
+    assert!(compared > 100, "{compared}");
+}
+
+#[test]
+fn the_pain001_scan_fed_in_pieces_answers_as_the_scan_of_the_whole_file() {
+    let cny = Currency::from_code("CNY").expect("CNY");
+    let mut compared = 0;
+    for (path, bytes) in corpus("pain001_reader") {
+        let whole = pain001::check(&bytes, cny);
+        for at in splits(bytes.len()) {
+            let mut scan = pain001::Scan::new(cny);
+            let fed = scan.feed(&bytes[..at]).and_then(|()| scan.feed(&bytes[at..]));
+            let pieces = fed.and_then(|()| scan.finish()).map(|(checked, _)| checked);
+            match (&pieces, &whole) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{} split at {at}", path.display()),
+                (Err(_), Err(_)) => {}
+                _ => panic!("{} split at {at}: {pieces:?} against {whole:?}", path.display()),
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared > 100, "{compared}");
+}

@@ -2,11 +2,11 @@
 //! and the file-mode evidence, plus the atomic store they are written to and the verifier that
 //! reads them back.
 //!
-//! Each encoder has a reader next to it (what `verify` runs), and every file is checked in memory
-//! before it is published (the clearing file by its reader, taking the hash the encoder
-//! computed over the same bytes; the credit file by a scan that recounts and re-adds its
-//! transfers): a bug in an encoder stops the run instead of reaching a
-//! bank.
+//! Each encoder has a reader next to it (what `verify` runs), and every file is checked as it is
+//! written, before it is published: each block the encoder writes goes through the clearing
+//! file's reader or the credit file's scan (which recounts and re-adds its transfers), which
+//! also hashes it, on its way to the file. A bug in an encoder stops the run instead of reaching
+//! a bank.
 
 pub mod clearing;
 pub mod compare;
@@ -19,11 +19,13 @@ pub mod trace;
 pub mod verify;
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 
 use clearhouse_domain::{Calendar, Currency, Payee, SettledBatch, Window, WindowId};
 use jiff::civil::Date;
 use sha2::{Digest, Sha256};
 
+pub use clearhouse_storage::Draft;
 pub use manifest::{Fences, Manifest, ManifestFile};
 pub use store::{DirStore, MemStore, OutputStore, PutOutcome, StoreError};
 
@@ -107,41 +109,65 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn encode_clearing(meta: &WindowMeta, currency: Currency, group: &[&SettledBatch]) -> (OutputFile, u64) {
-    let clearing = clearing::encode(meta, currency, group);
-    let read = clearing::check(&clearing.bytes, &clearing.body_sha256)
-        .unwrap_or_else(|e| panic!("clearing file for {} {currency} fails its own check: {e}", meta.id));
-    assert_eq!(read.batches.len(), group.len(), "clearing file read-back lost batches");
-    let file = OutputFile { name: clearing_name(meta.id, currency), bytes: clearing.bytes, sha256: clearing.sha256 };
-    debug_assert_eq!(file.sha256, sha256_hex(&file.bytes));
-    (file, clearing.records)
+/// A window's file, written through its check into a draft, not yet published.
+#[derive(Debug)]
+pub struct DraftFile {
+    /// File name.
+    pub name: String,
+    /// What was written.
+    pub draft: Draft,
+    /// SHA-256 of the content (hex), computed once as it was written.
+    pub sha256: String,
+}
+
+/// Makes the draft each of a window's files is written into (called from more than one thread).
+pub type NewDraft<'a> = dyn Fn() -> Result<Draft, StoreError> + Sync + 'a;
+
+fn write_error(name: &str) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: name.into(), source }
+}
+
+fn encode_clearing(
+    meta: &WindowMeta,
+    currency: Currency,
+    group: &[&SettledBatch],
+    new_draft: &NewDraft<'_>,
+) -> Result<(DraftFile, u64), StoreError> {
+    let name = clearing_name(meta.id, currency);
+    let mut draft = new_draft()?;
+    let encoded = clearing::encode(meta, currency, group, &mut draft).map_err(write_error(&name))?;
+    Ok((DraftFile { name, draft, sha256: encoded.sha256 }, encoded.records))
 }
 
 fn encode_pain001(
     meta: &WindowMeta,
     currency: Currency,
     group: &[&SettledBatch],
-    debtor: &Payee,
-) -> Vec<(OutputFile, u64)> {
-    let files = pain001::encode(meta, currency, group, debtor);
+    (debtor, new_draft): (&Payee, &NewDraft<'_>),
+) -> Result<Vec<(DraftFile, u64)>, StoreError> {
     let mut total = rust_decimal::Decimal::ZERO;
-    let mut out = Vec::with_capacity(files.len());
-    for (i, pain) in files.into_iter().enumerate() {
-        let back = pain001::check(&pain.bytes, currency)
-            .unwrap_or_else(|e| panic!("pain.001 for {} {currency} fails its own check: {e}", meta.id));
-        assert_eq!((back.records, back.total), (pain.records, pain.total), "pain.001 check differs from the encoder");
-        total += back.total;
-        // Hashed here, on the encoder's thread, rather than after the join.
-        out.push((OutputFile::new(pain001_name(meta.id, currency, i + 1), pain.bytes), pain.records));
+    let mut out = Vec::new();
+    for part in pain001::parts(currency, group) {
+        let name = pain001_name(meta.id, currency, part.number());
+        let mut draft = new_draft()?;
+        let encoded = pain001::encode(meta, currency, &part, debtor, &mut draft).map_err(write_error(&name))?;
+        total += encoded.total;
+        out.push((DraftFile { name, draft, sha256: encoded.sha256 }, encoded.records));
     }
     let expected: rust_decimal::Decimal = group.iter().flat_map(|b| b.credits.amounts(0..b.credits.len())).sum();
     assert_eq!(total, expected, "pain.001 total differs from the credits");
-    out
+    Ok(out)
 }
 
-/// Every file of a closed window, manifest last. `batches` must be sorted by merchant and
-/// currency. Each file is read back and checked before it is returned.
-pub fn window_files(meta: &WindowMeta, batches: &[SettledBatch], fences: Fences, debtor: &Payee) -> Vec<OutputFile> {
+/// Writes every file of a closed window into drafts from `new_draft`, manifest last, each
+/// checked as it is written (see [`clearing::encode`] and [`pain001::encode`]). `batches` must
+/// be sorted by merchant and currency.
+pub fn encode_window(
+    meta: &WindowMeta,
+    batches: &[SettledBatch],
+    fences: Fences,
+    (debtor, new_draft): (&Payee, &NewDraft<'_>),
+) -> Result<Vec<DraftFile>, StoreError> {
     let mut by_currency: BTreeMap<Currency, Vec<&SettledBatch>> = BTreeMap::new();
     for batch in batches {
         assert_eq!(batch.window, meta.id, "batch of another window");
@@ -150,18 +176,31 @@ pub fn window_files(meta: &WindowMeta, batches: &[SettledBatch], fences: Fences,
     let mut files = Vec::new();
     let mut listed = Vec::new();
     for (currency, group) in by_currency {
-        // The two files are independent: encode and check them on two threads.
+        // The two files are independent: encode and write them on two threads.
         let (clearing, pain) = std::thread::scope(|scope| {
-            let pain = scope.spawn(|| encode_pain001(meta, currency, &group, debtor));
-            let clearing = encode_clearing(meta, currency, &group);
+            let pain = scope.spawn(|| encode_pain001(meta, currency, &group, (debtor, new_draft)));
+            let clearing = encode_clearing(meta, currency, &group, new_draft);
             (clearing, pain.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
         });
-        for (file, records) in std::iter::once(clearing).chain(pain) {
+        for (file, records) in std::iter::once(clearing?).chain(pain?) {
             listed.push(ManifestFile { path: file.name.clone(), sha256: file.sha256.clone(), records });
             files.push(file);
         }
     }
-    let manifest = Manifest::new(meta, fences, batches, listed);
-    files.push(OutputFile::new(manifest_name(meta.id), manifest.to_bytes()));
-    files
+    let name = manifest_name(meta.id);
+    let bytes = Manifest::new(meta, fences, batches, listed).to_bytes();
+    let mut draft = new_draft()?;
+    draft.write_all(&bytes).map_err(write_error(&name))?;
+    files.push(DraftFile { name, draft, sha256: sha256_hex(&bytes) });
+    Ok(files)
+}
+
+/// Every file of a closed window in memory, manifest last; see [`encode_window`].
+pub fn window_files(meta: &WindowMeta, batches: &[SettledBatch], fences: Fences, debtor: &Payee) -> Vec<OutputFile> {
+    let in_memory = || Ok(Draft::memory());
+    let files = encode_window(meta, batches, fences, (debtor, &in_memory))
+        .unwrap_or_else(|e| unreachable!("writing to memory cannot fail: {e}"));
+    let file =
+        |f: DraftFile| OutputFile { name: f.name, bytes: f.draft.into_bytes().unwrap_or_default(), sha256: f.sha256 };
+    files.into_iter().map(file).collect()
 }

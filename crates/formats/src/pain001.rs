@@ -7,28 +7,30 @@
 mod check;
 mod read;
 
+use std::io::{self, Write};
 use std::ops::Range;
 
 use clearhouse_domain::{CreditKind, CreditView, Currency, Payee, PayeeView, SettledBatch};
 use rust_decimal::Decimal;
 
+use crate::clearing::BLOCK_BYTES;
 use crate::WindowMeta;
 
-pub use check::check;
+pub use check::{check, Checked, Scan};
 pub use read::{read, ReadPain, ReadPayment};
 
 /// The message's XML namespace.
 pub const NAMESPACE: &str = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09";
 
-/// An encoded credit file.
+/// What encoding a credit file wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {
-    /// XML bytes.
-    pub bytes: Vec<u8>,
     /// Number of credit transfers (`CdtTrfTxInf`).
     pub records: u64,
     /// Sum of the transfers.
     pub total: Decimal,
+    /// SHA-256 of the file (hex), computed once over the bytes as they were written.
+    pub sha256: String,
 }
 
 /// `MsgId` of a window's `part`-th (1-based) credit file in `currency`.
@@ -74,38 +76,57 @@ fn layout<'a>(batches: &[&'a SettledBatch], max: Decimal) -> Vec<Vec<Block<'a>>>
     files
 }
 
-/// Encodes the window's credits in `currency`: one `PmtInf` per paying batch (split when its
-/// control sum would pass 18 digits), normally in one file; empty when no batch pays anything (the
+/// One credit file of a window and currency: its payment blocks, its number (1-based) and the
+/// number of its first block.
+pub struct Part<'a> {
+    blocks: Vec<Block<'a>>,
+    number: usize,
+    first_block: usize,
+}
+
+impl Part<'_> {
+    /// The file's number among the window's files in its currency (1-based).
+    pub fn number(&self) -> usize {
+        self.number
+    }
+}
+
+/// The window's credit files in `currency`: one `PmtInf` per paying batch (split when its
+/// control sum would pass 18 digits), normally in one file; none when no batch pays anything (the
 /// schema requires at least one transfer per file).
-pub fn encode(meta: &WindowMeta, currency: Currency, batches: &[&SettledBatch], debtor: &Payee) -> Vec<Encoded> {
+pub fn parts<'a>(currency: Currency, batches: &[&'a SettledBatch]) -> Vec<Part<'a>> {
+    let mut first_block = 1;
     let files = layout(batches, currency.max_transfer_amount());
-    let mut block_no = 0;
     let mut out = Vec::with_capacity(files.len());
-    for (i, blocks) in files.iter().enumerate() {
-        let first_block = block_no + 1;
-        block_no += blocks.len();
-        out.push(encode_file(meta, currency, blocks, debtor, i + 1, first_block));
+    for (i, blocks) in files.into_iter().enumerate() {
+        let next = first_block + blocks.len();
+        out.push(Part { blocks, number: i + 1, first_block });
+        first_block = next;
     }
     out
 }
 
-fn encode_file(
+/// Encodes one credit file into `out`, block by block. Every block goes through the file's
+/// pre-publish [`Scan`](check::Scan) before it is written (which hashes it), and the file's
+/// counts and total are compared with the credits at its end: a file that does not add up
+/// stops the run (a panic naming it) instead of reaching a bank.
+pub fn encode(
     meta: &WindowMeta,
     currency: Currency,
-    blocks: &[Block<'_>],
+    part: &Part<'_>,
     debtor: &Payee,
-    part: usize,
-    first_block: usize,
-) -> Encoded {
+    out: &mut dyn Write,
+) -> io::Result<Encoded> {
+    let blocks = &part.blocks;
     let amounts = blocks.iter().flat_map(|(batch, credits)| batch.credits.amounts(credits.clone()));
     let records: u64 = blocks.iter().map(|(_, credits)| credits.len() as u64).sum();
     let total: Decimal = amounts.sum();
-    // About 560 bytes a transfer; sized once so the buffer never doubles past it.
-    let mut x = Xml(Vec::with_capacity(2048 + 600 * records as usize));
+    let file = format!("{} {currency}", meta.id);
+    let mut x = Xml { buf: Vec::with_capacity(BLOCK_BYTES + 4096), scan: Scan::new(currency), out, file: &file };
     x.raw("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Document xmlns=\"");
     x.raw(NAMESPACE);
     x.raw("\"><CstmrCdtTrfInitn>\n<GrpHdr>");
-    x.text("MsgId", &message_id(meta, currency, part));
+    x.text("MsgId", &message_id(meta, currency, part.number));
     x.text("CreDtTm", &meta.end_local);
     x.text("NbOfTxs", &records.to_string());
     x.text("CtrlSum", &currency.format(total));
@@ -113,29 +134,49 @@ fn encode_file(
     x.text("Nm", &debtor.name);
     x.raw("</InitgPty></GrpHdr>\n");
     for (n, block) in blocks.iter().enumerate() {
-        payment(&mut x, meta, currency, block, first_block + n, debtor);
+        payment(&mut x, meta, currency, block, part.first_block + n, debtor)?;
     }
     x.raw("</CstmrCdtTrfInitn></Document>\n");
-    Encoded { bytes: x.0, records, total }
+    x.write()?;
+    let (checked, sha256) = x.scan.finish().unwrap_or_else(|e| panic!("pain.001 for {file} fails its own check: {e}"));
+    assert_eq!((checked.records, checked.total), (records, total), "pain.001 check differs from the encoder");
+    Ok(Encoded { records, total, sha256 })
 }
 
 /// The compact writer: no indentation, one line per group header, payment header and transfer
-/// (so the file diffs and greps line by line), text escaped by quick-xml.
-struct Xml(Vec<u8>);
+/// (so the file diffs and greps line by line), text escaped by quick-xml; written out through
+/// the scan in blocks of whole lines.
+struct Xml<'a> {
+    buf: Vec<u8>,
+    scan: Scan,
+    out: &'a mut dyn Write,
+    /// Window and currency, for the message of a failed check.
+    file: &'a str,
+}
 
-impl Xml {
+impl Xml<'_> {
     fn raw(&mut self, s: &str) {
-        self.0.extend_from_slice(s.as_bytes());
+        self.buf.extend_from_slice(s.as_bytes());
+    }
+
+    /// Scans, hashes and writes what the buffer holds.
+    fn write(&mut self) -> io::Result<()> {
+        if let Err(e) = self.scan.feed(&self.buf) {
+            panic!("pain.001 for {} fails its own check: {e}", self.file);
+        }
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
     }
 
     fn text(&mut self, name: &str, value: &str) {
-        self.0.push(b'<');
+        self.buf.push(b'<');
         self.raw(name);
-        self.0.push(b'>');
+        self.buf.push(b'>');
         self.raw(&quick_xml::escape::escape(value));
         self.raw("</");
         self.raw(name);
-        self.0.push(b'>');
+        self.buf.push(b'>');
     }
 
     fn account(&mut self, element: &str, party: PayeeView<'_>) {
@@ -167,19 +208,26 @@ impl Xml {
     }
 
     fn open(&mut self, name: &str) {
-        self.0.push(b'<');
+        self.buf.push(b'<');
         self.raw(name);
-        self.0.push(b'>');
+        self.buf.push(b'>');
     }
 
     fn close(&mut self, name: &str) {
         self.raw("</");
         self.raw(name);
-        self.0.push(b'>');
+        self.buf.push(b'>');
     }
 }
 
-fn payment(x: &mut Xml, meta: &WindowMeta, currency: Currency, (batch, range): &Block<'_>, n: usize, debtor: &Payee) {
+fn payment(
+    x: &mut Xml<'_>,
+    meta: &WindowMeta,
+    currency: Currency,
+    (batch, range): &Block<'_>,
+    n: usize,
+    debtor: &Payee,
+) -> io::Result<()> {
     let credits = batch.credits.range(range.clone());
     let sum: Decimal = batch.credits.amounts(range.clone()).sum();
     x.raw("<PmtInf>");
@@ -198,11 +246,15 @@ fn payment(x: &mut Xml, meta: &WindowMeta, currency: Currency, (batch, range): &
     x.raw("\n");
     for credit in credits {
         transfer(x, currency, batch, &credit);
+        if x.buf.len() >= BLOCK_BYTES {
+            x.write()?;
+        }
     }
     x.raw("</PmtInf>\n");
+    Ok(())
 }
 
-fn transfer(x: &mut Xml, currency: Currency, batch: &SettledBatch, credit: &CreditView<'_>) {
+fn transfer(x: &mut Xml<'_>, currency: Currency, batch: &SettledBatch, credit: &CreditView<'_>) {
     let remittance = match credit.kind {
         CreditKind::Refund => format!("Refund from merchant {} ({} refunds)", batch.merchant_id, credit.refunds),
         CreditKind::Payout => format!("Settlement payout to merchant {} window {}", batch.merchant_id, batch.window),

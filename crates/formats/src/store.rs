@@ -8,13 +8,27 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use clearhouse_storage::{Dir, Fs, OsFs};
+use clearhouse_storage::{Dir, Draft, Fs, OsFs};
 pub use clearhouse_storage::{PutOutcome, StorageError as StoreError};
 
 /// A flat namespace of immutable files (the engine's only storage dependency).
-pub trait OutputStore {
+pub trait OutputStore: Sync {
     /// Publishes `bytes` under `name` atomically, unless `name` already holds other bytes.
     fn put(&self, name: &str, bytes: &[u8]) -> Result<PutOutcome, StoreError>;
+    /// A draft to write a file into as it is produced, for [`OutputStore::publish_draft`]; in
+    /// memory unless the store has somewhere better.
+    fn draft(&self) -> Result<Draft, StoreError> {
+        Ok(Draft::memory())
+    }
+    /// Publishes what was written to `draft` by the rules of [`OutputStore::put`].
+    fn publish_draft(&self, name: &str, draft: Draft) -> Result<PutOutcome, StoreError> {
+        match draft.into_bytes() {
+            Some(bytes) => self.put(name, &bytes),
+            None => {
+                Err(StoreError::Io { path: name.into(), source: std::io::Error::other("a draft of another store") })
+            }
+        }
+    }
     /// Reads `name`, `None` when absent; an entry that is not a regular file is an error.
     fn get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every entry's name, sorted: output files, and anything else someone put there.
@@ -65,6 +79,14 @@ impl DirStore {
 impl OutputStore for DirStore {
     fn put(&self, name: &str, bytes: &[u8]) -> Result<PutOutcome, StoreError> {
         self.dir.publish(name, bytes)
+    }
+
+    fn draft(&self) -> Result<Draft, StoreError> {
+        self.dir.draft()
+    }
+
+    fn publish_draft(&self, name: &str, draft: Draft) -> Result<PutOutcome, StoreError> {
+        self.dir.publish_draft(name, draft)
     }
 
     fn get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {

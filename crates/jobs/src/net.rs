@@ -15,7 +15,9 @@ use clearhouse_engine::{net_all, EngineError};
 
 use crate::memory::{peak_rss_kb, return_freed_memory, rss_kb};
 use clearhouse_formats::evidence::{self, Summary};
-use clearhouse_formats::{sha256_hex, window_files, DirStore, Fences, OutputStore, PutOutcome, StoreError, WindowMeta};
+use clearhouse_formats::{
+    encode_window, sha256_hex, DirStore, Draft, Fences, OutputStore, PutOutcome, StoreError, WindowMeta,
+};
 use clearhouse_ingest::JsonlReader;
 use rust_decimal::Decimal;
 
@@ -130,9 +132,13 @@ pub fn net_reader<R: Read + Send>(
     let mut report = NetReport { stats: result.stats.clone(), ..NetReport::default() };
     // Every file's hash, for the summary's seal (which is published through the same closure).
     let sealed = std::cell::RefCell::new(BTreeMap::new());
-    let mut publish = |name: &str, bytes: &[u8], sha256: String| -> Result<(), StoreError> {
+    let mut publish = |name: &str, content: Content, sha256: String| -> Result<(), StoreError> {
         sealed.borrow_mut().insert(name.to_owned(), sha256);
-        match store.put(name, bytes)? {
+        let outcome = match content {
+            Content::Bytes(bytes) => store.put(name, &bytes)?,
+            Content::Draft(draft) => store.publish_draft(name, draft)?,
+        };
+        match outcome {
             PutOutcome::Written => report.files_written += 1,
             PutOutcome::AlreadyIdentical => report.files_unchanged += 1,
         }
@@ -140,16 +146,18 @@ pub fn net_reader<R: Read + Send>(
     };
     let fences: Fences = BTreeMap::from([(input_name.to_owned(), result.last_position + 1)]).into();
     let (rejects, duplicates, stats) = (result.rejects, result.duplicates, result.stats);
-    let outputs = encode_and_publish(result.windows, &calendar, &fences, &debtor, &mut publish)?;
+    let outputs = encode_and_publish(result.windows, (&calendar, &fences, &debtor), store, &mut publish)?;
     for (name, bytes) in [
         (evidence::REJECTED, evidence::rejects_jsonl(input_name, &rejects)),
         (evidence::DUPLICATES, evidence::duplicates_jsonl(input_name, &duplicates)),
     ] {
-        publish(name, &bytes, sha256_hex(&bytes))?;
+        let sha256 = sha256_hex(&bytes);
+        publish(name, Content::Bytes(bytes), sha256)?;
     }
     let summary = Summary::new(input_name, &stats, outputs.windows.clone(), sealed.take());
     let summary = summary.to_bytes();
-    publish(evidence::SUMMARY, &summary, sha256_hex(&summary))?;
+    let sha256 = sha256_hex(&summary);
+    publish(evidence::SUMMARY, Content::Bytes(summary), sha256)?;
     tracing::info!(
         windows = outputs.windows.len(),
         batches = outputs.batches,
@@ -166,8 +174,14 @@ pub fn net_reader<R: Read + Send>(
     Ok(report)
 }
 
-/// Publishes one file (name, bytes, SHA-256) and records it for the run's seal.
-type Publish<'a> = dyn FnMut(&str, &[u8], String) -> Result<(), StoreError> + 'a;
+/// What a file to publish holds: bytes in memory, or a draft already written.
+enum Content {
+    Bytes(Vec<u8>),
+    Draft(Draft),
+}
+
+/// Publishes one file (name, content, SHA-256) and records it for the run's seal.
+type Publish<'a> = dyn FnMut(&str, Content, String) -> Result<(), StoreError> + 'a;
 
 /// What the window outputs of a run came to.
 #[derive(Default)]
@@ -179,15 +193,16 @@ struct Outputs {
     publish_time: Duration,
 }
 
-/// Encodes the windows on one thread while publishing them on this one, oldest first: window
-/// N+1 is encoded (and checked) while window N's files are written and synced, so the two
-/// phases overlap instead of adding up. The channel holds no window (a hand-over), so at most
-/// two windows' files are in memory, and each window's batches are freed once encoded.
+/// Encodes the windows on one thread while publishing them on this one, oldest first. Each file
+/// is written as it is encoded, into a draft (a temporary file in the output directory); this
+/// thread then makes window N's files durable and renames them into place (fsync, rename,
+/// directory fsync) while window N+1 is encoded and written, so waiting on the disk overlaps
+/// encoding. The channel holds no window (a hand-over), so at most two windows' drafts are
+/// unpublished at a time, and each window's batches are freed once encoded.
 fn encode_and_publish(
     windows: Vec<clearhouse_engine::ClosedWindow>,
-    calendar: &clearhouse_domain::Calendar,
-    fences: &Fences,
-    debtor: &clearhouse_domain::Payee,
+    (calendar, fences, debtor): (&clearhouse_domain::Calendar, &Fences, &clearhouse_domain::Payee),
+    store: &dyn OutputStore,
     publish: &mut Publish<'_>,
 ) -> Result<Outputs, StoreError> {
     let (tx, rx) = crossbeam_channel::bounded(0);
@@ -195,10 +210,11 @@ fn encode_and_publish(
     std::thread::scope(|scope| {
         let encoder = scope.spawn(move || {
             let mut encode_time = Duration::ZERO;
+            let new_draft = || store.draft();
             for closed in windows {
                 let started = Instant::now();
                 let meta = WindowMeta::new(calendar, &closed.window);
-                let files = window_files(&meta, &closed.batches, fences.clone(), debtor);
+                let files = encode_window(&meta, &closed.batches, fences.clone(), (debtor, &new_draft));
                 let mut totals: BTreeMap<Currency, (Decimal, Decimal)> = BTreeMap::new();
                 for b in &closed.batches {
                     let entry = totals.entry(b.currency).or_default();
@@ -208,8 +224,9 @@ fn encode_and_publish(
                 let summary = (closed.window.id.to_string(), closed.batches.len(), totals);
                 drop(closed);
                 encode_time += started.elapsed();
-                if tx.send((summary, files)).is_err() {
-                    break; // the publisher stopped on an error
+                let failed = files.is_err();
+                if tx.send((summary, files)).is_err() || failed {
+                    break; // the publisher stopped on an error, or this one did
                 }
             }
             encode_time
@@ -217,8 +234,8 @@ fn encode_and_publish(
         let published = (|| {
             for ((id, batches, totals), files) in rx {
                 let started = Instant::now();
-                for file in files {
-                    publish(&file.name, &file.bytes, file.sha256)?;
+                for file in files? {
+                    publish(&file.name, Content::Draft(file.draft), file.sha256)?;
                 }
                 out.publish_time += started.elapsed();
                 for (currency, (payout, credits)) in totals {

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 
 use clearhouse_domain::Currency;
 use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
 
 /// What a checked file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,22 +25,24 @@ pub struct Checked {
 
 /// Counts and sums stated by a group header or payment, against what its transfers give.
 #[derive(Default)]
-struct Tally<'a> {
-    stated_count: Option<&'a [u8]>,
-    stated_sum: Option<&'a [u8]>,
+struct Tally {
+    stated_count: Option<Vec<u8>>,
+    stated_sum: Option<Vec<u8>>,
     count: u64,
     sum: i128,
 }
 
-impl Tally<'_> {
+impl Tally {
     fn compare(&self, currency: Currency, at: &str) -> Result<(), String> {
-        let count = self.stated_count.and_then(|t| std::str::from_utf8(t).ok()?.parse::<u64>().ok());
+        let count = self.stated_count.as_deref().and_then(|t| std::str::from_utf8(t).ok()?.parse::<u64>().ok());
         if count != Some(self.count) {
-            return Err(format!("{at}: NbOfTxs {:?} but {} transfers", self.stated_count.map(lossy), self.count));
+            let stated = self.stated_count.as_deref().map(lossy);
+            return Err(format!("{at}: NbOfTxs {stated:?} but {} transfers", self.count));
         }
-        if self.stated_sum.and_then(|t| minor_units(t, currency)) != Some(self.sum) {
+        if self.stated_sum.as_deref().and_then(|t| minor_units(t, currency)) != Some(self.sum) {
             let sum = Decimal::from_i128_with_scale(self.sum, currency.minor_units());
-            return Err(format!("{at}: CtrlSum {:?} but the transfers add up to {sum}", self.stated_sum.map(lossy)));
+            let stated = self.stated_sum.as_deref().map(lossy);
+            return Err(format!("{at}: CtrlSum {stated:?} but the transfers add up to {sum}"));
         }
         Ok(())
     }
@@ -49,69 +52,174 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// An `EndToEndId` (at most 35 bytes), held inline.
+#[derive(PartialEq, Eq, Hash)]
+struct Id([u8; 35], u8);
+
 /// Checks `bytes` as a credit file in `currency`; see the module docs.
 pub fn check(bytes: &[u8], currency: Currency) -> Result<Checked, String> {
-    super::read::check_xml_chars(bytes)?;
-    let scale = currency.minor_units();
-    let amount_tag = format!("InstdAmt Ccy=\"{}\"", currency.code());
-    let mut group = Tally::default();
-    let (mut in_group, mut payment, mut payments) = (false, None::<Tally<'_>>, 0usize);
-    // foldhash, randomly seeded, as in every other hot-path table (std's SipHash showed in profiles).
-    let mut ids: HashSet<&[u8], foldhash::fast::RandomState> =
-        HashSet::with_capacity_and_hasher(bytes.len() / 512, foldhash::fast::RandomState::default());
-    let mut at = 0;
-    while let Some(open) = memchr::memchr(b'<', &bytes[at..]) {
-        let start = at + open + 1;
-        let close = memchr::memchr(b'>', &bytes[start..]).ok_or("unterminated tag")?;
-        let tag = &bytes[start..start + close];
-        at = start + close + 1;
-        let text = &bytes[at..at + memchr::memchr(b'<', &bytes[at..]).unwrap_or(bytes.len() - at)];
-        match tag {
-            b"GrpHdr" => in_group = true,
-            b"/GrpHdr" => in_group = false,
-            b"PmtInf" if payment.is_none() => payment = Some(Tally::default()),
-            b"/PmtInf" => {
-                payments += 1;
-                let done = payment.take().ok_or("</PmtInf> without <PmtInf>")?;
-                done.compare(currency, &format!("PmtInf {payments}"))?;
-                group.count += done.count;
-                group.sum = group.sum.checked_add(done.sum).ok_or("sum overflows")?;
-            }
-            b"PmtInf" => return Err("nested PmtInf".to_owned()),
-            b"NbOfTxs" | b"CtrlSum" => {
-                let tally = match in_group {
-                    true => &mut group,
-                    false => payment.as_mut().ok_or("NbOfTxs or CtrlSum outside GrpHdr and PmtInf")?,
-                };
-                match tag {
-                    b"NbOfTxs" => tally.stated_count = Some(text),
-                    _ => tally.stated_sum = Some(text),
-                }
-            }
-            b"EndToEndId" if text.is_empty() || text.len() > 35 || !ids.insert(text) => {
-                return Err(format!("EndToEndId {:?} is empty, too long or repeated", lossy(text)));
-            }
-            t if t.starts_with(b"InstdAmt") => {
-                let (true, Some(p)) = (t == amount_tag.as_bytes(), payment.as_mut()) else {
-                    return Err(format!("<{}> outside a payment or not in {currency}", lossy(t)));
-                };
-                let value = minor_units(text, currency).filter(|&v| v > 0).ok_or_else(|| {
-                    format!("amount {:?} is not a positive {currency} amount with {scale} decimals", lossy(text))
-                })?;
-                p.count += 1;
-                p.sum = p.sum.checked_add(value).ok_or("sum overflows")?;
-            }
-            _ => {}
+    let mut scan = Scan::new(currency);
+    scan.feed(bytes)?;
+    scan.finish().map(|(checked, _)| checked)
+}
+
+/// The check of a credit file as it is written: fed its bytes in pieces of any size (each
+/// element is scanned once its tag and text are complete), then finished. It hashes what it is fed, so the encoder's bytes are hashed
+/// once, on their way to the file.
+pub struct Scan {
+    currency: Currency,
+    amount_tag: String,
+    group: Tally,
+    in_group: bool,
+    payment: Option<Tally>,
+    payments: usize,
+    ids: HashSet<Id, foldhash::fast::RandomState>,
+    /// The bytes fed so far from the first element not yet complete (its text runs to the
+    /// next `<`), usually a few bytes.
+    carry: Vec<u8>,
+    hasher: Sha256,
+}
+
+impl Scan {
+    /// A scan of a file in `currency` not yet fed any byte.
+    pub fn new(currency: Currency) -> Scan {
+        Scan {
+            currency,
+            amount_tag: format!("InstdAmt Ccy=\"{}\"", currency.code()),
+            group: Tally::default(),
+            in_group: false,
+            payment: None,
+            payments: 0,
+            // foldhash, randomly seeded, as in every other hot-path table (std's SipHash showed
+            // in profiles).
+            ids: HashSet::default(),
+            carry: Vec::new(),
+            hasher: Sha256::new(),
         }
     }
-    if payment.is_some() || in_group {
-        return Err("the file ends inside an element".to_owned());
+
+    /// Scans the next `bytes` of the file.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.hasher.update(bytes);
+        let mut rest = bytes;
+        if !self.carry.is_empty() {
+            // The carried element: its tag ends at the first `>` after its `<`, its text at the
+            // first `<` after that.
+            let close = match memchr::memchr(b'>', &self.carry[1..]) {
+                Some(_) => Some(0),
+                None => memchr::memchr(b'>', rest).map(|at| at + 1),
+            };
+            let Some(end) = close.and_then(|from| memchr::memchr(b'<', &rest[from..]).map(|at| from + at)) else {
+                self.carry.extend_from_slice(rest);
+                return Ok(());
+            };
+            let mut element = std::mem::take(&mut self.carry);
+            element.extend_from_slice(&rest[..end]);
+            self.scan(&element, true)?;
+            rest = &rest[end..];
+        }
+        let done = self.scan(rest, false)?;
+        self.carry.extend_from_slice(&rest[done..]);
+        Ok(())
     }
-    group.compare(currency, "GrpHdr")?;
-    if ids.len() as u64 != group.count {
-        return Err(format!("{} EndToEndIds for {} transfers", ids.len(), group.count));
+
+    /// Scans the elements of `bytes` whose tag and text are complete in it (all of them when
+    /// `last`, the text of the last one running to the end); returns where the first element
+    /// left for the next bytes starts. Exactly the scan of the whole file, however it is split.
+    fn scan(&mut self, bytes: &[u8], last: bool) -> Result<usize, String> {
+        let currency = self.currency;
+        let mut at = 0;
+        let done = loop {
+            let Some(open) = memchr::memchr(b'<', &bytes[at..]) else { break bytes.len() };
+            let start = at + open + 1;
+            let Some(close) = memchr::memchr(b'>', &bytes[start..]) else {
+                if last {
+                    return Err("unterminated tag".to_owned());
+                }
+                break start - 1;
+            };
+            let tag = &bytes[start..start + close];
+            let after = start + close + 1;
+            let text_end = match memchr::memchr(b'<', &bytes[after..]) {
+                Some(len) => after + len,
+                None if last => bytes.len(),
+                None => break start - 1,
+            };
+            at = after;
+            let text = &bytes[after..text_end];
+            match tag {
+                b"GrpHdr" => self.in_group = true,
+                b"/GrpHdr" => self.in_group = false,
+                b"PmtInf" if self.payment.is_none() => self.payment = Some(Tally::default()),
+                b"/PmtInf" => {
+                    self.payments += 1;
+                    let done = self.payment.take().ok_or("</PmtInf> without <PmtInf>")?;
+                    done.compare(currency, &format!("PmtInf {}", self.payments))?;
+                    self.group.count += done.count;
+                    self.group.sum = self.group.sum.checked_add(done.sum).ok_or("sum overflows")?;
+                }
+                b"PmtInf" => return Err("nested PmtInf".to_owned()),
+                b"NbOfTxs" | b"CtrlSum" => {
+                    let tally = match self.in_group {
+                        true => &mut self.group,
+                        false => self.payment.as_mut().ok_or("NbOfTxs or CtrlSum outside GrpHdr and PmtInf")?,
+                    };
+                    match tag {
+                        b"NbOfTxs" => tally.stated_count = Some(text.to_vec()),
+                        _ => tally.stated_sum = Some(text.to_vec()),
+                    }
+                }
+                b"EndToEndId" => {
+                    let fresh = match text.len() {
+                        1..=35 => {
+                            let mut id = Id([0; 35], text.len() as u8);
+                            id.0[..text.len()].copy_from_slice(text);
+                            self.ids.insert(id)
+                        }
+                        _ => false,
+                    };
+                    if !fresh {
+                        return Err(format!("EndToEndId {:?} is empty, too long or repeated", lossy(text)));
+                    }
+                }
+                t if t.starts_with(b"InstdAmt") => {
+                    let (true, Some(p)) = (t == self.amount_tag.as_bytes(), self.payment.as_mut()) else {
+                        return Err(format!("<{}> outside a payment or not in {currency}", lossy(t)));
+                    };
+                    let value = minor_units(text, currency).filter(|&v| v > 0).ok_or_else(|| {
+                        let scale = currency.minor_units();
+                        format!("amount {:?} is not a positive {currency} amount with {scale} decimals", lossy(text))
+                    })?;
+                    p.count += 1;
+                    p.sum = p.sum.checked_add(value).ok_or("sum overflows")?;
+                }
+                _ => {}
+            }
+        };
+        // Every byte is checked once: the elements scanned here and what came before them.
+        super::read::check_xml_chars(&bytes[..done])?;
+        Ok(done)
     }
-    Ok(Checked { records: group.count, total: Decimal::from_i128_with_scale(group.sum, scale) })
+
+    /// Checks the end of the file (every element closed, the group header's counts and the ids
+    /// unique); returns what the file holds and the SHA-256 (hex) of all of it.
+    pub fn finish(mut self) -> Result<(Checked, String), String> {
+        let carry = std::mem::take(&mut self.carry);
+        self.scan(&carry, true)?;
+        if self.payment.is_some() || self.in_group {
+            return Err("the file ends inside an element".to_owned());
+        }
+        let currency = self.currency;
+        self.group.compare(currency, "GrpHdr")?;
+        if self.ids.len() as u64 != self.group.count {
+            return Err(format!("{} EndToEndIds for {} transfers", self.ids.len(), self.group.count));
+        }
+        let checked = Checked {
+            records: self.group.count,
+            total: Decimal::from_i128_with_scale(self.group.sum, currency.minor_units()),
+        };
+        Ok((checked, hex::encode(self.hasher.finalize())))
+    }
 }
 
 /// `text` as an integer count of `currency`'s minor units when it is a plain decimal with

@@ -1,0 +1,369 @@
+//! Reading a clearing file back: what `verify` runs on every file on disk, and what checks each
+//! file as it is written, before it is published.
+
+use clearhouse_domain::{Currency, Effect, Kind, Totals};
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+
+use super::{totals_array, FORMAT, VERSION};
+
+/// A batch as read back from a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadBatch {
+    /// Merchant.
+    pub merchant_id: String,
+    /// Counts from the control record: captures, refunds, reversals, late.
+    pub counts: [u64; 4],
+    /// Amounts from the control record.
+    pub totals: Totals,
+    /// Refund credit count from the control record.
+    pub refund_credit_count: u64,
+    /// End-to-end ids named by refund details.
+    pub end_to_end_ids: Vec<String>,
+}
+
+/// A clearing file read back and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadFile {
+    /// Window id from the header.
+    pub window_id: String,
+    /// Currency from the header.
+    pub currency: Currency,
+    /// Settlement date from the header.
+    pub settlement_date: String,
+    /// Batches in file order.
+    pub batches: Vec<ReadBatch>,
+    /// Records covered by the trailer hash.
+    pub records: u64,
+}
+
+/// A problem found in a clearing file: the 1-based line and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {problem}")]
+pub struct ClearingError {
+    /// 1-based line number.
+    pub line: usize,
+    /// Description.
+    pub problem: String,
+}
+
+fn err<T>(line: usize, problem: impl Into<String>) -> Result<T, ClearingError> {
+    Err(ClearingError { line, problem: problem.into() })
+}
+
+/// Parses `bytes` and checks every control total, conservation and the trailer hash.
+pub fn read(bytes: &[u8]) -> Result<ReadFile, ClearingError> {
+    let mut check = Check::new();
+    check.feed(bytes)?;
+    check.finish().map(|(file, _)| file)
+}
+
+/// A clearing file read as it is written: fed its bytes in pieces of any size (lines are
+/// processed as they complete, so the encoder's check runs on each block it writes and nothing
+/// holds the whole file), then finished. A file is read back this way in `verify` too, in one
+/// piece.
+pub struct Check {
+    header: Option<Header>,
+    reader: Option<BatchReader>,
+    /// Lines completed so far.
+    lines: usize,
+    /// The last, incomplete line of the bytes fed so far.
+    carry: Vec<u8>,
+    /// SHA-256 of the lines fed, as they complete.
+    hasher: Sha256,
+    /// The trailer, its line number and the hash of the lines before it.
+    trailer: Option<(usize, String, String)>,
+}
+
+/// What a header record says.
+struct Header {
+    window_id: String,
+    settlement_date: String,
+}
+
+impl Default for Check {
+    fn default() -> Self {
+        Check::new()
+    }
+}
+
+impl Check {
+    /// A check of a file not yet fed any byte.
+    pub fn new() -> Check {
+        Check { header: None, reader: None, lines: 0, carry: Vec::new(), hasher: Sha256::new(), trailer: None }
+    }
+
+    /// Reads the next `bytes` of the file.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), ClearingError> {
+        let mut rest = bytes;
+        if !self.carry.is_empty() {
+            let Some(end) = memchr::memchr(b'\n', rest) else {
+                self.carry.extend_from_slice(rest);
+                return Ok(());
+            };
+            let mut line = std::mem::take(&mut self.carry);
+            line.extend_from_slice(&rest[..=end]);
+            self.lines_of(&line)?;
+            rest = &rest[end + 1..];
+        }
+        let whole = memchr::memrchr(b'\n', rest).map_or(0, |last| last + 1);
+        self.lines_of(&rest[..whole])?;
+        self.carry.extend_from_slice(&rest[whole..]);
+        Ok(())
+    }
+
+    /// Reads whole lines (`block` ends with a newline, or is empty).
+    fn lines_of(&mut self, block: &[u8]) -> Result<(), ClearingError> {
+        let mut hashed = 0;
+        let mut at = 0;
+        for end in memchr::memchr_iter(b'\n', block) {
+            self.lines += 1;
+            let n = self.lines;
+            // Line by line, so the first bad line is the one named however the file was split.
+            let line = std::str::from_utf8(&block[at..end]).or_else(|_| err(n, "not UTF-8"))?;
+            if self.trailer.is_some() {
+                return err(n, "record after the trailer");
+            }
+            match &mut self.reader {
+                None => self.header(line)?,
+                Some(_) if line.starts_with("T|") => {
+                    self.hasher.update(&block[hashed..at]);
+                    hashed = at;
+                    let body = hex::encode(self.hasher.clone().finalize());
+                    self.trailer = Some((n, line.to_owned(), body));
+                }
+                Some(reader) => reader.record(n, line)?,
+            }
+            at = end + 1;
+        }
+        self.hasher.update(&block[hashed..]);
+        Ok(())
+    }
+
+    fn header(&mut self, line: &str) -> Result<(), ClearingError> {
+        let header: Vec<&str> = line.split('|').collect();
+        if header.len() != 9 || header[0] != "H" || header[1] != FORMAT || header[2] != VERSION {
+            return err(1, format!("expected a {FORMAT} v{VERSION} header record"));
+        }
+        let currency =
+            Currency::from_code(header[8]).map_or_else(|| err(1, format!("unknown currency {}", header[8])), Ok)?;
+        self.header = Some(Header { window_id: header[3].to_owned(), settlement_date: header[7].to_owned() });
+        self.reader = Some(BatchReader { currency, batches: Vec::new(), current: None, details: 0 });
+        Ok(())
+    }
+
+    /// The SHA-256 (hex) of every line fed so far: what an encoder that writes through this
+    /// check states in its trailer, so each byte is hashed once, as it is written.
+    pub fn sha256_so_far(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+
+    /// Checks the end of the file: it ends with a newline and a trailer whose counts and totals
+    /// are those of the batches read, and whose hash is the one of the lines before it. Returns
+    /// the file read and the SHA-256 (hex) of all of it.
+    pub fn finish(self) -> Result<(ReadFile, String), ClearingError> {
+        if !self.carry.is_empty() || self.lines == 0 {
+            return err(
+                self.lines + usize::from(!self.carry.is_empty()),
+                "file does not end with a newline (truncated?)",
+            );
+        }
+        let (Some(header), Some(reader)) = (self.header, self.reader) else {
+            return err(1, format!("expected a {FORMAT} v{VERSION} header record"));
+        };
+        if reader.current.is_some() {
+            return err(self.lines, "batch without a control record");
+        }
+        let Some((line, trailer, body)) = self.trailer else {
+            return err(self.lines, "expected the trailer record");
+        };
+        check_trailer(line, &trailer, &body, &reader)?;
+        let file = ReadFile {
+            window_id: header.window_id,
+            currency: reader.currency,
+            settlement_date: header.settlement_date,
+            batches: reader.batches,
+            records: (line - 1) as u64,
+        };
+        Ok((file, hex::encode(self.hasher.finalize())))
+    }
+}
+
+/// Running recomputation of the current batch from its details.
+#[derive(Default)]
+struct Recount {
+    merchant_id: String,
+    counts: [u64; 4],
+    captures: Decimal,
+    refunds: Decimal,
+    recoveries: Decimal,
+    fees: Decimal,
+    end_to_end_ids: std::collections::BTreeSet<String>,
+}
+
+struct BatchReader {
+    currency: Currency,
+    batches: Vec<ReadBatch>,
+    current: Option<Recount>,
+    details: u64,
+}
+
+impl BatchReader {
+    fn amount(&self, line: usize, text: &str) -> Result<Decimal, ClearingError> {
+        // The shape the encoder writes, read without the general parser (same value, same scale).
+        if let Some(minor) = self.currency.parse_minor(text) {
+            return Ok(self.currency.from_minor(minor));
+        }
+        let value = crate::bounded_amount(text).map_or_else(|| err(line, format!("{text:?} is not an amount")), Ok)?;
+        if value.scale() != self.currency.minor_units() {
+            return err(line, format!("{text} does not have exactly {} decimals", self.currency.minor_units()));
+        }
+        Ok(value)
+    }
+
+    fn record(&mut self, line: usize, text: &str) -> Result<(), ClearingError> {
+        let mut fields = [""; 17];
+        let mut count = 0;
+        for part in text.split('|') {
+            if count < fields.len() {
+                fields[count] = part;
+            }
+            count += 1;
+        }
+        let f = &fields[..count.min(fields.len())];
+        match (f[0], count, self.current.is_some()) {
+            ("B", 3, false) => {
+                if self.batches.last().is_some_and(|b| b.merchant_id.as_str() >= f[1]) {
+                    return err(line, format!("batch {} out of merchant order", f[1]));
+                }
+                self.current = Some(Recount { merchant_id: f[1].to_owned(), ..Recount::default() });
+                Ok(())
+            }
+            ("D", 10, true) => self.detail(line, f),
+            ("C", 17, true) => self.control(line, f),
+            _ => err(line, format!("unexpected record {:?}", f[0])),
+        }
+    }
+
+    fn detail(&mut self, line: usize, f: &[&str]) -> Result<(), ClearingError> {
+        let amount = self.amount(line, f[4])?;
+        let fee = self.amount(line, f[5])?;
+        let kind = Kind::from_wire(f[2]).map_or_else(|| err(line, format!("unknown type {}", f[2])), Ok)?;
+        let effect = Effect::from_code(f[7]).map_or_else(|| err(line, format!("unknown effect {}", f[7])), Ok)?;
+        let r = self.current.as_mut().expect("inside a batch");
+        r.fees += fee;
+        match (kind, effect) {
+            (Kind::Capture, Effect::Captured) => r.captures += amount,
+            (Kind::Refund, Effect::Refunded) => r.refunds += amount,
+            (Kind::Refund, Effect::RefundReversed) | (Kind::RefundReversal, Effect::NettedReversal) => {}
+            (Kind::RefundReversal, Effect::Recovery) => r.recoveries += amount,
+            _ => return err(line, format!("effect {} is impossible for a {}", f[7], f[2])),
+        }
+        let slot = match kind {
+            Kind::Capture => 0,
+            Kind::Refund => 1,
+            Kind::RefundReversal => 2,
+        };
+        r.counts[slot] += 1;
+        if f[8] != "-" {
+            r.counts[3] += 1;
+        }
+        match (effect == Effect::Refunded, f[9]) {
+            (true, "-") => return err(line, "paid refund without an EndToEndId"),
+            (true, e2e) => {
+                if !r.end_to_end_ids.contains(e2e) {
+                    r.end_to_end_ids.insert(e2e.to_owned());
+                }
+            }
+            (false, "-") => {}
+            (false, _) => return err(line, "EndToEndId on a detail that moves no refund money"),
+        }
+        self.details += 1;
+        Ok(())
+    }
+
+    fn control(&mut self, line: usize, f: &[&str]) -> Result<(), ClearingError> {
+        let r = self.current.take().expect("inside a batch");
+        if f[1] != r.merchant_id || f[2] != self.currency.code() {
+            return err(line, format!("control record for {}/{} closes batch {}", f[1], f[2], r.merchant_id));
+        }
+        let counts: Vec<u64> = f[3..7].iter().map(|c| c.parse().unwrap_or(u64::MAX)).collect();
+        if counts != r.counts {
+            return err(line, format!("control counts {counts:?} but the details count {:?}", r.counts));
+        }
+        let a = f[7..16].iter().map(|x| self.amount(line, x)).collect::<Result<Vec<_>, _>>()?;
+        let totals = Totals {
+            captures: a[0],
+            refunds: a[1],
+            recoveries: a[2],
+            fees: a[3],
+            carried_in: a[4],
+            net: a[5],
+            payout: a[6],
+            carried_out: a[7],
+            refund_credits: a[8],
+        };
+        let recomputed = [
+            ("captures", r.captures, totals.captures),
+            ("refunds", r.refunds, totals.refunds),
+            ("recoveries", r.recoveries, totals.recoveries),
+            ("fees", r.fees, totals.fees),
+        ];
+        for (name, from_details, stated) in recomputed {
+            if from_details != stated {
+                return err(line, format!("control {name} {stated} but the details sum to {from_details}"));
+            }
+        }
+        if !totals.is_conserved() {
+            return err(line, format!("batch {} does not balance (conservation violated)", r.merchant_id));
+        }
+        let distinct: Vec<String> = r.end_to_end_ids.into_iter().collect();
+        let refund_credit_count: u64 = f[16].parse().unwrap_or(u64::MAX);
+        if refund_credit_count != distinct.len() as u64 {
+            return err(line, format!("refund credit count {} but the details name {} credits", f[16], distinct.len()));
+        }
+        self.batches.push(ReadBatch {
+            merchant_id: r.merchant_id,
+            counts: r.counts,
+            totals,
+            refund_credit_count,
+            end_to_end_ids: distinct,
+        });
+        Ok(())
+    }
+}
+
+/// Checks the trailer against the batches read and `hash`, the hash of the lines it covers.
+fn check_trailer(line: usize, trailer: &str, hash: &str, reader: &BatchReader) -> Result<(), ClearingError> {
+    let f: Vec<&str> = trailer.split('|').collect();
+    if f.len() != 13 || f[0] != "T" {
+        return err(line, "expected the trailer record");
+    }
+    if f[12] != hash {
+        return err(line, format!("SHA-256 of the preceding lines is {hash}, trailer says {}", f[12]));
+    }
+    if f[1] != reader.batches.len().to_string() || f[2] != reader.details.to_string() {
+        return err(
+            line,
+            format!(
+                "trailer counts {}/{} but the file has {} batches and {} details",
+                f[1],
+                f[2],
+                reader.batches.len(),
+                reader.details
+            ),
+        );
+    }
+    let mut sums = [Decimal::ZERO; 9];
+    for batch in &reader.batches {
+        for (s, a) in sums.iter_mut().zip(totals_array(&batch.totals)) {
+            *s += a;
+        }
+    }
+    for (i, (stated, sum)) in f[3..12].iter().zip(sums).enumerate() {
+        if reader.amount(line, stated)? != sum {
+            return err(line, format!("trailer total #{} is {stated} but the batches sum to {sum}", i + 1));
+        }
+    }
+    Ok(())
+}
