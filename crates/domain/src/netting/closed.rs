@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::batch::{Detail, Effect};
-use super::stored::{Stored, Strings};
+use super::stored::{warmed, Stored, Strings};
 use crate::calendar::WindowId;
 #[cfg(test)]
 use crate::instruction::Payee;
@@ -123,7 +123,8 @@ impl Details {
 
     /// The details in input order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = DetailView<'_>> + '_ {
-        self.records.iter().zip(&self.credits).map(|(record, &credit)| record.view(&self.strings, credit))
+        let records = warmed(&self.records, &self.strings);
+        records.zip(&self.credits).map(|((_, record), &credit)| record.view(&self.strings, credit))
     }
 
     /// The details with strings of their own.

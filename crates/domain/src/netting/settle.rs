@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::batch::{BatchState, Counts, Effect};
 use super::closed::Details;
 use super::credits::Credits;
-use super::stored::Strings;
+use super::stored::{warmed, Strings};
 use super::{BatchKey, Map, Netter};
 use crate::calendar::WindowId;
 use crate::instruction::{Payee, PayeeView};
@@ -217,7 +217,7 @@ fn refund_credits(window: WindowId, merchant: &str, currency: Currency, details:
     let mut paid_by: Vec<(usize, u32)> = Vec::new();
     // Per payee: the index of its open credit, and that credit's part number.
     let mut by_payee: Map<(&str, &str), (u32, u32)> = Map::default();
-    for (at, record) in records.iter().enumerate().filter(|(_, r)| r.effect == Effect::Refunded) {
+    for (at, record) in warmed(records, strings).filter(|(_, r)| r.effect == Effect::Refunded) {
         let (payee, amount) = record.paid_to(strings);
         let amount = MinorSum::from(amount);
         let (open, part) = match by_payee.get(&(payee.account, payee.bank)) {
