@@ -77,13 +77,10 @@ impl IdIndex {
     pub fn observe(&mut self, id: &CompactString, fingerprint: Fingerprint, position: u64, time: i64) -> Seen {
         let fingerprint = split(fingerprint);
         let key = id_key(id);
-        match self.first.get(&key) {
-            None => {
-                self.first.insert(key, Entry { fingerprint, position, time });
-                Seen::New
-            }
-            Some(entry) if entry.fingerprint == fingerprint => Seen::Duplicate(entry.position),
-            Some(entry) => {
+        match self.first.get_or_insert(key, Entry { fingerprint, position, time }) {
+            (_, true) => Seen::New,
+            (entry, false) if entry.fingerprint == fingerprint => Seen::Duplicate(entry.position),
+            (entry, false) => {
                 let first = entry.position;
                 match self.conflicts.get(&(key, fingerprint)) {
                     Some(&(earlier, _)) => Seen::Duplicate(earlier),
@@ -94,6 +91,12 @@ impl IdIndex {
                 }
             }
         }
+    }
+
+    /// Brings the entries of `ids` into cache with lookups that overlap (see
+    /// `SlicedMap::warm`), before they are observed one by one.
+    pub fn warm<'a>(&self, ids: impl Iterator<Item = &'a str>) {
+        self.first.warm(ids.map(id_key));
     }
 
     /// Decides what becomes of `parsed`, delivered at `at`: a valid first delivery is netted; an

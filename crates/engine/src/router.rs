@@ -26,6 +26,10 @@ use crate::shard::ShardBatch;
 /// the index keeps its entries by is irrelevant there.
 const FILE_MODE_TIME: i64 = 0;
 
+/// Ids whose index entries are brought into cache together before they are observed one by
+/// one (`IdIndex::warm`).
+const WARM_IDS: usize = 32;
+
 /// One router's share of a source batch: the messages whose id falls in its part, with their
 /// index in `raw`, in input order.
 pub(crate) struct PartBatch {
@@ -80,11 +84,16 @@ impl Router {
     /// Routes one batch; false when a shard has stopped.
     fn route_batch(&mut self, batch: PartBatch) -> bool {
         let mut per_shard: Vec<Vec<(u32, Instruction)>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
-        for (i, parsed) in batch.items {
-            let record = batch.raw.records[i as usize];
-            if let Some(instruction) = self.classify(&batch.raw, record, parsed) {
-                let shard = self.hasher.hash_one(instruction.merchant_id.as_str()) as usize % self.shards.len();
-                per_shard[shard].push((i, instruction));
+        let mut items = batch.items.into_iter();
+        while !items.as_slice().is_empty() {
+            let next = &items.as_slice()[..items.len().min(WARM_IDS)];
+            self.index.warm(next.iter().filter_map(|(_, parsed)| parsed.id()));
+            for (i, parsed) in items.by_ref().take(WARM_IDS) {
+                let record = batch.raw.records[i as usize];
+                if let Some(instruction) = self.classify(&batch.raw, record, parsed) {
+                    let shard = self.hasher.hash_one(instruction.merchant_id.as_str()) as usize % self.shards.len();
+                    per_shard[shard].push((i, instruction));
+                }
             }
         }
         // Every shard hears from every router for every batch, instructions or not: that is
