@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use clearhouse_domain::{SettledBatch, WindowId};
 use clearhouse_engine::stream::{seal_of, Seal, SealedPart};
 use clearhouse_formats::events::{credit_messages, window_message};
-use clearhouse_formats::{window_files, DirStore, Fences, Manifest, OutputStore, WindowMeta};
+use clearhouse_formats::{encode_window, DirStore, Fences, Manifest, OutputStore, WindowMeta};
 use clearhouse_storage::OsFs;
 use crossbeam_channel::Receiver;
 
@@ -234,11 +234,10 @@ impl<S: AssemblyState, T: Topics, O: OutputStore> Assembly<S, T, O> {
     ) -> Result<Ready, DaemonError> {
         let settings = Arc::clone(&self.settings);
         let meta = WindowMeta::new(&settings.calendar, &settings.calendar.window(window));
-        let files = window_files(&meta, batches, fences, &settings.debtor);
-        let manifest_bytes = &files.last().expect("a manifest").bytes;
-        let manifest: Manifest = serde_json::from_slice(manifest_bytes).expect("own manifest parses");
-        for file in &files {
-            self.store.put(&file.name, &file.bytes)?;
+        let store = &self.store;
+        let (files, manifest) = encode_window(&meta, batches, fences, (&settings.debtor, &|| store.draft()))?;
+        for file in files {
+            store.publish_draft(&file.name, file.draft)?;
         }
         Ok(Ready::new(&meta, batches, &manifest))
     }

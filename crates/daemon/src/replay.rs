@@ -18,7 +18,7 @@ use std::time::Duration;
 use clearhouse_domain::{SettledBatch, WindowId};
 use clearhouse_engine::stream::{seal_of, Message, Seal, SealedPart};
 use clearhouse_formats::events::credit_messages;
-use clearhouse_formats::{window_files, DirStore, OutputStore, WindowMeta};
+use clearhouse_formats::{encode_window, DirStore, OutputStore, WindowMeta};
 use jiff::Timestamp;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
@@ -207,8 +207,9 @@ fn write_window(
 ) -> Result<Vec<(String, Vec<u8>)>, DaemonError> {
     let meta = WindowMeta::new(&settings.calendar, &settings.calendar.window(window));
     let fences = fences(&settings.input_topic, seals);
-    for file in window_files(&meta, batches, fences, &settings.debtor) {
-        store.put(&file.name, &file.bytes)?;
+    let (files, _) = encode_window(&meta, batches, fences, (&settings.debtor, &|| store.draft()))?;
+    for file in files {
+        store.publish_draft(&file.name, file.draft)?;
     }
     Ok(if keep_credits { credit_messages(&meta, batches) } else { Vec::new() })
 }

@@ -70,14 +70,14 @@ fn encode_pain001(
 }
 
 /// Writes every file of a closed window into drafts from `new_draft`, manifest last, each
-/// checked as it is written (see [`clearing::encode`] and [`pain001::encode`]). `batches` must
-/// be sorted by merchant and currency.
+/// checked as it is written (see [`clearing::encode`] and [`pain001::encode`]); returns them
+/// and the manifest. `batches` must be sorted by merchant and currency.
 pub fn encode_window(
     meta: &WindowMeta,
     batches: &[SettledBatch],
     fences: Fences,
     (debtor, new_draft): (&Payee, &NewDraft<'_>),
-) -> Result<Vec<DraftFile>, StoreError> {
+) -> Result<(Vec<DraftFile>, Manifest), StoreError> {
     let mut by_currency: BTreeMap<Currency, Vec<&SettledBatch>> = BTreeMap::new();
     for batch in batches {
         assert_eq!(batch.window, meta.id, "batch of another window");
@@ -103,17 +103,18 @@ pub fn encode_window(
         }
     }
     let name = manifest_name(meta.id);
-    let bytes = Manifest::new(meta, fences, batches, listed).to_bytes();
+    let manifest = Manifest::new(meta, fences, batches, listed);
+    let bytes = manifest.to_bytes();
     let mut draft = new_draft()?;
     draft.write_all(&bytes).map_err(write_error(&name))?;
     files.push(DraftFile { name, draft, sha256: sha256_hex(&bytes) });
-    Ok(files)
+    Ok((files, manifest))
 }
 
 /// Every file of a closed window in memory, manifest last; see [`encode_window`].
 pub fn window_files(meta: &WindowMeta, batches: &[SettledBatch], fences: Fences, debtor: &Payee) -> Vec<OutputFile> {
     let in_memory = || Ok(Draft::memory());
-    let files = encode_window(meta, batches, fences, (debtor, &in_memory))
+    let (files, _) = encode_window(meta, batches, fences, (debtor, &in_memory))
         .unwrap_or_else(|e| unreachable!("writing to memory cannot fail: {e}"));
     let file =
         |f: DraftFile| OutputFile { name: f.name, bytes: f.draft.into_bytes().unwrap_or_default(), sha256: f.sha256 };

@@ -214,7 +214,7 @@ fn encode_and_publish(
             for closed in windows {
                 let started = Instant::now();
                 let meta = WindowMeta::new(calendar, &closed.window);
-                let files = encode_window(&meta, &closed.batches, fences.clone(), (debtor, &new_draft));
+                let files = encode_window(&meta, &closed.batches, fences.clone(), (debtor, &new_draft)).map(|(f, _)| f);
                 let mut totals: BTreeMap<Currency, (Decimal, Decimal)> = BTreeMap::new();
                 for b in &closed.batches {
                     let entry = totals.entry(b.currency).or_default();
