@@ -49,7 +49,7 @@ fn settled(
 ) -> Vec<(clearhouse_domain::WindowId, Vec<SettledBatch>)> {
     let mut netter = Netter::new(Arc::new(Policy::default()));
     for (seq, (instruction, place)) in instructions.into_iter().enumerate() {
-        let _ = netter.apply(seq as u64, instruction, place);
+        let _ = netter.apply(seq as u64, &instruction, place);
     }
     std::iter::from_fn(|| netter.close_earliest()).collect()
 }

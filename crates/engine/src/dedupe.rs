@@ -49,11 +49,12 @@ fn split(fp: Fingerprint) -> [u64; 2] {
     [(fp >> 64) as u64, fp as u64]
 }
 
-/// What becomes of a parsed message before netting.
+/// What becomes of a parsed message before netting: `I` is the instruction netted, owned or
+/// borrowed from the message.
 #[derive(Debug)]
-pub enum Decision {
+pub enum Decision<I = Instruction> {
     /// The first delivery of a valid instruction: it goes on to netting.
-    Net(Instruction),
+    Net(I),
     /// Refused before netting (invalid, or a conflicting re-delivery), with its id when known.
     Reject(Option<CompactString>, Reject),
     /// An identical re-delivery.
@@ -104,20 +105,35 @@ impl IdIndex {
     /// a duplicate); an identical re-delivery is a duplicate; the same id with new content is a
     /// `duplicate_conflict`.
     pub fn decide(&mut self, parsed: Parsed, at: Delivery) -> Decision {
+        match self.judge(&parsed, at) {
+            Decision::Net(_) => {}
+            Decision::Reject(id, reject) => return Decision::Reject(id, reject),
+            Decision::Duplicate(duplicate) => return Decision::Duplicate(duplicate),
+        }
+        match parsed {
+            Parsed::Valid { instruction, .. } => Decision::Net(instruction),
+            Parsed::Invalid { .. } => unreachable!("only a valid message is netted"),
+        }
+    }
+
+    /// [`IdIndex::decide`] on a message that stays where it is: what is netted is borrowed
+    /// from it (file mode's routers hand the shards their messages in place, never moving an
+    /// instruction).
+    pub fn judge<'a>(&mut self, parsed: &'a Parsed, at: Delivery) -> Decision<&'a Instruction> {
         let (id, fingerprint, outcome) = match parsed {
-            Parsed::Valid { instruction, fingerprint } => (instruction.id.clone(), fingerprint, Ok(instruction)),
-            Parsed::Invalid { identity: Some(identity), reject } => (identity.id, identity.fingerprint, Err(reject)),
-            Parsed::Invalid { identity: None, reject } => return Decision::Reject(None, reject),
+            Parsed::Valid { instruction, fingerprint } => (&instruction.id, *fingerprint, Ok(instruction)),
+            Parsed::Invalid { identity: Some(identity), reject } => (&identity.id, identity.fingerprint, Err(reject)),
+            Parsed::Invalid { identity: None, reject } => return Decision::Reject(None, reject.clone()),
         };
-        match (self.observe(&id, fingerprint, at.position, at.time), outcome) {
+        match (self.observe(id, fingerprint, at.position, at.time), outcome) {
             (Seen::New, Ok(instruction)) => Decision::Net(instruction),
-            (Seen::New, Err(reject)) => Decision::Reject(Some(id), reject),
+            (Seen::New, Err(reject)) => Decision::Reject(Some(id.clone()), reject.clone()),
             (Seen::Duplicate(first_position), _) => {
-                Decision::Duplicate(DuplicateRecord { position: at.position, id, first_position })
+                Decision::Duplicate(DuplicateRecord { position: at.position, id: id.clone(), first_position })
             }
             (Seen::Conflict(first), _) => {
                 let message = format!("id {id} was first delivered at {} {first} with different content", at.unit);
-                Decision::Reject(Some(id), Reject::field(RejectReason::DuplicateConflict, "id", message))
+                Decision::Reject(Some(id.clone()), Reject::field(RejectReason::DuplicateConflict, "id", message))
             }
         }
     }

@@ -83,32 +83,32 @@ pub(crate) fn route(rx: Receiver<PartBatch>, shards: Vec<Sender<ShardBatch>>) ->
 impl Router {
     /// Routes one batch; false when a shard has stopped.
     fn route_batch(&mut self, batch: PartBatch) -> bool {
-        let mut per_shard: Vec<Vec<(u32, Instruction)>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
-        let mut items = batch.items.into_iter();
-        while !items.as_slice().is_empty() {
-            let next = &items.as_slice()[..items.len().min(WARM_IDS)];
-            self.index.warm(next.iter().filter_map(|(_, parsed)| parsed.id()));
-            for (i, parsed) in items.by_ref().take(WARM_IDS) {
-                let record = batch.raw.records[i as usize];
+        let mut per_shard: Vec<Vec<u32>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
+        for (chunk, items) in batch.items.chunks(WARM_IDS).enumerate() {
+            self.index.warm(items.iter().filter_map(|(_, parsed)| parsed.id()));
+            for (k, (i, parsed)) in items.iter().enumerate() {
+                let record = batch.raw.records[*i as usize];
                 if let Some(instruction) = self.classify(&batch.raw, record, parsed) {
                     let shard = self.hasher.hash_one(instruction.merchant_id.as_str()) as usize % self.shards.len();
-                    per_shard[shard].push((i, instruction));
+                    per_shard[shard].push((chunk * WARM_IDS + k) as u32);
                 }
             }
         }
         // Every shard hears from every router for every batch, instructions or not: that is
-        // how it knows it has all of a batch before netting it.
-        per_shard.into_iter().zip(&self.shards).all(|(items, shard)| {
-            let work = ShardBatch { raw: Arc::clone(&batch.raw), items };
+        // how it knows it has all of a batch before netting it. The messages stay where the
+        // parse put them; each shard is told which of them are its own.
+        let items = Arc::new(batch.items);
+        per_shard.into_iter().zip(&self.shards).all(|(picked, shard)| {
+            let work = ShardBatch { raw: Arc::clone(&batch.raw), items: Arc::clone(&items), picked };
             shard.send(work).is_ok()
         })
     }
 
     /// Records the outcome of one message; returns the instruction when it goes on to netting.
-    fn classify(&mut self, raw: &RawBatch, record: RawRecord, parsed: Parsed) -> Option<Instruction> {
+    fn classify<'a>(&mut self, raw: &RawBatch, record: RawRecord, parsed: &'a Parsed) -> Option<&'a Instruction> {
         self.out.stats.input += 1;
         let at = Delivery { position: record.position, unit: "position", time: FILE_MODE_TIME };
-        match self.index.decide(parsed, at) {
+        match self.index.judge(parsed, at) {
             Decision::Net(instruction) => return Some(instruction),
             Decision::Reject(id, reject) => self.reject(raw, record, id, reject),
             Decision::Duplicate(duplicate) => {

@@ -19,7 +19,6 @@ use clearhouse_domain::{
     parse, Calendar, Instruction, Netter, NetterState, Parsed, Placement, Policy, Reject, RejectReason, SettledBatch,
     WindowId,
 };
-use compact_str::CompactString;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -262,13 +261,13 @@ impl Partition {
             Parsed::Invalid { .. } => self.state.watermark.map_or(0, |w| w.as_second()),
         };
         match self.state.ids.decide(parsed, Delivery { position: offset, unit: "offset", time }) {
-            Decision::Net(instruction) => self.net(offset, instruction.id.clone(), instruction, payload),
+            Decision::Net(instruction) => self.net(offset, &instruction, payload),
             Decision::Reject(id, r) => reject(id, r),
             Decision::Duplicate(duplicate) => Outcome::Duplicate(duplicate),
         }
     }
 
-    fn net(&mut self, offset: u64, id: CompactString, instruction: Instruction, payload: &[u8]) -> Outcome {
+    fn net(&mut self, offset: u64, instruction: &Instruction, payload: &[u8]) -> Outcome {
         let event_time = instruction.event_time;
         let own = self.calendar.window_of(event_time);
         let place = Placement::of(&self.calendar, own, self.state.closed_before());
@@ -281,7 +280,7 @@ impl Partition {
                 }
                 Outcome::Accepted { late: place.late_from.is_some() }
             }
-            Err(r) => Outcome::Rejected(RejectRecord::new(offset, Some(id), r, payload)),
+            Err(r) => Outcome::Rejected(RejectRecord::new(offset, Some(instruction.id.clone()), r, payload)),
         }
     }
 

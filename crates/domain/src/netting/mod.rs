@@ -216,7 +216,7 @@ impl Netter {
 
     /// Validates `instruction` against the shard's state and nets it into `place.window`.
     /// On rejection the state is unchanged.
-    pub fn apply(&mut self, seq: u64, instruction: Instruction, place: Placement) -> Result<(), Reject> {
+    pub fn apply(&mut self, seq: u64, instruction: &Instruction, place: Placement) -> Result<(), Reject> {
         assert!(
             self.state.last_closed.is_none_or(|closed| place.window > closed),
             "instruction {seq} placed into closed window {}",
@@ -231,13 +231,13 @@ impl Netter {
         // Looked up, not interned: a rejected instruction leaves no trace, not even its merchant.
         let merchant = self.state.merchants.get(&instruction.merchant_id);
         let effect = match &instruction.body {
-            Body::Capture => self.capture(&instruction, amount),
-            Body::Refund(refund) => self.refund(&instruction, refund, (merchant, amount), place, seq),
-            Body::RefundReversal { reverses } => self.reversal(&instruction, reverses, (merchant, amount), place),
+            Body::Capture => self.capture(instruction, amount),
+            Body::Refund(refund) => self.refund(instruction, refund, (merchant, amount), place, seq),
+            Body::RefundReversal { reverses } => self.reversal(instruction, reverses, (merchant, amount), place),
         }?;
         let merchant = merchant.unwrap_or_else(|| self.state.merchants.intern(&instruction.merchant_id));
         let window = self.state.open.entry(place.window).or_default();
-        let stored = Stored::new(seq, &instruction, (amount, fee), place.late_from, effect, &mut window.strings);
+        let stored = Stored::new(seq, instruction, (amount, fee), place.late_from, effect, &mut window.strings);
         let batch = window.batches.entry((merchant, currency)).or_default();
         batch.fees += MinorSum::from(fee);
         let amount_sum = MinorSum::from(amount);
