@@ -58,8 +58,10 @@ fi
 .cache/bench-venv/bin/python benches/duckdb_baseline.py "$input" 2 | tee "$dir/duckdb.txt" >/dev/null
 record duckdb_s "$(grep -o 'in [0-9.]* s' "$dir/duckdb.txt" | awk '{print $2}')"
 
-# Per core: criterion's own estimates.
-cargo bench --quiet --bench netting -- --warm-up-time 1 --measurement-time 4 >"$dir/criterion.txt" 2>&1
+# Per core: criterion's own estimates, the bench pinned to one core (encoding a window runs its
+# files as jobs on every core it may use, so unpinned it would measure two).
+cargo bench --quiet --bench netting --no-run >/dev/null 2>&1
+taskset -c 0 cargo bench --quiet --bench netting -- --warm-up-time 1 --measurement-time 4 >"$dir/criterion.txt" 2>&1
 for stage in parse_validate net_one_shard encode_window_files; do
   est=target/criterion/file_mode/$stage/new
   record "$stage" "$(python3 -c "import json,sys; e=json.load(open('$est/estimates.json')); b=json.load(open('$est/benchmark.json')); print(int(b['throughput']['Elements'] / e['mean']['point_estimate'] * 1e9))")"
@@ -92,7 +94,7 @@ rows = [
     ("verify of the output", r.get("verify", "FAILED"), "OK", r.get("verify") == "OK"),
     ("per core: decode + validate, lines/s", f"{int(r['parse_validate']):,}", ">= 3,000,000", int(r["parse_validate"]) >= 3e6),
     ("per core: netting, instructions/s", f"{int(r['net_one_shard']):,}", ">= 10,000,000", int(r["net_one_shard"]) >= 1e7),
-    ("encoding with hashing, details/s", f"{int(r['encode_window_files']):,}", ">= 3,000,000", int(r["encode_window_files"]) >= 3e6),
+    ("per core: encoding with hashing, details/s", f"{int(r['encode_window_files']):,}", ">= 3,000,000", int(r["encode_window_files"]) >= 3e6),
 ]
 if "daemon_vs_bare" in r:
     rows += [
