@@ -67,14 +67,6 @@ pub struct OutputFile {
     pub sha256: String,
 }
 
-impl OutputFile {
-    /// A file and its hash.
-    pub fn new(name: String, bytes: Vec<u8>) -> OutputFile {
-        let sha256 = sha256_hex(&bytes);
-        OutputFile { name, bytes, sha256 }
-    }
-}
-
 /// Name of a window's clearing file.
 pub fn clearing_name(window: WindowId, currency: Currency) -> String {
     format!("clearing-{window}-{currency}.txt")
