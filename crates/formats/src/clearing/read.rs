@@ -63,8 +63,8 @@ pub fn read(bytes: &[u8]) -> Result<ReadFile, ClearingError> {
 /// holds the whole file), then finished. A file is read back this way in `verify` too, in one
 /// piece.
 pub struct Check {
-    header: Option<Header>,
-    reader: Option<BatchReader>,
+    /// The header, and the batches read since, once the first line is read.
+    file: Option<(Header, BatchReader)>,
     /// Lines completed so far.
     lines: usize,
     /// The last, incomplete line of the bytes fed so far.
@@ -90,7 +90,7 @@ impl Default for Check {
 impl Check {
     /// A check of a file not yet fed any byte.
     pub fn new() -> Check {
-        Check { header: None, reader: None, lines: 0, carry: Vec::new(), hasher: Sha256::new(), trailer: None }
+        Check { file: None, lines: 0, carry: Vec::new(), hasher: Sha256::new(), trailer: None }
     }
 
     /// Reads the next `bytes` of the file.
@@ -124,31 +124,19 @@ impl Check {
             if self.trailer.is_some() {
                 return err(n, "record after the trailer");
             }
-            match &mut self.reader {
-                None => self.header(line)?,
+            match &mut self.file {
+                None => self.file = Some(header(line)?),
                 Some(_) if line.starts_with("T|") => {
                     self.hasher.update(&block[hashed..at]);
                     hashed = at;
                     let body = hex::encode(self.hasher.clone().finalize());
                     self.trailer = Some((n, line.to_owned(), body));
                 }
-                Some(reader) => reader.record(n, line)?,
+                Some((_, reader)) => reader.record(n, line)?,
             }
             at = end + 1;
         }
         self.hasher.update(&block[hashed..]);
-        Ok(())
-    }
-
-    fn header(&mut self, line: &str) -> Result<(), ClearingError> {
-        let header: Vec<&str> = line.split('|').collect();
-        if header.len() != 9 || header[0] != "H" || header[1] != FORMAT || header[2] != VERSION {
-            return err(1, format!("expected a {FORMAT} v{VERSION} header record"));
-        }
-        let currency =
-            Currency::from_code(header[8]).map_or_else(|| err(1, format!("unknown currency {}", header[8])), Ok)?;
-        self.header = Some(Header { window_id: header[3].to_owned(), settlement_date: header[7].to_owned() });
-        self.reader = Some(BatchReader { currency, batches: Vec::new(), current: None, details: 0 });
         Ok(())
     }
 
@@ -168,7 +156,8 @@ impl Check {
                 "file does not end with a newline (truncated?)",
             );
         }
-        let (Some(header), Some(reader)) = (self.header, self.reader) else {
+        // Lines were read, so the first was a header (or feeding failed).
+        let Some((header, reader)) = self.file else {
             return err(1, format!("expected a {FORMAT} v{VERSION} header record"));
         };
         if reader.current.is_some() {
@@ -187,6 +176,18 @@ impl Check {
         };
         Ok((file, hex::encode(self.hasher.finalize())))
     }
+}
+
+/// The header record, and a reader of the batches in its currency.
+fn header(line: &str) -> Result<(Header, BatchReader), ClearingError> {
+    let header: Vec<&str> = line.split('|').collect();
+    if header.len() != 9 || header[0] != "H" || header[1] != FORMAT || header[2] != VERSION {
+        return err(1, format!("expected a {FORMAT} v{VERSION} header record"));
+    }
+    let currency =
+        Currency::from_code(header[8]).map_or_else(|| err(1, format!("unknown currency {}", header[8])), Ok)?;
+    let reader = BatchReader { currency, batches: Vec::new(), current: None, details: 0 };
+    Ok((Header { window_id: header[3].to_owned(), settlement_date: header[7].to_owned() }, reader))
 }
 
 /// Running recomputation of the current batch from its details.
