@@ -34,7 +34,7 @@ pub use batch::{Counts, Detail, Effect};
 pub use closed::{DetailTooLarge, DetailView, Details};
 pub use credits::{CreditTooLarge, CreditView, Credits};
 
-pub use settle::{end_to_end_id, Credit, CreditKind, SettledBatch, Totals};
+pub use settle::{Credit, CreditKind, EndToEndId, EndToEndIds, SettledBatch, Totals};
 
 type Map<K, V> = HashMap<K, V, RandomState>;
 
@@ -286,8 +286,8 @@ impl Netter {
         let capture = self.state.captures.get(&original_key).copied();
         let original_time = capture.map_or(refund.original_time, |c| c.event_time);
         if let Some(c) = capture {
-            let source = format!("capture {}", refund.original_transaction_id);
-            check_stated_original(ins, stated_amount, c.currency, c.amount, &source)?;
+            let source = Source::Capture(&refund.original_transaction_id);
+            check_stated_original(ins, stated_amount, c.currency, c.amount, source)?;
         }
         if ins.event_time < original_time {
             let message = format!("refund at {} is before its original at {original_time}", ins.event_time);
@@ -298,15 +298,15 @@ impl Netter {
             let message = format!("refund at {} is more than {days} days after its original", ins.event_time);
             return Err(Reject::field(RejectReason::RefundPeriodExpired, "event_time", message));
         }
-        let refunded = match self.state.originals.get(&original_key) {
-            Some(state) => check_against_original(ins, (stated_amount, amount), refund, state)?,
+        // What was refunded of the original so far, and the time its first refund was held to.
+        let (refunded, first_time) = match self.state.originals.get(&original_key) {
+            Some(state) => (check_against_original(ins, (stated_amount, amount), refund, state)?, state.original_time),
             None if amount > stated_amount => return Err(exceeds(ins, 0, stated_amount)),
-            None => 0,
+            None => (0, original_time),
         };
         let batch = merchant.and_then(|m| self.state.open.get(&place.window)?.batches.get(&(m, currency)));
         let (count, total, detail_index) = batch.map_or((0, 0, 0), |b| (b.counts.refunds, b.refunds, b.details.len()));
         self.check_limits(ins, place.window, count, total + MinorSum::from(amount))?;
-        let first_time = self.state.originals.get(&original_key).map_or(original_time, |o| o.original_time);
         let original = OriginalState {
             original_amount: stated_amount,
             currency,
@@ -410,6 +410,25 @@ impl Netter {
     }
 }
 
+/// What a refund's original is known from, named in a rejection's message. Formatted only when
+/// a refund is rejected: every accepted refund passes through these checks.
+#[derive(Debug, Clone, Copy)]
+enum Source<'a> {
+    /// The capture the engine accepted, by id.
+    Capture(&'a str),
+    /// What the first accepted refund of the original (by id) stated.
+    FirstRefund(&'a str),
+}
+
+impl std::fmt::Display for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Capture(id) => write!(f, "capture {id}"),
+            Source::FirstRefund(id) => write!(f, "original {id} as its first refund stated"),
+        }
+    }
+}
+
 /// A refund is held to its original as the engine knows it: the capture it accepted, or else what
 /// the first accepted refund of that original stated. Same currency, same original amount (so
 /// the cap is that amount, not a number each refund chooses).
@@ -418,7 +437,7 @@ fn check_stated_original(
     stated_amount: Minor,
     currency: Currency,
     amount: Minor,
-    source: &str,
+    source: Source<'_>,
 ) -> Result<(), Reject> {
     if currency != ins.currency {
         let message = format!("refund in {} of {source} in {currency}", ins.currency);
@@ -443,8 +462,8 @@ fn check_against_original(
     refund: &RefundFields,
     state: &OriginalState,
 ) -> Result<Minor, Reject> {
-    let source = format!("original {} as its first refund stated", refund.original_transaction_id);
-    check_stated_original(ins, stated_amount, state.currency, state.original_amount, &source)?;
+    let source = Source::FirstRefund(&refund.original_transaction_id);
+    check_stated_original(ins, stated_amount, state.currency, state.original_amount, source)?;
     if state.refunded + amount > state.original_amount {
         return Err(exceeds(ins, state.refunded, state.original_amount));
     }

@@ -128,42 +128,76 @@ impl SettledBatch {
     }
 }
 
-/// `<window id><R|P><20 hex digits of SHA-256(merchant, currency, account, bank[, part])>`: 35
+/// The EndToEndIds of one window's credits:
+/// `<window id><R|P><20 hex digits of SHA-256(merchant, currency, account, bank[, part])>`, 35
 /// characters, the same every time the same window is produced.
-pub fn end_to_end_id(
-    window: WindowId,
-    kind: CreditKind,
-    merchant: &str,
-    currency: Currency,
-    creditor: PayeeView<'_>,
-    part: u32,
-) -> CompactString {
-    let mut hasher = Sha256::new();
-    for field in [merchant, currency.code(), creditor.account, creditor.bank] {
-        hasher.update(field.as_bytes());
-        hasher.update([0x1f]);
+///
+/// Why a maker per window: a window closes with about one credit per refund, and formatting
+/// the window id through `fmt` for each cost as much as the hash (docs/benchmarks.md). The id
+/// is formatted once here; each credit's id is then bytes on the stack.
+#[derive(Debug, Clone)]
+pub struct EndToEndIds {
+    window: CompactString,
+}
+
+/// One EndToEndId, on the stack.
+#[derive(Debug, Clone, Copy)]
+pub struct EndToEndId {
+    bytes: [u8; 35],
+    len: u8,
+}
+
+impl EndToEndId {
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        // Built from a window id's ASCII, one tag letter and hex digits.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).expect("an ASCII EndToEndId")
     }
-    // Part 0 keeps the id of a credit that was never split.
-    if part > 0 {
-        hasher.update(part.to_string().as_bytes());
-        hasher.update([0x1f]);
+}
+
+impl EndToEndIds {
+    /// The maker for `window`'s credits.
+    pub fn new(window: WindowId) -> EndToEndIds {
+        EndToEndIds { window: format_compact!("{window}") }
     }
-    let digest = hasher.finalize();
-    let tag = match kind {
-        CreditKind::Refund => 'R',
-        CreditKind::Payout => 'P',
-    };
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut hex = [0u8; 20];
-    for (i, byte) in digest[..10].iter().enumerate() {
-        hex[2 * i] = HEX[usize::from(byte >> 4)];
-        hex[2 * i + 1] = HEX[usize::from(byte & 15)];
+
+    /// The id of a `kind` credit of `merchant` in `currency` to `creditor`; `part` > 0 for the
+    /// further parts of a credit split at the largest transfer amount.
+    pub fn make(
+        &self,
+        kind: CreditKind,
+        merchant: &str,
+        currency: Currency,
+        creditor: PayeeView<'_>,
+        part: u32,
+    ) -> EndToEndId {
+        let mut hasher = Sha256::new();
+        for field in [merchant, currency.code(), creditor.account, creditor.bank] {
+            hasher.update(field.as_bytes());
+            hasher.update([0x1f]);
+        }
+        // Part 0 keeps the id of a credit that was never split.
+        if part > 0 {
+            hasher.update(part.to_string().as_bytes());
+            hasher.update([0x1f]);
+        }
+        let digest = hasher.finalize();
+        let window = self.window.as_bytes();
+        assert!(window.len() + 21 <= 35, "EndToEndId of window {} longer than 35", self.window);
+        let mut id = EndToEndId { bytes: [0; 35], len: (window.len() + 21) as u8 };
+        id.bytes[..window.len()].copy_from_slice(window);
+        id.bytes[window.len()] = match kind {
+            CreditKind::Refund => b'R',
+            CreditKind::Payout => b'P',
+        };
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let hex = &mut id.bytes[window.len() + 1..usize::from(id.len)];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(&digest[..10]) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 15)];
+        }
+        id
     }
-    // Only ASCII hex digits were written.
-    let hex = std::str::from_utf8(&hex).unwrap_or_default();
-    let id = format_compact!("{window}{tag}{hex}");
-    assert!(id.len() <= 35, "EndToEndId {id} longer than 35");
-    id
 }
 
 impl Netter {
@@ -185,7 +219,8 @@ impl Netter {
         let merchant_id = self.state.merchants.id(handle).clone();
         // The records move into the closed batch as they are: no detail is copied.
         let mut details = Details::new(state.details, Arc::clone(strings));
-        let mut credits = refund_credits(window, &merchant_id, currency, &mut details);
+        let ids = EndToEndIds::new(window);
+        let mut credits = refund_credits(&ids, &merchant_id, currency, &mut details);
         let refund_credits: Decimal = credits.amounts(0..credits.len()).sum();
         let [captures, refunds, recoveries, fees, carried_in] =
             [state.captures, state.refunds, state.recoveries, state.fees, carried_in].map(|m| currency.from_minor(m));
@@ -194,7 +229,7 @@ impl Netter {
         assert_eq!(state.counts.total(), details.len() as u64, "batch {window}/{merchant_id} counts");
         if totals.payout > Decimal::ZERO {
             if let Some(merchant) = self.policy.merchant(&merchant_id) {
-                payout_credits(&mut credits, window, &merchant_id, currency, &merchant.account, totals.payout);
+                payout_credits(&mut credits, &ids, &merchant_id, currency, &merchant.account, totals.payout);
             }
         }
         if totals.carried_out < Decimal::ZERO {
@@ -209,7 +244,7 @@ impl Netter {
 /// A payee's credit that would pass the largest amount a transfer can carry is closed, and its
 /// further refunds go into a new part (with its own EndToEndId), so every refund is paid whole
 /// by exactly one credit.
-fn refund_credits(window: WindowId, merchant: &str, currency: Currency, details: &mut Details) -> Credits {
+fn refund_credits(ids: &EndToEndIds, merchant: &str, currency: Currency, details: &mut Details) -> Credits {
     let max = currency.to_minor(currency.max_transfer_amount()).expect("in minor units");
     let (records, strings) = details.records();
     let mut credits = Credits::new(details.strings());
@@ -226,8 +261,8 @@ fn refund_credits(window: WindowId, merchant: &str, currency: Currency, details:
             None => (credits.len() as u32, 0),
         };
         if open as usize == credits.len() {
-            let id = end_to_end_id(window, CreditKind::Refund, merchant, currency, payee, part);
-            credits.push_refund(&id, record.span());
+            let id = ids.make(CreditKind::Refund, merchant, currency, payee, part);
+            credits.push_refund(id.as_str(), record.span());
             sums.push(0);
             by_payee.insert((payee.account, payee.bank), (open, part));
         }
@@ -247,7 +282,7 @@ fn refund_credits(window: WindowId, merchant: &str, currency: Currency, details:
 /// The merchant's payout, in parts of at most the largest amount a transfer can carry.
 fn payout_credits(
     credits: &mut Credits,
-    window: WindowId,
+    ids: &EndToEndIds,
     merchant: &str,
     currency: Currency,
     account: &Payee,
@@ -258,8 +293,8 @@ fn payout_credits(
     let mut part = 0;
     while left > Decimal::ZERO {
         let amount = left.min(max);
-        let end_to_end_id = end_to_end_id(window, CreditKind::Payout, merchant, currency, account.view(), part);
-        credits.push_payout(&end_to_end_id, account, amount);
+        let id = ids.make(CreditKind::Payout, merchant, currency, account.view(), part);
+        credits.push_payout(id.as_str(), account, amount);
         left -= amount;
         part += 1;
     }

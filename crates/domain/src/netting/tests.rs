@@ -4,7 +4,7 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 
 use super::*;
-use crate::instruction::{Kind, Payee};
+use crate::instruction::{Kind, Payee, PayeeView};
 use crate::parse::{parse, Parsed};
 use crate::policy::{Merchant, RefundLimits};
 
@@ -278,4 +278,17 @@ fn expiry_forgets_merchants_nothing_refers_to_and_reuses_their_handles() {
     assert_eq!(batches[0].totals.carried_in, d("-55.10"), "M1's debt was kept with it");
     let restored = Netter::restore(Arc::new(Policy::default()), n.state().clone());
     assert_eq!(restored.merchants_len(), 3, "handles survive a checkpoint");
+}
+
+/// The EndToEndId format (docs/decisions.md), pinned against SHA-256 computed independently
+/// (Python's hashlib over the same fields): a faster maker must not change a byte.
+#[test]
+fn end_to_end_ids_are_window_tag_and_hash() {
+    let ids = EndToEndIds::new(wid("20250301T1600Z"));
+    let payee = PayeeView { name: "Li Lei", account: "DE89370400440532013000", bank: "COBADEFFXXX" };
+    let cny = crate::money::Currency::from_code("CNY").expect("CNY");
+    let first = ids.make(CreditKind::Refund, "M1", cny, payee, 0);
+    assert_eq!(first.as_str(), "20250301T1600ZR2088414e429edaf3f022");
+    let split = ids.make(CreditKind::Payout, "M1", cny, payee, 2);
+    assert_eq!(split.as_str(), "20250301T1600ZPbd49ee7e087553f5db74");
 }
