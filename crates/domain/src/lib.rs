@@ -18,7 +18,7 @@ pub mod sliced;
 
 pub use calendar::{Calendar, CalendarError, Schedule, Window, WindowId};
 pub use instruction::{is_xml_text, Body, Instruction, Kind, Payee, PayeeError, PayeePart, PayeeView, RefundFields};
-pub use money::{Currency, Minor, MinorSum, MAX_AMOUNT};
+pub use money::{Currency, Minor, MinorSum, MinorText, MAX_AMOUNT};
 pub use netting::{
     Counts, Credit, CreditKind, CreditTooLarge, CreditView, Credits, Detail, DetailTooLarge, DetailView, Details,
     Effect, Netter, NetterState, Placement, SettledBatch, Totals,

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 
 mod minor;
 
-pub use minor::{Minor, MinorSum};
+pub use minor::{Minor, MinorSum, MinorText};
 
 /// Largest amount any single instruction may carry: 10^12 major units.
 pub const MAX_AMOUNT: Decimal = Decimal::from_parts(0xD4A5_1000, 0xE8, 0, false, 0);

@@ -42,7 +42,8 @@ pub fn encode(
     batches: &[&SettledBatch],
     out: &mut dyn Write,
 ) -> io::Result<Encoded> {
-    let mut w = Blocks { buf: String::with_capacity(BLOCK_BYTES + 4096), check: Check::new(), out, meta, currency };
+    let mut w =
+        Blocks { buf: String::with_capacity(BLOCK_BYTES + 4096), check: Check::without_ids(), out, meta, currency };
     let _ = writeln!(
         w.buf,
         "H|{FORMAT}|{VERSION}|{}|{}|{}|{}|{}|{currency}",
@@ -64,17 +65,17 @@ pub fn encode(
         for (s, a) in sum.iter_mut().zip(amounts) {
             *s += a;
         }
-        let _ = writeln!(
+        let _ = write!(
             w.buf,
-            "C|{}|{currency}|{}|{}|{}|{}|{}|{}",
-            batch.merchant_id,
-            c.captures,
-            c.refunds,
-            c.reversals,
-            c.late,
-            amounts.map(|a| currency.format(a)).join("|"),
-            batch.refund_credit_count()
+            "C|{}|{currency}|{}|{}|{}|{}|",
+            batch.merchant_id, c.captures, c.refunds, c.reversals, c.late
         );
+        for amount in amounts {
+            let minor = currency.to_minor(amount).expect("a total has its currency's scale");
+            currency.write_minor(minor, &mut w.buf);
+            w.buf.push('|');
+        }
+        let _ = writeln!(w.buf, "{}", batch.refund_credit_count());
     }
     // Header, then per batch its header, details and control record.
     let records = 1 + 2 * batches.len() as u64 + details;

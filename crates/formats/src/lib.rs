@@ -12,6 +12,7 @@ pub mod clearing;
 pub mod compare;
 pub mod events;
 pub mod evidence;
+mod ids;
 pub mod manifest;
 pub mod pain001;
 pub mod store;

@@ -173,10 +173,15 @@ impl Xml<'_> {
         self.buf.push(b'<');
         self.raw(name);
         self.buf.push(b'>');
-        self.raw(&quick_xml::escape::escape(value));
+        self.escaped(value);
         self.raw("</");
         self.raw(name);
         self.buf.push(b'>');
+    }
+
+    /// `value` as XML text.
+    fn escaped(&mut self, value: &str) {
+        self.raw(&quick_xml::escape::escape(value));
     }
 
     fn account(&mut self, element: &str, party: PayeeView<'_>) {
@@ -255,23 +260,35 @@ fn payment(
 }
 
 fn transfer(x: &mut Xml<'_>, currency: Currency, batch: &SettledBatch, credit: &CreditView<'_>) {
-    let remittance = match credit.kind {
-        CreditKind::Refund => format!("Refund from merchant {} ({} refunds)", batch.merchant_id, credit.refunds),
-        CreditKind::Payout => format!("Settlement payout to merchant {} window {}", batch.merchant_id, batch.window),
-    };
     x.raw("<CdtTrfTxInf><PmtId>");
     x.text("EndToEndId", credit.end_to_end_id);
     x.raw("</PmtId><Amt><InstdAmt Ccy=\"");
     x.raw(currency.code());
     x.raw("\">");
-    x.raw(&currency.format(credit.amount));
+    let minor = currency.to_minor(credit.amount).expect("a credit amount has its currency's scale");
+    x.raw(currency.minor_text(minor).as_str());
     x.raw("</InstdAmt></Amt>");
     x.agent("CdtrAgt", credit.creditor);
     x.raw("<Cdtr>");
     x.text("Nm", credit.creditor.name);
     x.raw("</Cdtr>");
     x.account("CdtrAcct", credit.creditor);
-    x.raw("<RmtInf>");
-    x.text("Ustrd", &remittance);
-    x.raw("</RmtInf></CdtTrfTxInf>\n");
+    // The remittance text, escaped piece by piece (the same bytes as escaping it whole: only
+    // the merchant id can hold a character XML escapes).
+    x.raw("<RmtInf><Ustrd>");
+    match credit.kind {
+        CreditKind::Refund => {
+            x.raw("Refund from merchant ");
+            x.escaped(&batch.merchant_id);
+            x.raw(" (");
+            x.raw(itoa::Buffer::new().format(credit.refunds));
+            x.raw(" refunds)");
+        }
+        CreditKind::Payout => {
+            x.raw("Settlement payout to merchant ");
+            x.escaped(&batch.merchant_id);
+            x.raw(&format!(" window {}", batch.window));
+        }
+    }
+    x.raw("</Ustrd></RmtInf></CdtTrfTxInf>\n");
 }

@@ -16,6 +16,26 @@ pub type Minor = i64;
 /// A sum of [`Minor`] amounts.
 pub type MinorSum = i128;
 
+/// An amount's text, as [`Currency::minor_text`] writes it.
+#[derive(Debug, Clone, Copy)]
+pub struct MinorText {
+    bytes: [u8; 42],
+    start: u8,
+}
+
+impl MinorText {
+    fn push_front(&mut self, byte: u8) {
+        self.start -= 1;
+        self.bytes[usize::from(self.start)] = byte;
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits, a point and a sign were written.
+        std::str::from_utf8(&self.bytes[usize::from(self.start)..]).unwrap_or_default()
+    }
+}
+
 /// 10^0 to 10^3: a scale step between an amount as parsed and its currency's minor units
 /// (currencies have at most three).
 const POWERS_OF_TEN: [i128; 4] = [1, 10, 100, 1_000];
@@ -49,27 +69,42 @@ impl Currency {
     /// Appends `minor` minor units written with exactly this currency's minor units: the same
     /// text as [`Currency::format`] of the same amount ("12.30", "-0.50", "1200", "0.000").
     pub fn write_minor(&self, minor: MinorSum, out: &mut String) {
+        out.push_str(self.minor_text(minor).as_str());
+    }
+
+    /// `minor` minor units as [`Currency::write_minor`] writes them, on the stack (for writers
+    /// of bytes, such as the credit file's).
+    pub fn minor_text(&self, minor: MinorSum) -> MinorText {
         let units = self.minor_units() as usize;
-        let mut digits = [0u8; 48];
-        let mut at = digits.len();
+        let mut text = MinorText { bytes: [0; 42], start: 42 };
         let mut rest = minor.unsigned_abs();
-        // At least one integer digit and every fraction digit, zeros included.
-        while rest > 0 || digits.len() - at <= units {
-            at -= 1;
-            digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
+        // At least one integer digit and every fraction digit, zeros included. An i128 has at
+        // most 39 digits; with the point and the sign, 41 bytes.
+        let mut digits = 0;
+        while rest > 0 || digits <= units {
+            if digits == units && units > 0 {
+                text.push_front(b'.');
+            }
+            // Every real amount fits 64 bits, where dividing by ten is a multiplication; a
+            // 128-bit division is a library call.
+            let digit = match u64::try_from(rest) {
+                Ok(small) => {
+                    rest = u128::from(small / 10);
+                    small % 10
+                }
+                Err(_) => {
+                    let digit = (rest % 10) as u64;
+                    rest /= 10;
+                    digit
+                }
+            };
+            text.push_front(b'0' + digit as u8);
+            digits += 1;
         }
         if minor < 0 {
-            out.push('-');
+            text.push_front(b'-');
         }
-        let text = &digits[at..];
-        let point = text.len() - units;
-        // Only ASCII digits were written.
-        out.push_str(std::str::from_utf8(&text[..point]).unwrap_or_default());
-        if units > 0 {
-            out.push('.');
-            out.push_str(std::str::from_utf8(&text[point..]).unwrap_or_default());
-        }
+        text
     }
 
     /// Reads back an amount in the shape [`Currency::write_minor`] writes: an optional `-`, 1 to

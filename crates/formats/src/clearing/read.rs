@@ -1,11 +1,12 @@
 //! Reading a clearing file back: what `verify` runs on every file on disk, and what checks each
 //! file as it is written, before it is published.
 
-use clearhouse_domain::{Currency, Effect, Kind, Totals};
+use clearhouse_domain::{Currency, Effect, Kind, MinorSum, Totals};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
 use super::{totals_array, FORMAT, VERSION};
+use crate::ids::{IdSet, MAX_ID_BYTES};
 
 /// A batch as read back from a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +74,8 @@ pub struct Check {
     hasher: Sha256,
     /// The trailer, its line number and the hash of the lines before it.
     trailer: Option<(usize, String, String)>,
+    /// Whether the batches read keep their EndToEndIds.
+    keep_ids: bool,
 }
 
 /// What a header record says.
@@ -90,7 +93,14 @@ impl Default for Check {
 impl Check {
     /// A check of a file not yet fed any byte.
     pub fn new() -> Check {
-        Check { file: None, lines: 0, carry: Vec::new(), hasher: Sha256::new(), trailer: None }
+        Check { file: None, lines: 0, carry: Vec::new(), hasher: Sha256::new(), trailer: None, keep_ids: true }
+    }
+
+    /// The same check, whose batches read leave [`ReadBatch::end_to_end_ids`] empty: each
+    /// batch's distinct ids are still counted against its control record, but not kept (what
+    /// an encoder's check needs; `verify` compares the ids with the credit file's).
+    pub fn without_ids() -> Check {
+        Check { keep_ids: false, ..Check::new() }
     }
 
     /// Reads the next `bytes` of the file.
@@ -116,16 +126,22 @@ impl Check {
     fn lines_of(&mut self, block: &[u8]) -> Result<(), ClearingError> {
         let mut hashed = 0;
         let mut at = 0;
+        // The block at once when it is all UTF-8 (one pass); else line by line, so the first
+        // bad line is the one named however the file was split.
+        let text = std::str::from_utf8(block).ok();
         for end in memchr::memchr_iter(b'\n', block) {
             self.lines += 1;
             let n = self.lines;
-            // Line by line, so the first bad line is the one named however the file was split.
-            let line = std::str::from_utf8(&block[at..end]).or_else(|_| err(n, "not UTF-8"))?;
+            let line = match text {
+                // Lines start and end at newlines, which are characters of their own.
+                Some(text) => &text[at..end],
+                None => std::str::from_utf8(&block[at..end]).or_else(|_| err(n, "not UTF-8"))?,
+            };
             if self.trailer.is_some() {
                 return err(n, "record after the trailer");
             }
             match &mut self.file {
-                None => self.file = Some(header(line)?),
+                None => self.file = Some(header(line, self.keep_ids)?),
                 Some(_) if line.starts_with("T|") => {
                     self.hasher.update(&block[hashed..at]);
                     hashed = at;
@@ -179,57 +195,72 @@ impl Check {
 }
 
 /// The header record, and a reader of the batches in its currency.
-fn header(line: &str) -> Result<(Header, BatchReader), ClearingError> {
+fn header(line: &str, keep_ids: bool) -> Result<(Header, BatchReader), ClearingError> {
     let header: Vec<&str> = line.split('|').collect();
     if header.len() != 9 || header[0] != "H" || header[1] != FORMAT || header[2] != VERSION {
         return err(1, format!("expected a {FORMAT} v{VERSION} header record"));
     }
     let currency =
         Currency::from_code(header[8]).map_or_else(|| err(1, format!("unknown currency {}", header[8])), Ok)?;
-    let reader = BatchReader { currency, batches: Vec::new(), current: None, details: 0 };
+    let ids = IdSet::default();
+    let reader = BatchReader { currency, batches: Vec::new(), current: None, ids, keep_ids, details: 0 };
     Ok((Header { window_id: header[3].to_owned(), settlement_date: header[7].to_owned() }, reader))
 }
 
-/// Running recomputation of the current batch from its details.
+/// Running recomputation of the current batch from its details, in minor units (exact: a sum
+/// of `i64` amounts fits an `i128` for any count of lines a file can have).
 #[derive(Default)]
 struct Recount {
     merchant_id: String,
     counts: [u64; 4],
-    captures: Decimal,
-    refunds: Decimal,
-    recoveries: Decimal,
-    fees: Decimal,
-    end_to_end_ids: std::collections::BTreeSet<String>,
+    captures: MinorSum,
+    refunds: MinorSum,
+    recoveries: MinorSum,
+    fees: MinorSum,
 }
 
 struct BatchReader {
     currency: Currency,
     batches: Vec<ReadBatch>,
     current: Option<Recount>,
+    /// The EndToEndIds the current batch's details name (kept for the next batch's).
+    ids: IdSet,
+    /// Whether a batch read keeps them (else it only counts them).
+    keep_ids: bool,
     details: u64,
 }
 
 impl BatchReader {
     fn amount(&self, line: usize, text: &str) -> Result<Decimal, ClearingError> {
+        self.minor(line, text).map(|minor| self.currency.from_minor(minor))
+    }
+
+    /// An amount with exactly the currency's decimals, in minor units.
+    fn minor(&self, line: usize, text: &str) -> Result<MinorSum, ClearingError> {
         // The shape the encoder writes, read without the general parser (same value, same scale).
         if let Some(minor) = self.currency.parse_minor(text) {
-            return Ok(self.currency.from_minor(minor));
+            return Ok(minor);
         }
         let value = crate::bounded_amount(text).map_or_else(|| err(line, format!("{text:?} is not an amount")), Ok)?;
         if value.scale() != self.currency.minor_units() {
             return err(line, format!("{text} does not have exactly {} decimals", self.currency.minor_units()));
         }
-        Ok(value)
+        // With the currency's scale, the mantissa is the amount in minor units.
+        Ok(value.mantissa())
     }
 
     fn record(&mut self, line: usize, text: &str) -> Result<(), ClearingError> {
         let mut fields = [""; 17];
         let mut count = 0;
-        for part in text.split('|') {
+        let mut start = 0;
+        // One search over the line for its separators (ASCII, so every field is a `str`).
+        let ends = memchr::memchr_iter(b'|', text.as_bytes()).chain([text.len()]);
+        for end in ends {
             if count < fields.len() {
-                fields[count] = part;
+                fields[count] = &text[start..end];
             }
             count += 1;
+            start = end + 1;
         }
         let f = &fields[..count.min(fields.len())];
         match (f[0], count, self.current.is_some()) {
@@ -247,8 +278,8 @@ impl BatchReader {
     }
 
     fn detail(&mut self, line: usize, f: &[&str]) -> Result<(), ClearingError> {
-        let amount = self.amount(line, f[4])?;
-        let fee = self.amount(line, f[5])?;
+        let amount = self.minor(line, f[4])?;
+        let fee = self.minor(line, f[5])?;
         let kind = Kind::from_wire(f[2]).map_or_else(|| err(line, format!("unknown type {}", f[2])), Ok)?;
         let effect = Effect::from_code(f[7]).map_or_else(|| err(line, format!("unknown effect {}", f[7])), Ok)?;
         let r = self.current.as_mut().expect("inside a batch");
@@ -272,8 +303,8 @@ impl BatchReader {
         match (effect == Effect::Refunded, f[9]) {
             (true, "-") => return err(line, "paid refund without an EndToEndId"),
             (true, e2e) => {
-                if !r.end_to_end_ids.contains(e2e) {
-                    r.end_to_end_ids.insert(e2e.to_owned());
+                if self.ids.insert(e2e.as_bytes()).is_none() {
+                    return err(line, format!("EndToEndId {e2e:?} is longer than {MAX_ID_BYTES} characters"));
                 }
             }
             (false, "-") => {}
@@ -311,6 +342,10 @@ impl BatchReader {
             ("fees", r.fees, totals.fees),
         ];
         for (name, from_details, stated) in recomputed {
+            let scale = self.currency.minor_units();
+            let Ok(from_details) = Decimal::try_from_i128_with_scale(from_details, scale) else {
+                return err(line, format!("the details' {name} add up beyond any amount"));
+            };
             if from_details != stated {
                 return err(line, format!("control {name} {stated} but the details sum to {from_details}"));
             }
@@ -318,11 +353,12 @@ impl BatchReader {
         if !totals.is_conserved() {
             return err(line, format!("batch {} does not balance (conservation violated)", r.merchant_id));
         }
-        let distinct: Vec<String> = r.end_to_end_ids.into_iter().collect();
         let refund_credit_count: u64 = f[16].parse().unwrap_or(u64::MAX);
-        if refund_credit_count != distinct.len() as u64 {
-            return err(line, format!("refund credit count {} but the details name {} credits", f[16], distinct.len()));
+        if refund_credit_count != self.ids.len() as u64 {
+            let named = self.ids.len();
+            return err(line, format!("refund credit count {} but the details name {named} credits", f[16]));
         }
+        let distinct = self.ids.drain_sorted(self.keep_ids);
         self.batches.push(ReadBatch {
             merchant_id: r.merchant_id,
             counts: r.counts,
@@ -367,4 +403,38 @@ fn check_trailer(line: usize, trailer: &str, hash: &str, reader: &BatchReader) -
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn golden() -> String {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/golden/sample/clearing-20261120T1500Z-CNY.txt");
+        std::fs::read_to_string(path).expect("golden clearing file")
+    }
+
+    #[test]
+    fn the_check_counts_ids_that_verify_keeps() {
+        let text = golden();
+        let read = read(text.as_bytes()).expect("golden file reads");
+        let mut check = Check::without_ids();
+        check.feed(text.as_bytes()).expect("feeds");
+        let (counted, _) = check.finish().expect("checks");
+        for (kept, counted) in read.batches.iter().zip(&counted.batches) {
+            assert_eq!(kept.end_to_end_ids.len() as u64, kept.refund_credit_count);
+            assert!(counted.end_to_end_ids.is_empty());
+            assert_eq!(counted.refund_credit_count, kept.refund_credit_count);
+        }
+        assert!(read.batches.iter().any(|b| b.refund_credit_count > 0), "the sample pays refunds");
+    }
+
+    #[test]
+    fn an_end_to_end_id_no_credit_file_may_hold_is_named() {
+        let id = "20261120T1500ZRa6f94ee344e75180915d";
+        let text = golden().replacen(id, &format!("{id}0"), 1);
+        let error = read(text.as_bytes()).expect_err("a 36-character id");
+        assert_eq!(error.line, 4);
+        assert!(error.problem.contains("longer than 35"), "{}", error.problem);
+    }
 }

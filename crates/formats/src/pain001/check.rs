@@ -8,11 +8,11 @@
 //! does not check that the XML is well-formed: the official XSD test does that for the encoder,
 //! and `verify` runs the full reader on every file on disk.
 
-use std::collections::HashSet;
-
 use clearhouse_domain::Currency;
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
+
+use crate::ids::IdSet;
 
 /// What a checked file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,10 +52,6 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// An `EndToEndId` (at most 35 bytes), held inline.
-#[derive(PartialEq, Eq, Hash)]
-struct Id([u8; 35], u8);
-
 /// Checks `bytes` as a credit file in `currency`; see the module docs.
 pub fn check(bytes: &[u8], currency: Currency) -> Result<Checked, String> {
     let mut scan = Scan::new(currency);
@@ -73,7 +69,7 @@ pub struct Scan {
     in_group: bool,
     payment: Option<Tally>,
     payments: usize,
-    ids: HashSet<Id, foldhash::fast::RandomState>,
+    ids: IdSet,
     /// The bytes fed so far from the first element not yet complete (its text runs to the
     /// next `<`), usually a few bytes.
     carry: Vec<u8>,
@@ -90,9 +86,7 @@ impl Scan {
             in_group: false,
             payment: None,
             payments: 0,
-            // foldhash, randomly seeded, as in every other hot-path table (std's SipHash showed
-            // in profiles).
-            ids: HashSet::default(),
+            ids: IdSet::default(),
             carry: Vec::new(),
             hasher: Sha256::new(),
         }
@@ -129,9 +123,17 @@ impl Scan {
     fn scan(&mut self, bytes: &[u8], last: bool) -> Result<usize, String> {
         let currency = self.currency;
         let mut at = 0;
+        // The `<` that ended the last element's text: the next element's, found once.
+        let mut next_open = None;
         let done = loop {
-            let Some(open) = memchr::memchr(b'<', &bytes[at..]) else { break bytes.len() };
-            let start = at + open + 1;
+            let open = match next_open.take() {
+                Some(open) => open,
+                None => match memchr::memchr(b'<', &bytes[at..]) {
+                    Some(open) => at + open,
+                    None => break bytes.len(),
+                },
+            };
+            let start = open + 1;
             let Some(close) = memchr::memchr(b'>', &bytes[start..]) else {
                 if last {
                     return Err("unterminated tag".to_owned());
@@ -141,7 +143,10 @@ impl Scan {
             let tag = &bytes[start..start + close];
             let after = start + close + 1;
             let text_end = match memchr::memchr(b'<', &bytes[after..]) {
-                Some(len) => after + len,
+                Some(len) => {
+                    next_open = Some(after + len);
+                    after + len
+                }
                 None if last => bytes.len(),
                 None => break start - 1,
             };
@@ -169,19 +174,10 @@ impl Scan {
                         _ => tally.stated_sum = Some(text.to_vec()),
                     }
                 }
-                b"EndToEndId" => {
-                    let fresh = match text.len() {
-                        1..=35 => {
-                            let mut id = Id([0; 35], text.len() as u8);
-                            id.0[..text.len()].copy_from_slice(text);
-                            self.ids.insert(id)
-                        }
-                        _ => false,
-                    };
-                    if !fresh {
-                        return Err(format!("EndToEndId {:?} is empty, too long or repeated", lossy(text)));
-                    }
-                }
+                b"EndToEndId" => match self.ids.insert(text) {
+                    Some(true) => {}
+                    _ => return Err(format!("EndToEndId {:?} is empty, too long or repeated", lossy(text))),
+                },
                 t if t.starts_with(b"InstdAmt") => {
                     let (true, Some(p)) = (t == self.amount_tag.as_bytes(), self.payment.as_mut()) else {
                         return Err(format!("<{}> outside a payment or not in {currency}", lossy(t)));
