@@ -48,9 +48,9 @@ fn settled(
     instructions: Vec<(clearhouse_domain::Instruction, Placement)>,
 ) -> Vec<(clearhouse_domain::WindowId, Vec<SettledBatch>)> {
     let mut netter = Netter::new(Arc::new(Policy::default()));
-    for (seq, (instruction, place)) in instructions.into_iter().enumerate() {
-        let _ = netter.apply(seq as u64, &instruction, place);
-    }
+    let placed =
+        instructions.iter().enumerate().map(|(seq, (instruction, place))| (seq as u64, instruction, *place, ()));
+    netter.apply_all(placed, |(), _, result| drop(result));
     std::iter::from_fn(|| netter.close_earliest()).collect()
 }
 

@@ -44,22 +44,22 @@ pub(crate) fn run_shard(inputs: Vec<Receiver<ShardBatch>>, calendar: &Calendar, 
     let mut window_cache: Option<Window> = None;
     while let Some(parts) = next_parts(&inputs) {
         let raw = Arc::clone(&parts[0].raw);
-        for (index, instruction) in in_input_order(&parts) {
-            let record = raw.records[index as usize];
+        let placed = in_input_order(&parts).map(|(index, instruction)| {
             let window = match window_cache {
                 Some(w) if w.contains(instruction.event_time) => w,
                 _ => *window_cache.insert(calendar.window_of(instruction.event_time)),
             };
-            let place = Placement::of(calendar, window, None);
-            match netter.apply(record.position, instruction, place) {
-                Ok(()) => stats.accepted += 1,
-                Err(reject) => {
-                    stats.reject(reject.reason);
-                    let id = Some(instruction.id.clone());
-                    rejects.push(RejectRecord::new(record.position, id, reject, raw.payload(&record)));
-                }
+            let record = raw.records[index as usize];
+            (record.position, instruction, Placement::of(calendar, window, None), record)
+        });
+        netter.apply_all(placed, |record, instruction, result| match result {
+            Ok(()) => stats.accepted += 1,
+            Err(reject) => {
+                stats.reject(reject.reason);
+                let id = Some(instruction.id.clone());
+                rejects.push(RejectRecord::new(record.position, id, reject, raw.payload(&record)));
             }
-        }
+        });
     }
     let mut windows = Vec::new();
     while let Some(closed) = netter.close_earliest() {

@@ -6,6 +6,7 @@
 //! netted into (its event window, or a later one when it arrives late) and when windows close.
 
 mod batch;
+mod batched;
 mod closed;
 mod credits;
 mod merchants;
@@ -27,6 +28,7 @@ use crate::policy::Policy;
 use crate::reject::{Reject, RejectReason};
 use crate::sliced::SlicedMap;
 use batch::BatchState;
+use batched::Keys;
 use merchants::{MerchantHandle, Merchants};
 use stored::{Stored, Strings};
 
@@ -217,6 +219,11 @@ impl Netter {
     /// Validates `instruction` against the shard's state and nets it into `place.window`.
     /// On rejection the state is unchanged.
     pub fn apply(&mut self, seq: u64, instruction: &Instruction, place: Placement) -> Result<(), Reject> {
+        self.apply_keyed(seq, instruction, place, Keys::of(instruction))
+    }
+
+    /// [`Netter::apply`] with the instruction's history keys already built.
+    fn apply_keyed(&mut self, seq: u64, instruction: &Instruction, place: Placement, keys: Keys) -> Result<(), Reject> {
         assert!(
             self.state.last_closed.is_none_or(|closed| place.window > closed),
             "instruction {seq} placed into closed window {}",
@@ -230,10 +237,15 @@ impl Netter {
         let (amount, fee) = (currency.minor(instruction.amount), currency.minor(instruction.fee));
         // Looked up, not interned: a rejected instruction leaves no trace, not even its merchant.
         let merchant = self.state.merchants.get(&instruction.merchant_id);
-        let effect = match &instruction.body {
-            Body::Capture => self.capture(instruction, amount),
-            Body::Refund(refund) => self.refund(instruction, refund, (merchant, amount), place, seq),
-            Body::RefundReversal { reverses } => self.reversal(instruction, reverses, (merchant, amount), place),
+        let effect = match (&instruction.body, keys) {
+            (Body::Capture, Keys::Capture { own }) => self.capture(instruction, amount, own),
+            (Body::Refund(refund), Keys::Refund { original, own }) => {
+                self.refund(instruction, refund, (merchant, amount), place, (original, own))
+            }
+            (Body::RefundReversal { reverses }, Keys::Reversal { reversed }) => {
+                self.reversal(instruction, reverses, (merchant, amount), place, reversed)
+            }
+            _ => unreachable!("history keys built for another kind of instruction (seq {seq})"),
         }?;
         let merchant = merchant.unwrap_or_else(|| self.state.merchants.intern(&instruction.merchant_id));
         let window = self.state.open.entry(place.window).or_default();
@@ -264,25 +276,25 @@ impl Netter {
         Ok(())
     }
 
-    fn capture(&mut self, instruction: &Instruction, amount: Minor) -> Result<Effect, Reject> {
-        let key = original_key(&instruction.merchant_id, &instruction.id);
+    /// A capture of `amount`, whose own key in `captures` is `key`.
+    fn capture(&mut self, instruction: &Instruction, amount: Minor, key: Key) -> Result<Effect, Reject> {
         let record = CaptureRecord { currency: instruction.currency, amount, event_time: instruction.event_time };
         self.state.captures.insert(key, record);
         Ok(Effect::Captured)
     }
 
-    /// A refund of `amount` by `merchant` (`None` when the shard has accepted nothing of it yet).
+    /// A refund of `amount` by `merchant` (`None` when the shard has accepted nothing of it
+    /// yet); `original_key` is its original's key, `own_key` its own id's.
     fn refund(
         &mut self,
         ins: &Instruction,
         refund: &RefundFields,
         (merchant, amount): (Option<MerchantHandle>, Minor),
         place: Placement,
-        seq: u64,
+        (original_key, own_key): (Key, Key),
     ) -> Result<Effect, Reject> {
         let currency = ins.currency;
         let stated_amount = currency.minor(refund.original_amount);
-        let original_key = original_key(&ins.merchant_id, &refund.original_transaction_id);
         let capture = self.state.captures.get(&original_key).copied();
         let original_time = capture.map_or(refund.original_time, |c| c.event_time);
         if let Some(c) = capture {
@@ -324,8 +336,8 @@ impl Netter {
             detail_index: u32::try_from(detail_index).expect("fewer than 2^32 details per batch"),
             reversed: false,
         };
-        let previous = self.state.refunds.insert(id_key(&ins.id), record);
-        assert!(previous.is_none(), "refund id {} accepted twice (seq {seq})", ins.id);
+        let previous = self.state.refunds.insert(own_key, record);
+        assert!(previous.is_none(), "refund id {} accepted twice", ins.id);
         Ok(Effect::Refunded)
     }
 
@@ -356,8 +368,9 @@ impl Netter {
         reverses: &str,
         (merchant, amount): (Option<MerchantHandle>, Minor),
         place: Placement,
+        reversed_key: Key,
     ) -> Result<Effect, Reject> {
-        let record = match self.state.refunds.get_mut(&id_key(reverses)) {
+        let record = match self.state.refunds.get_mut(&reversed_key) {
             Some(record) if Some(record.merchant) == merchant => record,
             _ => {
                 let message = format!("merchant {} has no accepted refund {reverses}", ins.merchant_id);
