@@ -304,7 +304,7 @@ impl BatchReader {
             (true, "-") => return err(line, "paid refund without an EndToEndId"),
             (true, e2e) => {
                 if self.ids.insert(e2e.as_bytes()).is_none() {
-                    return err(line, format!("EndToEndId {e2e:?} is longer than {MAX_ID_BYTES} characters"));
+                    return err(line, format!("EndToEndId {e2e:?} is empty or longer than {MAX_ID_BYTES} characters"));
                 }
             }
             (false, "-") => {}
@@ -436,5 +436,8 @@ mod tests {
         let error = read(text.as_bytes()).expect_err("a 36-character id");
         assert_eq!(error.line, 4);
         assert!(error.problem.contains("longer than 35"), "{}", error.problem);
+        let empty = golden().replacen(&format!("|{id}\n"), "|\n", 1);
+        let error = read(empty.as_bytes()).expect_err("an empty id on a paid refund");
+        assert_eq!((error.line, error.problem.contains("empty")), (4, true), "{}", error.problem);
     }
 }
