@@ -273,8 +273,8 @@ fn transfer(x: &mut Xml<'_>, currency: Currency, batch: &SettledBatch, credit: &
     x.text("Nm", credit.creditor.name);
     x.raw("</Cdtr>");
     x.account("CdtrAcct", credit.creditor);
-    // The remittance text, escaped piece by piece (the same bytes as escaping it whole: only
-    // the merchant id can hold a character XML escapes).
+    // The remittance text, escaped piece by piece: the same bytes as escaping it whole, since
+    // escaping goes character by character and the fixed words and numbers hold none it changes.
     x.raw("<RmtInf><Ustrd>");
     match credit.kind {
         CreditKind::Refund => {
