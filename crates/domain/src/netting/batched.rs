@@ -19,7 +19,7 @@ const WARM: usize = 16;
 /// History entries (captures, originals and refunds) above which lookups are warmed: about
 /// 4 MB of 64-byte entries, more than a core's own caches hold. Below it the entries are in
 /// cache anyway and warming only looks each up twice (the criterion netting stage, 20,000
-/// instructions, ran 20% slower warmed). Tests warm once any history is held.
+/// lines, ran 20% slower warmed). Tests warm once any history is held.
 const WARM_ABOVE: usize = if cfg!(test) { 0 } else { 1 << 16 };
 
 /// The history keys an instruction looks up or inserts.
