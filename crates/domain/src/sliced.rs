@@ -8,6 +8,9 @@
 //! and the transient is a 64th of the index.
 //!
 //! It serializes as one map, so a checkpoint does not depend on the split.
+//!
+//! A key is held as two `u64`s: a `u128` is 16-byte aligned, which rounded every bucket up to a
+//! multiple of 16 bytes (a 40-byte original's bucket took 64).
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -25,8 +28,29 @@ const SLICES: usize = 1 << SLICE_BITS;
 /// A map from 128-bit hashes (uniform in every bit) to `V`.
 #[derive(Clone)]
 pub struct SlicedMap<V> {
-    slices: Box<[HashMap<u128, V, RandomState>]>,
+    slices: Box<[HashMap<Key, V, RandomState>]>,
     len: usize,
+}
+
+/// A 128-bit key as two `u64`s (8-byte aligned).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Key([u64; 2]);
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Keys are hashes already, uniform in every bit: one word of both halves will do.
+        state.write_u64(self.0[0] ^ self.0[1]);
+    }
+}
+
+impl Key {
+    fn of(key: u128) -> Key {
+        Key([key as u64, (key >> 64) as u64])
+    }
+
+    fn get(self) -> u128 {
+        u128::from(self.0[0]) | (u128::from(self.0[1]) << 64)
+    }
 }
 
 impl<V> Default for SlicedMap<V> {
@@ -43,19 +67,19 @@ impl<V> SlicedMap<V> {
     /// The value at `key`.
     #[inline]
     pub fn get(&self, key: &u128) -> Option<&V> {
-        self.slices[slice_of(*key)].get(key)
+        self.slices[slice_of(*key)].get(&Key::of(*key))
     }
 
     /// The value at `key`, to change.
     #[inline]
     pub fn get_mut(&mut self, key: &u128) -> Option<&mut V> {
-        self.slices[slice_of(*key)].get_mut(key)
+        self.slices[slice_of(*key)].get_mut(&Key::of(*key))
     }
 
     /// Sets `key` to `value`; returns the value it replaces.
     #[inline]
     pub fn insert(&mut self, key: u128, value: V) -> Option<V> {
-        let previous = self.slices[slice_of(key)].insert(key, value);
+        let previous = self.slices[slice_of(key)].insert(Key::of(key), value);
         self.len += usize::from(previous.is_none());
         previous
     }
@@ -64,7 +88,7 @@ impl<V> SlicedMap<V> {
     /// did (one probe where `get` then `insert` take two).
     #[inline]
     pub fn get_or_insert(&mut self, key: u128, value: V) -> (&mut V, bool) {
-        match self.slices[slice_of(key)].entry(key) {
+        match self.slices[slice_of(key)].entry(Key::of(key)) {
             Entry::Occupied(entry) => (entry.into_mut(), false),
             Entry::Vacant(entry) => {
                 self.len += 1;
@@ -85,7 +109,7 @@ impl<V> SlicedMap<V> {
     /// Removes `key`; returns its value.
     #[inline]
     pub fn remove(&mut self, key: &u128) -> Option<V> {
-        let removed = self.slices[slice_of(*key)].remove(key);
+        let removed = self.slices[slice_of(*key)].remove(&Key::of(*key));
         self.len -= usize::from(removed.is_some());
         removed
     }
@@ -93,7 +117,7 @@ impl<V> SlicedMap<V> {
     /// Keeps only the entries `keep` says yes to.
     pub fn retain(&mut self, mut keep: impl FnMut(&u128, &mut V) -> bool) {
         for slice in self.slices.iter_mut() {
-            slice.retain(&mut keep);
+            slice.retain(|key, value| keep(&key.get(), value));
         }
         self.len = self.slices.iter().map(HashMap::len).sum();
     }
@@ -109,8 +133,8 @@ impl<V> SlicedMap<V> {
     }
 
     /// Every entry, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&u128, &V)> + '_ {
-        self.slices.iter().flat_map(|slice| slice.iter())
+    pub fn iter(&self) -> impl Iterator<Item = (u128, &V)> + '_ {
+        self.slices.iter().flat_map(|slice| slice.iter().map(|(key, value)| (key.get(), value)))
     }
 
     /// Every value, in no particular order.
@@ -129,7 +153,7 @@ impl<V: Serialize> Serialize for SlicedMap<V> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.len))?;
         for (key, value) in self.iter() {
-            map.serialize_entry(key, value)?;
+            map.serialize_entry(&key, value)?;
         }
         map.end()
     }
