@@ -40,9 +40,16 @@ pub struct IdIndex {
 }
 
 /// An id as the index keys it: its 128-bit hash (16 bytes, no string kept). Two ids collide
-/// with probability about 2^-128 per pair (docs/decisions.md).
-fn id_key(id: &str) -> u128 {
-    xxh3_128(id.as_bytes())
+/// with probability about 2^-128 per pair (docs/decisions.md). Built once per delivery by
+/// whoever both warms the index with it and then judges the delivery (the file-mode routers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdKey(u128);
+
+impl IdKey {
+    /// The key of `id`.
+    pub fn of(id: &str) -> IdKey {
+        IdKey(xxh3_128(id.as_bytes()))
+    }
 }
 
 fn split(fp: Fingerprint) -> [u64; 2] {
@@ -76,8 +83,12 @@ impl IdIndex {
     /// Records a delivery at `position`, of event time `time` (Unix seconds; what expiry goes
     /// by), and classifies it.
     pub fn observe(&mut self, id: &CompactString, fingerprint: Fingerprint, position: u64, time: i64) -> Seen {
+        self.observe_keyed(IdKey::of(id), fingerprint, position, time)
+    }
+
+    /// [`IdIndex::observe`] with the id's key already built.
+    fn observe_keyed(&mut self, IdKey(key): IdKey, fingerprint: Fingerprint, position: u64, time: i64) -> Seen {
         let fingerprint = split(fingerprint);
-        let key = id_key(id);
         match self.first.get_or_insert(key, Entry { fingerprint, position, time }) {
             (_, true) => Seen::New,
             (entry, false) if entry.fingerprint == fingerprint => Seen::Duplicate(entry.position),
@@ -94,10 +105,10 @@ impl IdIndex {
         }
     }
 
-    /// Brings the entries of `ids` into cache with lookups that overlap (see
-    /// `SlicedMap::warm`), before they are observed one by one.
-    pub fn warm<'a>(&self, ids: impl Iterator<Item = &'a str>) {
-        self.first.warm(ids.map(id_key));
+    /// Brings the entries of `keys` into cache with lookups that overlap (see
+    /// `SlicedMap::warm`), before their deliveries are judged one by one.
+    pub fn warm(&self, keys: impl Iterator<Item = IdKey>) {
+        self.first.warm(keys.map(|IdKey(key)| key));
     }
 
     /// Decides what becomes of `parsed`, delivered at `at`: a valid first delivery is netted; an
@@ -120,12 +131,26 @@ impl IdIndex {
     /// from it (file mode's routers hand the shards their messages in place, never moving an
     /// instruction).
     pub fn judge<'a>(&mut self, parsed: &'a Parsed, at: Delivery) -> Decision<&'a Instruction> {
+        self.judge_keyed(parsed, parsed.id().map(IdKey::of), at)
+    }
+
+    /// [`IdIndex::judge`] with the key of the message's id (`None` when it has no id) already
+    /// built, by [`IdKey::of`]: what the file-mode routers, which warm the index with the keys
+    /// first, use to build each key once.
+    pub fn judge_keyed<'a>(
+        &mut self,
+        parsed: &'a Parsed,
+        key: Option<IdKey>,
+        at: Delivery,
+    ) -> Decision<&'a Instruction> {
         let (id, fingerprint, outcome) = match parsed {
             Parsed::Valid { instruction, fingerprint } => (&instruction.id, *fingerprint, Ok(instruction)),
             Parsed::Invalid { identity: Some(identity), reject } => (&identity.id, identity.fingerprint, Err(reject)),
             Parsed::Invalid { identity: None, reject } => return Decision::Reject(None, reject.clone()),
         };
-        match (self.observe(id, fingerprint, at.position, at.time), outcome) {
+        let key = key.unwrap_or_else(|| IdKey::of(id));
+        debug_assert_eq!(key, IdKey::of(id), "the key is the id's");
+        match (self.observe_keyed(key, fingerprint, at.position, at.time), outcome) {
             (Seen::New, Ok(instruction)) => Decision::Net(instruction),
             (Seen::New, Err(reject)) => Decision::Reject(Some(id.clone()), reject.clone()),
             (Seen::Duplicate(first_position), _) => {

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use clearhouse_domain::{DuplicateRecord, RejectRecord, SettledBatch, Stats, Window};
 
-pub use dedupe::{IdIndex, Seen};
+pub use dedupe::{IdIndex, IdKey, Seen};
 pub use pipeline::{net_all, EngineError};
 pub use stream::{Outcome, Partition, PartitionState, Seal, SealedPart};
 

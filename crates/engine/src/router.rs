@@ -19,7 +19,7 @@ use compact_str::CompactString;
 use crossbeam_channel::{Receiver, Sender};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::dedupe::{Decision, Delivery, IdIndex};
+use crate::dedupe::{Decision, Delivery, IdIndex, IdKey};
 use crate::shard::ShardBatch;
 
 /// File mode keeps every id until the end of the run (no history horizon), so the event time
@@ -84,11 +84,15 @@ impl Router {
     /// Routes one batch; false when a shard has stopped.
     fn route_batch(&mut self, batch: PartBatch) -> bool {
         let mut per_shard: Vec<Vec<u32>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
+        let mut keys = [None; WARM_IDS];
         for (chunk, items) in batch.items.chunks(WARM_IDS).enumerate() {
-            self.index.warm(items.iter().filter_map(|(_, parsed)| parsed.id()));
-            for (k, (i, parsed)) in items.iter().enumerate() {
+            for (key, (_, parsed)) in keys.iter_mut().zip(items) {
+                *key = parsed.id().map(IdKey::of);
+            }
+            self.index.warm(keys[..items.len()].iter().flatten().copied());
+            for (k, ((i, parsed), key)) in items.iter().zip(keys).enumerate() {
                 let record = batch.raw.records[*i as usize];
-                if let Some(instruction) = self.classify(&batch.raw, record, parsed) {
+                if let Some(instruction) = self.classify(&batch.raw, record, (parsed, key)) {
                     let shard = self.hasher.hash_one(instruction.merchant_id.as_str()) as usize % self.shards.len();
                     per_shard[shard].push((chunk * WARM_IDS + k) as u32);
                 }
@@ -104,11 +108,17 @@ impl Router {
         })
     }
 
-    /// Records the outcome of one message; returns the instruction when it goes on to netting.
-    fn classify<'a>(&mut self, raw: &RawBatch, record: RawRecord, parsed: &'a Parsed) -> Option<&'a Instruction> {
+    /// Records the outcome of one message (with its id's key); returns the instruction when it
+    /// goes on to netting.
+    fn classify<'a>(
+        &mut self,
+        raw: &RawBatch,
+        record: RawRecord,
+        (parsed, key): (&'a Parsed, Option<IdKey>),
+    ) -> Option<&'a Instruction> {
         self.out.stats.input += 1;
         let at = Delivery { position: record.position, unit: "position", time: FILE_MODE_TIME };
-        match self.index.judge(parsed, at) {
+        match self.index.judge_keyed(parsed, key, at) {
             Decision::Net(instruction) => return Some(instruction),
             Decision::Reject(id, reject) => self.reject(raw, record, id, reject),
             Decision::Duplicate(duplicate) => {
