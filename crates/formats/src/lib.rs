@@ -14,6 +14,7 @@ pub mod events;
 pub mod evidence;
 mod ids;
 pub mod manifest;
+mod marks;
 pub mod pain001;
 pub mod store;
 pub mod trace;

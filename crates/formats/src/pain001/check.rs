@@ -13,6 +13,11 @@ use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
 use crate::ids::IdSet;
+use crate::marks::Marks;
+
+/// The kinds of mark the scan looks for: `<` and `>`.
+const OPEN: usize = 0;
+const CLOSE: usize = 1;
 
 /// What a checked file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,29 +128,30 @@ impl Scan {
     fn scan(&mut self, bytes: &[u8], last: bool) -> Result<usize, String> {
         let currency = self.currency;
         let mut at = 0;
+        let mut marks = Marks::new(bytes, b'<', b'>');
         // The `<` that ended the last element's text: the next element's, found once.
         let mut next_open = None;
         let done = loop {
             let open = match next_open.take() {
                 Some(open) => open,
-                None => match memchr::memchr(b'<', &bytes[at..]) {
-                    Some(open) => at + open,
+                None => match marks.find(OPEN, at) {
+                    Some(open) => open,
                     None => break bytes.len(),
                 },
             };
             let start = open + 1;
-            let Some(close) = memchr::memchr(b'>', &bytes[start..]) else {
+            let Some(close) = marks.find(CLOSE, start) else {
                 if last {
                     return Err("unterminated tag".to_owned());
                 }
                 break start - 1;
             };
-            let tag = &bytes[start..start + close];
-            let after = start + close + 1;
-            let text_end = match memchr::memchr(b'<', &bytes[after..]) {
-                Some(len) => {
-                    next_open = Some(after + len);
-                    after + len
+            let tag = &bytes[start..close];
+            let after = close + 1;
+            let text_end = match marks.find(OPEN, after) {
+                Some(end) => {
+                    next_open = Some(end);
+                    end
                 }
                 None if last => bytes.len(),
                 None => break start - 1,
