@@ -32,6 +32,11 @@ pub(crate) struct IdSet {
 }
 
 impl IdSet {
+    /// An empty set with room for `ids` (a file's check knows how many transfers it will see).
+    pub(crate) fn with_capacity(ids: usize) -> IdSet {
+        IdSet { ids: HashSet::with_capacity_and_hasher(ids, foldhash::fast::RandomState::default()) }
+    }
+
     /// Adds `id`: `Some(true)` when it is new, `Some(false)` when it was there, `None` when it
     /// is empty or longer than [`MAX_ID_BYTES`] (no set holds it).
     pub(crate) fn insert(&mut self, id: &[u8]) -> Option<bool> {

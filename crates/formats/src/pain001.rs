@@ -122,7 +122,8 @@ pub fn encode(
     let records: u64 = blocks.iter().map(|(_, credits)| credits.len() as u64).sum();
     let total: Decimal = amounts.sum();
     let file = format!("{} {currency}", meta.id);
-    let mut x = Xml { buf: Vec::with_capacity(BLOCK_BYTES + 4096), scan: Scan::new(currency), out, file: &file };
+    let scan = Scan::expecting(currency, usize::try_from(records).unwrap_or(0));
+    let mut x = Xml { buf: Vec::with_capacity(BLOCK_BYTES + 4096), scan, out, file: &file };
     x.raw("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Document xmlns=\"");
     x.raw(NAMESPACE);
     x.raw("\"><CstmrCdtTrfInitn>\n<GrpHdr>");

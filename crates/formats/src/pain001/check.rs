@@ -84,6 +84,12 @@ pub struct Scan {
 impl Scan {
     /// A scan of a file in `currency` not yet fed any byte.
     pub fn new(currency: Currency) -> Scan {
+        Scan::expecting(currency, 0)
+    }
+
+    /// [`Scan::new`] with room for the EndToEndIds of `transfers` transfers (what the encoder
+    /// writes; a wrong number only costs the set a growth or some room).
+    pub fn expecting(currency: Currency, transfers: usize) -> Scan {
         Scan {
             currency,
             amount_tag: format!("InstdAmt Ccy=\"{}\"", currency.code()),
@@ -91,7 +97,7 @@ impl Scan {
             in_group: false,
             payment: None,
             payments: 0,
-            ids: IdSet::default(),
+            ids: IdSet::with_capacity(transfers),
             carry: Vec::new(),
             hasher: Sha256::new(),
         }
