@@ -41,10 +41,22 @@ pub fn sample_config() -> Config {
     Config::load(&root().join("examples/clearhouse.toml")).expect("sample config")
 }
 
-/// Runs the real file-mode job in memory and returns every output file by name.
+/// Runs the real file-mode job in memory and returns every output file by name. The engine is
+/// told the input's length, as `net` is told a file's, so its tables are sized from it.
 pub fn net_in_memory(config: &Config, input: &[u8], shards: usize) -> BTreeMap<String, Vec<u8>> {
+    net_in_memory_sized(config, input, shards, Some(input.len() as u64))
+}
+
+/// [`net_in_memory`] with the input's length as stated to the engine (`None`: not stated).
+pub fn net_in_memory_sized(
+    config: &Config,
+    input: &[u8],
+    shards: usize,
+    input_bytes: Option<u64>,
+) -> BTreeMap<String, Vec<u8>> {
     let store = MemStore::default();
-    net_reader(config, input, "input.jsonl", &store, (Some(shards), None), &AtomicU64::new(0)).expect("net");
+    let shape = (Some(shards), None, input_bytes);
+    net_reader(config, input, "input.jsonl", &store, shape, &AtomicU64::new(0)).expect("net");
     store.into_files()
 }
 

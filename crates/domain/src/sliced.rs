@@ -106,6 +106,21 @@ impl<V> SlicedMap<V> {
         std::hint::black_box(found);
     }
 
+    /// Makes room for about `total` entries in all (spread evenly over the tables, as uniform
+    /// keys spread), so that growing to that many allocates and copies nothing more. A request
+    /// the allocator refuses is dropped: the tables then grow as entries come, as without it.
+    pub fn reserve_total(&mut self, total: usize) {
+        let per_slice = total.div_ceil(SLICES);
+        for slice in self.slices.iter_mut() {
+            let _ = slice.try_reserve(per_slice.saturating_sub(slice.len()));
+        }
+    }
+
+    /// Entries the tables hold room for without growing.
+    pub fn capacity(&self) -> usize {
+        self.slices.iter().map(HashMap::capacity).sum()
+    }
+
     /// Removes `key`; returns its value.
     #[inline]
     pub fn remove(&mut self, key: &u128) -> Option<V> {
@@ -204,6 +219,11 @@ mod tests {
         assert_eq!((*value, inserted), (11, true), "absent: inserted");
         plain.insert(keys[1], 11);
         sliced.warm(keys.iter().copied());
+        let before = sliced.capacity();
+        sliced.reserve_total(64 * 1000);
+        assert!(sliced.capacity() >= 64 * 1000 && sliced.capacity() > before, "room for 1000 a table");
+        sliced.reserve_total(10);
+        assert!(sliced.capacity() >= 64 * 1000, "a smaller reservation shrinks nothing");
         sliced.retain(|_, v| *v % 3 != 0);
         plain.retain(|_, v| *v % 3 != 0);
         assert_eq!(sliced.len(), plain.len());

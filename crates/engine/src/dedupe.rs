@@ -171,6 +171,11 @@ impl IdIndex {
         self.conflicts.retain(|_, (_, time)| *time >= before);
     }
 
+    /// Makes room for `total` ids in all (see `SlicedMap::reserve_total`).
+    pub fn reserve(&mut self, total: usize) {
+        self.first.reserve_total(total);
+    }
+
     /// Number of distinct ids seen.
     pub fn len(&self) -> usize {
         self.first.len()

@@ -16,6 +16,7 @@
 
 mod dedupe;
 mod pipeline;
+mod presize;
 mod router;
 mod sequencer;
 mod shard;
@@ -41,12 +42,16 @@ pub struct EngineConfig {
     /// The run's stated `now` with the allowed skew: an event time later than `now + skew` is
     /// `event_time_in_future`. `None` (the default) checks nothing.
     pub now: Option<(jiff::Timestamp, jiff::SignedDuration)>,
+    /// Size of the input in bytes, when known (a file): the routers and shards then size their
+    /// tables for all of it once they have read a 32nd of it (`presize.rs`). `None` (the
+    /// default): the tables grow as entries come.
+    pub input_bytes: Option<u64>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        EngineConfig { shards: cores, parse_threads: cores, queue_batches: 4, now: None }
+        EngineConfig { shards: cores, parse_threads: cores, queue_batches: 4, now: None, input_bytes: None }
     }
 }
 

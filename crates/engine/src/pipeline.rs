@@ -10,6 +10,7 @@ use clearhouse_ingest::RawBatch;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use jiff::{SignedDuration, Timestamp};
 
+use crate::presize::Presize;
 use crate::router::{part_of, route, PartBatch, RouterOutput};
 use crate::sequencer::{sequence, ParsedBatch};
 use crate::shard::{run_shard, ShardBatch, ShardOutput};
@@ -53,11 +54,18 @@ where
             .into_iter()
             .map(|inputs| {
                 let policy = Arc::clone(&policy);
-                scope.spawn(move || run_shard(inputs, calendar, policy))
+                let presize = Presize::new(config.input_bytes);
+                scope.spawn(move || run_shard(inputs, (calendar, policy), presize))
             })
             .collect();
-        let routers: Vec<_> =
-            part_rxs.into_iter().zip(shard_links).map(|(rx, links)| scope.spawn(move || route(rx, links))).collect();
+        let routers: Vec<_> = part_rxs
+            .into_iter()
+            .zip(shard_links)
+            .map(|(rx, links)| {
+                let presize = Presize::new(config.input_bytes);
+                scope.spawn(move || route(rx, links, presize))
+            })
+            .collect();
         let sequencer = scope.spawn(move || sequence(parsed_rx, part_txs, progress));
         let read_error = feed(input, raw_tx);
         let last_position = join(sequencer);

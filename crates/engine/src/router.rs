@@ -20,6 +20,7 @@ use crossbeam_channel::{Receiver, Sender};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::dedupe::{Decision, Delivery, IdIndex, IdKey};
+use crate::presize::Presize;
 use crate::shard::ShardBatch;
 
 /// File mode keeps every id until the end of the run (no history horizon), so the event time
@@ -65,7 +66,8 @@ struct Router {
 
 /// Routes every batch of one id part, in input order, until the sequencer is done (or a shard
 /// has stopped: only a panic stops one early, and that panic is what the run reports).
-pub(crate) fn route(rx: Receiver<PartBatch>, shards: Vec<Sender<ShardBatch>>) -> RouterOutput {
+/// With `presize`, the id index is sized for the whole input once a part of it is routed.
+pub(crate) fn route(rx: Receiver<PartBatch>, shards: Vec<Sender<ShardBatch>>, mut presize: Presize) -> RouterOutput {
     let mut router = Router {
         shards,
         index: IdIndex::default(),
@@ -73,7 +75,12 @@ pub(crate) fn route(rx: Receiver<PartBatch>, shards: Vec<Sender<ShardBatch>>) ->
         out: RouterOutput::default(),
     };
     for batch in rx {
-        if !router.route_batch(batch) {
+        let growth = presize.observe(&batch.raw);
+        let routed = router.route_batch(batch);
+        if let Some(growth) = growth {
+            router.index.reserve(growth.expected(router.index.len()));
+        }
+        if !routed {
             break;
         }
     }

@@ -6,6 +6,8 @@ use clearhouse_domain::{Calendar, Instruction, Netter, Parsed, Placement, Policy
 use clearhouse_ingest::RawBatch;
 use crossbeam_channel::Receiver;
 
+use crate::presize::Presize;
+
 use clearhouse_domain::{RejectRecord, Stats};
 
 /// Work for one shard from one router: of the router's messages (each with its record index
@@ -36,8 +38,13 @@ pub(crate) struct ShardOutput {
 }
 
 /// Nets everything received, then closes every window (file mode: pure event time). `inputs`
-/// has one channel per router; each sends one message per source batch, in input order.
-pub(crate) fn run_shard(inputs: Vec<Receiver<ShardBatch>>, calendar: &Calendar, policy: Arc<Policy>) -> ShardOutput {
+/// has one channel per router; each sends one message per source batch, in input order. With
+/// `presize`, the history tables are sized for the whole input once a part of it is netted.
+pub(crate) fn run_shard(
+    inputs: Vec<Receiver<ShardBatch>>,
+    (calendar, policy): (&Calendar, Arc<Policy>),
+    mut presize: Presize,
+) -> ShardOutput {
     let mut netter = Netter::new(policy);
     let mut rejects = Vec::new();
     let mut stats = Stats::default();
@@ -60,6 +67,9 @@ pub(crate) fn run_shard(inputs: Vec<Receiver<ShardBatch>>, calendar: &Calendar, 
                 rejects.push(RejectRecord::new(record.position, id, reject, raw.payload(&record)));
             }
         });
+        if let Some(growth) = presize.observe(&raw) {
+            netter.reserve_history(|len| growth.expected(len));
+        }
     }
     let mut windows = Vec::new();
     while let Some(closed) = netter.close_earliest() {

@@ -47,6 +47,13 @@ impl RawBatch {
         &self.bytes[record.start as usize..(record.start + record.len) as usize]
     }
 
+    /// Bytes of the source the batch stands for: every message's full length (an oversized
+    /// one's as measured, not its kept prefix) plus one terminator each.
+    pub fn source_bytes(&self) -> u64 {
+        let len = |r: &RawRecord| self.oversized(r).map_or(u64::from(r.len), |o| o.len);
+        self.records.iter().map(|r| len(r) + 1).sum()
+    }
+
     /// What the source measured of `record` when it was too large to keep whole.
     pub fn oversized(&self, record: &RawRecord) -> Option<&Oversized> {
         record.oversized.checked_sub(1).and_then(|i| self.oversized.get(i as usize))

@@ -248,6 +248,7 @@ impl Config {
             parse_threads: pick(self.engine.parse_threads, defaults.parse_threads),
             queue_batches: pick(self.engine.queue_blocks, defaults.queue_batches),
             now: None,
+            input_bytes: None,
         }
     }
 }

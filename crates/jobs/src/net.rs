@@ -95,20 +95,24 @@ pub fn run_net(config: &Config, options: &NetOptions, progress: &AtomicU64) -> R
     let file =
         File::open(&options.input).map_err(|source| NetError::OpenInput { path: options.input.clone(), source })?;
     let store = DirStore::create(&options.out)?;
-    net_reader(config, file, &input_name, &store, (options.shards, options.now), progress).map_err(|e| match e {
+    // The tables are sized from it (an estimate only: a file that changes while read is fine).
+    let input_bytes = file.metadata().ok().filter(std::fs::Metadata::is_file).map(|m| m.len());
+    let shape = (options.shards, options.now, input_bytes);
+    net_reader(config, file, &input_name, &store, shape, progress).map_err(|e| match e {
         NetError::Engine { source, .. } => NetError::Engine { path: options.input.clone(), source },
         other => other,
     })
 }
 
 /// Runs the file-mode job on any JSONL stream named `input_name`, publishing into `store`, with
-/// `shards` overriding the configuration and an optional `now` (see [`NetOptions`]).
+/// `shards` overriding the configuration, an optional `now` (see [`NetOptions`]) and the
+/// stream's length when known (`EngineConfig::input_bytes`; outputs do not depend on it).
 pub fn net_reader<R: Read + Send>(
     config: &Config,
     input: R,
     input_name: &str,
     store: &dyn OutputStore,
-    (shards, now): (Option<usize>, Option<jiff::Timestamp>),
+    (shards, now, input_bytes): (Option<usize>, Option<jiff::Timestamp>, Option<u64>),
     progress: &AtomicU64,
 ) -> Result<NetReport, NetError> {
     let started = Instant::now();
@@ -117,6 +121,7 @@ pub fn net_reader<R: Read + Send>(
     let debtor = config.debtor()?;
     let mut engine = config.engine(shards);
     engine.now = now.map(|now| (now, policy.max_event_time_skew));
+    engine.input_bytes = input_bytes;
     let reader = JsonlReader::new(input, config.engine.block_bytes.max(4096));
     let result = net_all(reader, &calendar, policy, &engine, progress)
         .map_err(|source| NetError::Engine { path: PathBuf::from(input_name), source })?;

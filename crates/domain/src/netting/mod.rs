@@ -220,6 +220,16 @@ impl Netter {
         self.state.captures.len() + self.state.originals.len() + self.state.refunds.len()
     }
 
+    /// Makes room in each history table (captures, originals, refunds) for `expected(len)`
+    /// entries, `len` being what it holds now: file mode sizes the tables once for the whole
+    /// input instead of doubling them all the way (`engine`'s presizing).
+    pub fn reserve_history(&mut self, expected: impl Fn(usize) -> usize) {
+        let state = &mut self.state;
+        state.captures.reserve_total(expected(state.captures.len()));
+        state.originals.reserve_total(expected(state.originals.len()));
+        state.refunds.reserve_total(expected(state.refunds.len()));
+    }
+
     /// The newest window closed so far.
     pub fn last_closed(&self) -> Option<WindowId> {
         self.state.last_closed
