@@ -170,6 +170,54 @@ pub fn parse_amount(text: &str, currency: Currency, allow_zero: bool) -> Result<
     if fraction_digits > currency.minor_units() as usize {
         return Err(AmountError::Scale);
     }
+    match small_amount(text, fraction_digits) {
+        Some(signed) => judge_amount(signed, allow_zero),
+        None => reference_amount(text, allow_zero),
+    }
+}
+
+/// A syntactically valid amount of at most 18 digits (every amount up to [`MAX_AMOUNT`] at
+/// any scale a currency has) as its sign and digits read as one integer, with its scale: what
+/// `Decimal::from_str` would give, without its general parser (which was most of the cost of
+/// an amount). `None` for longer texts, which take the reference path.
+fn small_amount(text: &str, scale: usize) -> Option<(bool, u64, u32)> {
+    let bytes = text.as_bytes();
+    let (negative, unsigned) = match bytes.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, bytes),
+    };
+    if unsigned.len() > 18 + usize::from(scale > 0) {
+        return None;
+    }
+    let digits = unsigned.iter().filter(|&&b| b != b'.');
+    let mantissa = digits.fold(0u64, |m, &b| m * 10 + u64::from(b - b'0'));
+    Some((negative, mantissa, u32::try_from(scale).ok()?))
+}
+
+/// [`parse_amount`]'s checks on an amount read by [`small_amount`], and its normalised value.
+fn judge_amount(
+    (negative, mut mantissa, mut scale): (bool, u64, u32),
+    allow_zero: bool,
+) -> Result<Decimal, AmountError> {
+    if mantissa == 0 {
+        return if allow_zero { Ok(Decimal::ZERO) } else { Err(AmountError::NotPositive) };
+    }
+    if negative {
+        return Err(AmountError::NotPositive);
+    }
+    if u128::from(mantissa) > 1_000_000_000_000u128 * 10u128.pow(scale) {
+        return Err(AmountError::TooLarge);
+    }
+    while scale > 0 && mantissa % 10 == 0 {
+        mantissa /= 10;
+        scale -= 1;
+    }
+    Ok(Decimal::from_i128_with_scale(i128::from(mantissa), scale))
+}
+
+/// [`parse_amount`] through `Decimal::from_str`: the definition the fast path is tested
+/// against, and the path of texts too long for it.
+fn reference_amount(text: &str, allow_zero: bool) -> Result<Decimal, AmountError> {
     let value = Decimal::from_str(text).map_err(|_| AmountError::TooLarge)?;
     if value.is_sign_negative() && !value.is_zero() || (value.is_zero() && !allow_zero) {
         return Err(AmountError::NotPositive);
@@ -201,6 +249,42 @@ fn check_syntax(text: &str) -> Result<usize, AmountError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The integer path gives what `Decimal::from_str` gives, value, scale and error, on
+        /// every amount it takes (short texts made common, zeros and signs included).
+        #[test]
+        fn the_fast_amount_is_the_reference_amount(
+            negative in any::<bool>(),
+            int in "[0-9]{1,20}",
+            frac in proptest::option::of("[0-9]{1,4}"),
+            allow_zero in any::<bool>(),
+        ) {
+            let text = format!("{}{int}{}", if negative { "-" } else { "" }, frac.as_deref().map(|f| format!(".{f}")).unwrap_or_default());
+            let scale = frac.as_deref().map_or(0, str::len);
+            if let Some(small) = small_amount(&text, scale) {
+                let (fast, reference) = (judge_amount(small, allow_zero), reference_amount(&text, allow_zero));
+                prop_assert_eq!(fast, reference, "{}", text);
+                if let (Ok(fast), Ok(reference)) = (fast, reference) {
+                    prop_assert_eq!(fast.scale(), reference.scale(), "{}", text);
+                    prop_assert_eq!(fast.is_sign_negative(), reference.is_sign_negative(), "{}", text);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn amounts_at_the_edges_take_both_paths_alike() {
+        let kwd = Currency::from_code("KWD").expect("KWD");
+        for text in ["1000000000000", "1000000000000.001", "999999999999.999", "-0", "-0.000", "000.100", "0.001"] {
+            let reference = check_syntax(text).and_then(|_| reference_amount(text, true));
+            assert_eq!(parse_amount(text, kwd, true), reference, "{text}");
+        }
+        let long = "0000000000000000000000001.5";
+        assert_eq!(small_amount(long, 1), None, "longer than 18 digits: the reference path");
+        assert_eq!(parse_amount(long, kwd, false), Ok(Decimal::new(15, 1)));
+    }
 
     fn cny() -> Currency {
         Currency::from_code("CNY").expect("CNY")
