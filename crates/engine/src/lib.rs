@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use clearhouse_domain::{DuplicateRecord, RejectRecord, SettledBatch, Stats, Window};
 
-pub use dedupe::{IdIndex, IdKey, Seen};
+pub use dedupe::{IdIndex, IdKey, KeptBy, Seen};
 pub use pipeline::{net_all, EngineError};
 pub use stream::{Outcome, Partition, PartitionState, Seal, SealedPart};
 

@@ -23,8 +23,8 @@ use crate::dedupe::{Decision, Delivery, IdIndex, IdKey};
 use crate::presize::Presize;
 use crate::shard::ShardBatch;
 
-/// File mode keeps every id until the end of the run (no history horizon), so the event time
-/// the index keeps its entries by is irrelevant there.
+/// File mode keeps every id until the end of the run (no history horizon): its index keeps no
+/// event time (`IdIndex<()>`), so the time a delivery states to it is never read.
 const FILE_MODE_TIME: i64 = 0;
 
 /// Ids whose index entries are brought into cache together before they are observed one by
@@ -59,7 +59,7 @@ pub(crate) struct RouterOutput {
 
 struct Router {
     shards: Vec<Sender<ShardBatch>>,
-    index: IdIndex,
+    index: IdIndex<()>,
     hasher: foldhash::fast::FixedState,
     out: RouterOutput,
 }
