@@ -11,6 +11,7 @@ mod closed;
 mod credits;
 mod merchants;
 mod refund_checks;
+mod refund_record;
 mod settle;
 mod stored;
 mod time;
@@ -33,6 +34,7 @@ use batch::BatchState;
 use batched::Keys;
 use merchants::{MerchantHandle, Merchants};
 use refund_checks::{check_against_original, check_stated_original, exceeds, Source};
+use refund_record::RefundRecord;
 use stored::{Stored, Strings};
 use time::Time;
 
@@ -124,21 +126,6 @@ struct CaptureRecord {
 const _: () = assert!(std::mem::size_of::<CaptureRecord>() == 24);
 const _: () = assert!(std::mem::size_of::<OriginalState>() == 32);
 
-/// What a later reversal needs to know about an accepted refund.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RefundRecord {
-    /// Its merchant: a reversal must come from the same merchant.
-    merchant: MerchantHandle,
-    /// The key of its original in `originals`.
-    original: Key,
-    currency: Currency,
-    amount: Minor,
-    event_time: Timestamp,
-    window: WindowId,
-    detail_index: u32,
-    reversed: bool,
-}
-
 /// An open window: its batches, and the strings of their details.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct OpenWindow {
@@ -199,7 +186,7 @@ impl Netter {
     pub fn expire(&mut self, before: Timestamp) {
         self.state.captures.retain(|_, c| c.event_time.get() >= before);
         self.state.originals.retain(|_, o| o.original_time.get() >= before);
-        self.state.refunds.retain(|_, r| r.event_time >= before);
+        self.state.refunds.retain(|_, r| r.event_time() >= before);
         // A merchant nothing refers to any more (no open batch, no carried debt, no refund a
         // reversal could name) is forgotten too: its handle is free for the next new merchant.
         let state = &self.state;
@@ -348,16 +335,14 @@ impl Netter {
             original_time: first_time.into(),
         };
         self.state.originals.insert(original_key, original);
-        let record = RefundRecord {
-            merchant: merchant.unwrap_or_else(|| self.state.merchants.intern(&ins.merchant_id)),
-            original: original_key,
-            currency,
-            amount,
-            event_time: ins.event_time,
-            window: place.window,
-            detail_index: u32::try_from(detail_index).expect("fewer than 2^32 details per batch"),
-            reversed: false,
-        };
+        let merchant = merchant.unwrap_or_else(|| self.state.merchants.intern(&ins.merchant_id));
+        let record = RefundRecord::new(
+            (merchant, original_key),
+            (currency, amount),
+            (ins.event_time, place.window),
+            detail_index,
+        )
+        .expect("fewer than 2^31 details per batch");
         let previous = self.state.refunds.insert(own_key, record);
         assert!(previous.is_none(), "refund id {} accepted twice", ins.id);
         Ok(Effect::Refunded)
@@ -399,7 +384,7 @@ impl Netter {
                 return Err(Reject::field(RejectReason::ReversalUnknownRefund, "reverses", message));
             }
         };
-        if record.reversed {
+        if record.reversed() {
             return Err(Reject::field(
                 RejectReason::ReversalAlreadyApplied,
                 "reverses",
@@ -418,16 +403,16 @@ impl Netter {
             );
             return Err(Reject::field(RejectReason::ReversalAmountMismatch, "amount", message));
         }
-        if ins.event_time < record.event_time {
+        if ins.event_time < record.event_time() {
             let message =
-                format!("reversal at {} is before refund {reverses} at {}", ins.event_time, record.event_time);
+                format!("reversal at {} is before refund {reverses} at {}", ins.event_time, record.event_time());
             return Err(Reject::field(RejectReason::ReversalBeforeRefund, "event_time", message));
         }
-        record.reversed = true;
-        let (refund_window, detail_index, merchant) = (record.window, record.detail_index, record.merchant);
+        record.reverse();
+        let (refund_window, detail_index, merchant) = (record.window, record.detail_index(), record.merchant);
         // The original may be forgotten (its time is before the history horizon, the refund's
         // is not): then nothing remembers what was refunded of it, and nothing needs to.
-        if let Some(original) = self.state.originals.get_mut(&record.original) {
+        if let Some(original) = self.state.originals.get_mut(&record.original()) {
             original.refunded -= amount;
             assert!(original.refunded >= 0, "refunded-so-far went negative reversing {reverses}");
         }
@@ -436,7 +421,7 @@ impl Netter {
         }
         let window = self.state.open.get_mut(&place.window).expect("the refund's window is open");
         let batch = window.batches.get_mut(&(merchant, ins.currency)).expect("the refund's batch is open");
-        let refund = &mut batch.details[detail_index as usize];
+        let refund = &mut batch.details[detail_index];
         let in_step = refund.id(&window.strings) == reverses && refund.effect == Effect::Refunded;
         assert!(in_step, "refund detail index out of step");
         refund.effect = Effect::RefundReversed;
