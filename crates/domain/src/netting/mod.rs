@@ -278,7 +278,7 @@ impl Netter {
         if place.late_from.is_some() {
             batch.counts.late += 1;
         }
-        batch.details.push(stored);
+        batch.push_detail(stored);
         Ok(())
     }
 
