@@ -110,7 +110,8 @@ impl BatchState {
     /// Appends a detail. A full vector grows by half, not by double: a window holds tens of
     /// thousands of batches, each vector's spare room is memory no record uses, and growing by
     /// half keeps about a quarter spare on average instead of about 44%. At 5 M lines it took
-    /// 30 MB off the peak for no measurable time (docs/benchmarks.md).
+    /// 30 MB off the peak; its cost in time did not show beyond the runs' spread
+    /// (docs/benchmarks.md).
     pub(crate) fn push_detail(&mut self, stored: Stored) {
         if self.details.len() == self.details.capacity() {
             self.details.reserve_exact((self.details.len() / 2).max(8));
