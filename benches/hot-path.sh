@@ -40,9 +40,13 @@ dd if=/dev/zero of="$dir/fsync.bin" bs=8M count=128 conv=fsync 2>"$dir/dd.txt"
 rm -f "$dir/fsync.bin"
 record fsync_mb_s "$(awk '/copied/ {print int(1073741824 / $(NF-3) / 1e6)}' "$dir/dd.txt")"
 
-# End to end, the page cache warmed by one read of the input first (DuckDB gets the same).
+# End to end, the page cache warmed by one read of the input first (DuckDB gets the same), and
+# the writes before it (the disk test, a previous run's outputs deleted) settled first, so that
+# `net` is not timed while the kernel is still flushing someone else's pages.
 cat "$input" >/dev/null
 rm -rf "$dir/out"
+sync
+sleep 5
 /usr/bin/time -f "%M %e" -o "$dir/time.txt" "$bin" net --no-progress --input "$input" --out "$dir/out" >"$dir/net.txt" 2>"$dir/net.err"
 read -r rss_kb wall <"$dir/time.txt"
 record net_wall_s "$wall"
