@@ -53,30 +53,41 @@ impl<'a> Flat<'a> {
         })
     }
 
-    /// The canonical encoding of the message (`json.rs`), appended to `out`.
+    /// The canonical encoding of the message (`json.rs`), appended to `out`. Each key's part
+    /// of it is the same in every message, so it is copied from [`KEY_PARTS`].
     fn canonical(&self, out: &mut Vec<u8>) {
+        let keys = &*KEY_PARTS;
         out.push(b'o');
-        for (i, key) in KEYS.iter().enumerate().take(TOP) {
+        for (i, key) in keys.iter().enumerate().take(TOP) {
             if i == PAYEE {
                 if let Some(parts) = &self.payee {
-                    canonical_bytes(out, b'k', key.as_bytes());
+                    out.extend_from_slice(key);
                     out.push(b'o');
-                    for (part, name) in parts.iter().zip(&KEYS[PAYEE_PARTS..]) {
+                    for (part, name) in parts.iter().zip(&keys[PAYEE_PARTS..]) {
                         if let Some(value) = part {
-                            canonical_bytes(out, b'k', name.as_bytes());
+                            out.extend_from_slice(name);
                             canonical_bytes(out, b's', value.as_bytes());
                         }
                     }
                     out.push(b'e');
                 }
             } else if let Some(value) = self.fields[i] {
-                canonical_bytes(out, b'k', key.as_bytes());
+                out.extend_from_slice(key);
                 canonical_bytes(out, b's', value.as_bytes());
             }
         }
         out.push(b'e');
     }
 }
+
+/// Each schema key as a canonical encoding holds it (`canonical_bytes` with tag `k`).
+static KEY_PARTS: std::sync::LazyLock<[Vec<u8>; KEYS.len()]> = std::sync::LazyLock::new(|| {
+    KEYS.map(|key| {
+        let mut part = Vec::with_capacity(5 + key.len());
+        canonical_bytes(&mut part, b'k', key.as_bytes());
+        part
+    })
+});
 
 /// Scans `bytes` as a message of the common shape; `None` for anything else.
 pub(super) fn scan(bytes: &[u8]) -> Option<Flat<'_>> {
