@@ -28,27 +28,30 @@ const SLICES: usize = 1 << SLICE_BITS;
 /// A map from 128-bit hashes (uniform in every bit) to `V`.
 #[derive(Clone)]
 pub struct SlicedMap<V> {
-    slices: Box<[HashMap<Key, V, RandomState>]>,
+    slices: Box<[HashMap<SplitKey, V, RandomState>]>,
     len: usize,
 }
 
-/// A 128-bit key as two `u64`s (8-byte aligned).
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Key([u64; 2]);
+/// A 128-bit key as two `u64`s (8-byte aligned): how the tables hold their keys, and how a
+/// record that refers to another table's entry holds that key (`netting/refund_record.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SplitKey([u64; 2]);
 
-impl std::hash::Hash for Key {
+impl std::hash::Hash for SplitKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         // Keys are hashes already, uniform in every bit: one word of both halves will do.
         state.write_u64(self.0[0] ^ self.0[1]);
     }
 }
 
-impl Key {
-    fn of(key: u128) -> Key {
-        Key([key as u64, (key >> 64) as u64])
+impl SplitKey {
+    /// `key`, split.
+    pub(crate) fn of(key: u128) -> SplitKey {
+        SplitKey([key as u64, (key >> 64) as u64])
     }
 
-    fn get(self) -> u128 {
+    /// The key it holds.
+    pub(crate) fn get(self) -> u128 {
         u128::from(self.0[0]) | (u128::from(self.0[1]) << 64)
     }
 }
@@ -67,19 +70,19 @@ impl<V> SlicedMap<V> {
     /// The value at `key`.
     #[inline]
     pub fn get(&self, key: &u128) -> Option<&V> {
-        self.slices[slice_of(*key)].get(&Key::of(*key))
+        self.slices[slice_of(*key)].get(&SplitKey::of(*key))
     }
 
     /// The value at `key`, to change.
     #[inline]
     pub fn get_mut(&mut self, key: &u128) -> Option<&mut V> {
-        self.slices[slice_of(*key)].get_mut(&Key::of(*key))
+        self.slices[slice_of(*key)].get_mut(&SplitKey::of(*key))
     }
 
     /// Sets `key` to `value`; returns the value it replaces.
     #[inline]
     pub fn insert(&mut self, key: u128, value: V) -> Option<V> {
-        let previous = self.slices[slice_of(key)].insert(Key::of(key), value);
+        let previous = self.slices[slice_of(key)].insert(SplitKey::of(key), value);
         self.len += usize::from(previous.is_none());
         previous
     }
@@ -88,7 +91,7 @@ impl<V> SlicedMap<V> {
     /// did (one probe where `get` then `insert` take two).
     #[inline]
     pub fn get_or_insert(&mut self, key: u128, value: V) -> (&mut V, bool) {
-        match self.slices[slice_of(key)].entry(Key::of(key)) {
+        match self.slices[slice_of(key)].entry(SplitKey::of(key)) {
             Entry::Occupied(entry) => (entry.into_mut(), false),
             Entry::Vacant(entry) => {
                 self.len += 1;
@@ -124,7 +127,7 @@ impl<V> SlicedMap<V> {
     /// Removes `key`; returns its value.
     #[inline]
     pub fn remove(&mut self, key: &u128) -> Option<V> {
-        let removed = self.slices[slice_of(*key)].remove(&Key::of(*key));
+        let removed = self.slices[slice_of(*key)].remove(&SplitKey::of(*key));
         self.len -= usize::from(removed.is_some());
         removed
     }

@@ -17,6 +17,7 @@ use super::time::Time;
 use super::Key;
 use crate::calendar::WindowId;
 use crate::money::{Currency, Minor};
+use crate::sliced::SplitKey;
 
 /// The top bit of `detail`: the refund was reversed.
 const REVERSED: u32 = 1 << 31;
@@ -28,7 +29,7 @@ pub(super) struct RefundRecord {
     /// Its merchant: a reversal must come from the same merchant.
     pub(super) merchant: MerchantHandle,
     /// The key of its original in `originals`, as two halves (8-byte aligned).
-    original: [u64; 2],
+    original: SplitKey,
     pub(super) currency: Currency,
     pub(super) amount: Minor,
     event_time: Time,
@@ -48,13 +49,13 @@ impl RefundRecord {
         detail_index: usize,
     ) -> Option<RefundRecord> {
         let detail = u32::try_from(detail_index).ok().filter(|&i| i < REVERSED)?;
-        let original = [original as u64, (original >> 64) as u64];
+        let original = SplitKey::of(original);
         Some(RefundRecord { merchant, original, currency, amount, event_time: event_time.into(), window, detail })
     }
 
     /// The key of its original.
     pub(super) fn original(&self) -> Key {
-        u128::from(self.original[0]) | (u128::from(self.original[1]) << 64)
+        self.original.get()
     }
 
     /// Its event time.
