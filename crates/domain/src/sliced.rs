@@ -1,11 +1,16 @@
-//! A hash map keyed by 128-bit hashes, split into 64 tables by the key's top bits, so that
-//! growing it copies a 64th of it at a time.
+//! A hash map keyed by 128-bit hashes, split into 64 or more tables by the key's top bits, so
+//! that growing it copies a 64th of it at a time.
 //!
 //! Why: the id index and the refund history hold millions of entries, and a hash table that
 //! doubles allocates its new table while the old one is still alive. At one million lines,
 //! `net`'s heap peaked while the two routers' id indexes doubled at once: 154 MB for 77 MB of
 //! live entries (docs/benchmarks.md). Split 64 ways, the tables still double, but one at a time,
 //! and the transient is a 64th of the index.
+//!
+//! A table's size is a power of two, so a map sized for `n` entries is 44-87% full depending on
+//! where `n` falls between two powers. When the final size is known in advance
+//! ([`SlicedMap::reserve_total`]), the map is split into as many tables (64 to 128) as make
+//! tables of one power-of-two size about 78% full at that size, whatever it is.
 //!
 //! It serializes as one map, so a checkpoint does not depend on the split.
 //!
@@ -21,9 +26,14 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Bits of the key that choose the table.
-const SLICE_BITS: u32 = 6;
-const SLICES: usize = 1 << SLICE_BITS;
+/// Tables a map starts with, and the fewest it is laid out in.
+const SLICES: usize = 64;
+
+/// The most entries a table of `buckets` (a power of two, at least 8) holds before it grows:
+/// seven eighths of them (the load limit of `std`'s tables, hashbrown's).
+const fn table_room(buckets: usize) -> usize {
+    buckets / 8 * 7
+}
 
 /// A map from 128-bit hashes (uniform in every bit) to `V`.
 #[derive(Clone)]
@@ -62,27 +72,41 @@ impl<V> Default for SlicedMap<V> {
     }
 }
 
-fn slice_of(key: u128) -> usize {
-    (key >> (128 - SLICE_BITS)) as usize
+/// The table of `key` among `slices`: the key's top 64 bits scaled to the table count, so each
+/// table takes an equal share of the key space (at 64 tables, the key's top six bits).
+#[inline]
+fn slice_of(key: u128, slices: usize) -> usize {
+    ((u128::from((key >> 64) as u64) * slices as u128) >> 64) as usize
 }
 
 impl<V> SlicedMap<V> {
+    #[inline]
+    fn slice(&self, key: u128) -> &HashMap<SplitKey, V, RandomState> {
+        &self.slices[slice_of(key, self.slices.len())]
+    }
+
+    #[inline]
+    fn slice_mut(&mut self, key: u128) -> &mut HashMap<SplitKey, V, RandomState> {
+        let slices = self.slices.len();
+        &mut self.slices[slice_of(key, slices)]
+    }
+
     /// The value at `key`.
     #[inline]
     pub fn get(&self, key: &u128) -> Option<&V> {
-        self.slices[slice_of(*key)].get(&SplitKey::of(*key))
+        self.slice(*key).get(&SplitKey::of(*key))
     }
 
     /// The value at `key`, to change.
     #[inline]
     pub fn get_mut(&mut self, key: &u128) -> Option<&mut V> {
-        self.slices[slice_of(*key)].get_mut(&SplitKey::of(*key))
+        self.slice_mut(*key).get_mut(&SplitKey::of(*key))
     }
 
     /// Sets `key` to `value`; returns the value it replaces.
     #[inline]
     pub fn insert(&mut self, key: u128, value: V) -> Option<V> {
-        let previous = self.slices[slice_of(key)].insert(SplitKey::of(key), value);
+        let previous = self.slice_mut(key).insert(SplitKey::of(key), value);
         self.len += usize::from(previous.is_none());
         previous
     }
@@ -91,7 +115,8 @@ impl<V> SlicedMap<V> {
     /// did (one probe where `get` then `insert` take two).
     #[inline]
     pub fn get_or_insert(&mut self, key: u128, value: V) -> (&mut V, bool) {
-        match self.slices[slice_of(key)].entry(SplitKey::of(key)) {
+        let slice = slice_of(key, self.slices.len());
+        match self.slices[slice].entry(SplitKey::of(key)) {
             Entry::Occupied(entry) => (entry.into_mut(), false),
             Entry::Vacant(entry) => {
                 self.len += 1;
@@ -109,13 +134,30 @@ impl<V> SlicedMap<V> {
         std::hint::black_box(found);
     }
 
-    /// Makes room for about `total` entries in all (spread evenly over the tables, as uniform
-    /// keys spread), so that growing to that many allocates and copies nothing more. A request
-    /// the allocator refuses is dropped: the tables then grow as entries come, as without it.
+    /// Makes room for about `total` entries in all, expected when the map is full grown, so
+    /// that growing to that many allocates and copies nothing more. The map is laid out again
+    /// for it: as many tables ([`Layout`]) as make them about 78% full at `total`, with room
+    /// for an eighth more before any grows, and the entries it holds moved there. Nothing
+    /// happens when it already has that room, or when the allocator refuses a table: the
+    /// tables then grow as entries come, as without it.
     pub fn reserve_total(&mut self, total: usize) {
-        let per_slice = total.div_ceil(SLICES);
-        for slice in self.slices.iter_mut() {
-            let _ = slice.try_reserve(per_slice.saturating_sub(slice.len()));
+        let Some(layout) = Layout::for_total(total) else { return };
+        if layout.room() <= self.capacity() {
+            return;
+        }
+        let mut slices = Vec::with_capacity(layout.slices);
+        for _ in 0..layout.slices {
+            let mut table = HashMap::default();
+            if table.try_reserve(layout.per_slice).is_err() {
+                return;
+            }
+            slices.push(table);
+        }
+        let old = std::mem::replace(&mut self.slices, slices.into_boxed_slice());
+        for table in old.into_vec() {
+            for (key, value) in table {
+                self.slice_mut(key.get()).insert(key, value);
+            }
         }
     }
 
@@ -127,7 +169,7 @@ impl<V> SlicedMap<V> {
     /// Removes `key`; returns its value.
     #[inline]
     pub fn remove(&mut self, key: &u128) -> Option<V> {
-        let removed = self.slices[slice_of(*key)].remove(&SplitKey::of(*key));
+        let removed = self.slice_mut(*key).remove(&SplitKey::of(*key));
         self.len -= usize::from(removed.is_some());
         removed
     }
@@ -158,6 +200,34 @@ impl<V> SlicedMap<V> {
     /// Every value, in no particular order.
     pub fn values(&self) -> impl Iterator<Item = &V> + '_ {
         self.slices.iter().flat_map(|slice| slice.values())
+    }
+}
+
+/// How many tables a map is split into, and the entries each has room for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    slices: usize,
+    per_slice: usize,
+}
+
+impl Layout {
+    /// The layout for `total` entries with an eighth more to spare: the largest power-of-two
+    /// table size that 64 tables do not outgrow, and as many tables of it as the entries need
+    /// (64 to 128, so each ends at 44-88% of its buckets; at `total` itself, about 78%).
+    /// `None` when 64 tables of 8 buckets hold it.
+    fn for_total(total: usize) -> Option<Layout> {
+        let want = total.checked_add(total / 8)?;
+        let mut buckets = 8usize;
+        while table_room(buckets.checked_mul(2)?).checked_mul(SLICES)? <= want {
+            buckets *= 2;
+        }
+        let per_slice = table_room(buckets);
+        (want > table_room(8) * SLICES).then(|| Layout { slices: want.div_ceil(per_slice), per_slice })
+    }
+
+    /// Entries the layout holds before any table grows.
+    fn room(self) -> usize {
+        self.slices * self.per_slice
     }
 }
 
@@ -239,6 +309,48 @@ mod tests {
             postcard::from_bytes(&postcard::to_stdvec(&plain).expect("encode")).expect("decode");
         assert_eq!(again.len(), plain.len());
         assert!(keys.iter().all(|k| again.get(k) == plain.get(k)));
+    }
+
+    #[test]
+    fn a_layout_fills_its_tables_to_about_78_percent_at_any_size() {
+        assert_eq!(Layout::for_total(0), None);
+        assert_eq!(Layout::for_total(398), None, "448 entries with an eighth to spare fit 64 tables of 8");
+        assert_eq!(Layout::for_total(usize::MAX), None, "an absurd size is no layout");
+        for total in [500, 1000, 64_000, 1 << 20, 2_500_000, 3_000_000, 123_456_789] {
+            let layout = Layout::for_total(total).expect("larger than the default");
+            let buckets = layout.per_slice / 7 * 8;
+            assert!(buckets.is_power_of_two() && (SLICES..=2 * SLICES).contains(&layout.slices), "{layout:?}");
+            assert!(layout.room() >= total + total / 8, "room for an eighth more: {layout:?}");
+            let load = total as f64 / (layout.slices * buckets) as f64;
+            assert!((0.76..=0.78).contains(&load), "{total} entries fill {load:.3} of {layout:?}");
+        }
+    }
+
+    #[test]
+    fn laying_out_again_keeps_every_entry_and_the_room_it_promised() {
+        let keys: Vec<u128> = (0..5000u128).map(|i| xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes())).collect();
+        let mut sliced = SlicedMap::default();
+        for (i, &key) in keys.iter().take(1000).enumerate() {
+            sliced.insert(key, i);
+        }
+        sliced.reserve_total(100_000);
+        let layout = Layout::for_total(100_000).expect("a layout");
+        assert_eq!(sliced.slices.len(), layout.slices);
+        assert!(sliced.capacity() >= layout.room());
+        assert_eq!(sliced.len(), 1000);
+        assert!(keys.iter().take(1000).enumerate().all(|(i, k)| sliced.get(k) == Some(&i)));
+        for (i, &key) in keys.iter().enumerate().skip(1000) {
+            assert_eq!(sliced.insert(key, i), None);
+        }
+        assert_eq!(sliced.remove(&keys[4999]), Some(4999));
+        assert_eq!(sliced.len(), 4999);
+        let capacity = sliced.capacity();
+        sliced.reserve_total(1000);
+        assert_eq!(sliced.capacity(), capacity, "a smaller size changes nothing");
+        let bytes = postcard::to_stdvec(&sliced).expect("encode");
+        let back: SlicedMap<usize> = postcard::from_bytes(&bytes).expect("decode");
+        assert_eq!(back.slices.len(), SLICES, "a checkpoint does not depend on the layout");
+        assert!(keys.iter().take(4999).enumerate().all(|(i, k)| back.get(k) == Some(&i)));
     }
 
     #[test]

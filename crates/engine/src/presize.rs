@@ -7,10 +7,10 @@
 //! small part of it, it can tell how large its tables will get and make room for them once.
 //!
 //! The guess is linear: a table that holds `n` entries after a fraction `f` of the bytes will
-//! hold about `n / f`. Only three quarters of that is reserved: a table sized from a guess that
-//! is too high wastes up to half of itself (sizes are powers of two), while one sized too low
-//! only grows the rest of the way as it did before. Nothing else depends on it: what is netted,
-//! and every output byte, is the same with or without it.
+//! hold about `n / f`. The tables are laid out for that many, an eighth more to spare
+//! (`SlicedMap::reserve_total`): a guess that is too low only lets them grow the rest of the way
+//! as they did before, one too high leaves them emptier. Nothing else depends on it: what is
+//! netted, and every output byte, is the same with or without it.
 
 use clearhouse_ingest::RawBatch;
 
@@ -51,11 +51,10 @@ impl Presize {
 }
 
 impl Growth {
-    /// Entries to make room for, for a table holding `len` now: three quarters of `len`
-    /// scaled from the bytes seen to the whole input.
+    /// Entries expected at the end of input in a table holding `len` now: `len` scaled from
+    /// the bytes seen to the whole input.
     pub(crate) fn expected(self, len: usize) -> usize {
-        let scaled =
-            (len as u128).saturating_mul(u128::from(self.total)).saturating_mul(3) / (u128::from(self.seen) * 4);
+        let scaled = (len as u128).saturating_mul(u128::from(self.total)) / u128::from(self.seen);
         usize::try_from(scaled).unwrap_or(usize::MAX)
     }
 }
@@ -76,7 +75,7 @@ mod tests {
         let mut presize = Presize::new(Some(3_200_000));
         assert!(presize.observe(&batch(999, 99)).is_none(), "999 lines are less than a 32nd");
         let growth = presize.observe(&batch(1, 99)).expect("1,000 lines are a 32nd");
-        assert_eq!(growth.expected(400), 400 * 32 * 3 / 4);
+        assert_eq!(growth.expected(400), 400 * 32);
         assert!(presize.observe(&batch(1000, 99)).is_none(), "once");
     }
 

@@ -207,9 +207,10 @@ impl Netter {
         self.state.captures.len() + self.state.originals.len() + self.state.refunds.len()
     }
 
-    /// Makes room in each history table (captures, originals, refunds) for `expected(len)`
-    /// entries, `len` being what it holds now: file mode sizes the tables once for the whole
-    /// input instead of doubling them all the way (`engine`'s presizing).
+    /// Lays each history table (captures, originals, refunds) out for the `expected(len)`
+    /// entries it should hold at the end, `len` being what it holds now: file mode sizes the
+    /// tables once for the whole input instead of doubling them all the way (`engine`'s
+    /// presizing, `SlicedMap::reserve_total`).
     pub fn reserve_history(&mut self, expected: impl Fn(usize) -> usize) {
         let state = &mut self.state;
         state.captures.reserve_total(expected(state.captures.len()));
