@@ -1,11 +1,17 @@
-//! The set of EndToEndIds a file's check has seen, each held inline.
+//! The EndToEndIds a file's check has seen.
 //!
 //! Why: both pre-publish checks (the clearing file's reader and the credit file's scan) prove
 //! that ids are unique or count the distinct ones, and a window has about one id per refund. As
 //! `String`s in a `BTreeSet`, each id was an allocation and a few string comparisons; inline in
-//! a hash set it is a 36-byte copy and one probe.
+//! a hash set ([`IdSet`]) it is a 36-byte copy and one probe. The clearing reader counts the
+//! distinct ids of one batch at a time, a set that stays in cache. The credit file's scan
+//! proves a whole file's ids distinct, millions at five million lines, and a set that size
+//! missed the cache on every probe (8% of the encoding at 5 M lines, docs/benchmarks.md): it
+//! lists them ([`UniqueIds`]) and sorts the list once at the end.
 
 use std::collections::HashSet;
+
+use xxhash_rust::xxh3::xxh3_128;
 
 /// The longest EndToEndId ISO 20022 allows, and the length of every id Clearhouse makes.
 pub(crate) const MAX_ID_BYTES: usize = 35;
@@ -32,11 +38,6 @@ pub(crate) struct IdSet {
 }
 
 impl IdSet {
-    /// An empty set with room for `ids` (a file's check knows how many transfers it will see).
-    pub(crate) fn with_capacity(ids: usize) -> IdSet {
-        IdSet { ids: HashSet::with_capacity_and_hasher(ids, foldhash::fast::RandomState::default()) }
-    }
-
     /// Adds `id`: `Some(true)` when it is new, `Some(false)` when it was there, `None` when it
     /// is empty or longer than [`MAX_ID_BYTES`] (no set holds it).
     pub(crate) fn insert(&mut self, id: &[u8]) -> Option<bool> {
@@ -68,9 +69,64 @@ impl IdSet {
     }
 }
 
+/// A file's EndToEndIds, all to be distinct: each one's 128-bit hash appended as it comes,
+/// the list sorted once at the end and neighbours compared. A repeated id always repeats its
+/// hash, so no repeat goes unseen; two distinct ids would pass for one only if their xxh3-128
+/// hashes collided (about 2^-128 per pair), and that would stop a file, never publish a wrong
+/// one.
+#[derive(Default)]
+pub(crate) struct UniqueIds {
+    hashes: Vec<u128>,
+}
+
+impl UniqueIds {
+    /// An empty list with room for `ids`.
+    pub(crate) fn with_capacity(ids: usize) -> UniqueIds {
+        UniqueIds { hashes: Vec::with_capacity(ids) }
+    }
+
+    /// Adds `id`; `false` when it is empty or longer than [`MAX_ID_BYTES`] (no file may hold it).
+    pub(crate) fn push(&mut self, id: &[u8]) -> bool {
+        let fits = !id.is_empty() && id.len() <= MAX_ID_BYTES;
+        if fits {
+            self.hashes.push(xxh3_128(id));
+        }
+        fits
+    }
+
+    /// Number of ids added.
+    pub(crate) fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    /// Whether every id added is distinct; empties the list.
+    pub(crate) fn all_distinct(&mut self) -> bool {
+        self.hashes.sort_unstable();
+        let distinct = self.hashes.windows(2).all(|pair| pair[0] != pair[1]);
+        self.hashes.clear();
+        distinct
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unique_ids_see_every_repeat_and_refuse_what_no_file_may_hold() {
+        let mut ids = UniqueIds::with_capacity(4);
+        assert!(ids.push(b"20250301T1600ZRb") && ids.push(b"20250301T1600ZRa"));
+        assert!(!ids.push(b"") && !ids.push(&[b'x'; 36]));
+        assert!(ids.push(&[b'x'; 35]));
+        assert_eq!(ids.len(), 3);
+        assert!(ids.all_distinct());
+        assert_eq!(ids.len(), 0, "emptied");
+        assert!(ids.all_distinct(), "none is distinct");
+        for id in [&b"a"[..], b"b", b"c", b"b"] {
+            ids.push(id);
+        }
+        assert!(!ids.all_distinct(), "b twice, apart");
+    }
 
     #[test]
     fn counts_distinct_ids_and_refuses_what_no_file_may_hold() {

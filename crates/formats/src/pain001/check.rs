@@ -12,7 +12,7 @@ use clearhouse_domain::Currency;
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
-use crate::ids::IdSet;
+use crate::ids::UniqueIds;
 use crate::marks::Marks;
 
 /// The kinds of mark the scan looks for: `<` and `>`.
@@ -74,7 +74,7 @@ pub struct Scan {
     in_group: bool,
     payment: Option<Tally>,
     payments: usize,
-    ids: IdSet,
+    ids: UniqueIds,
     /// The bytes fed so far from the first element not yet complete (its text runs to the
     /// next `<`), usually a few bytes.
     carry: Vec<u8>,
@@ -88,7 +88,7 @@ impl Scan {
     }
 
     /// [`Scan::new`] with room for the EndToEndIds of `transfers` transfers (what the encoder
-    /// writes; a wrong number only costs the set a growth or some room).
+    /// writes; a wrong number only costs the list a growth or some room).
     pub fn expecting(currency: Currency, transfers: usize) -> Scan {
         Scan {
             currency,
@@ -97,7 +97,7 @@ impl Scan {
             in_group: false,
             payment: None,
             payments: 0,
-            ids: IdSet::with_capacity(transfers),
+            ids: UniqueIds::with_capacity(transfers),
             carry: Vec::new(),
             hasher: Sha256::new(),
         }
@@ -186,10 +186,9 @@ impl Scan {
                         _ => tally.stated_sum = Some(text.to_vec()),
                     }
                 }
-                b"EndToEndId" => match self.ids.insert(text) {
-                    Some(true) => {}
-                    _ => return Err(format!("EndToEndId {:?} is empty, too long or repeated", lossy(text))),
-                },
+                b"EndToEndId" if !self.ids.push(text) => {
+                    return Err(format!("EndToEndId {:?} is empty or too long", lossy(text)));
+                }
                 t if t.starts_with(b"InstdAmt") => {
                     let (true, Some(p)) = (t == self.amount_tag.as_bytes(), self.payment.as_mut()) else {
                         return Err(format!("<{}> outside a payment or not in {currency}", lossy(t)));
@@ -221,6 +220,9 @@ impl Scan {
         self.group.compare(currency, "GrpHdr")?;
         if self.ids.len() as u64 != self.group.count {
             return Err(format!("{} EndToEndIds for {} transfers", self.ids.len(), self.group.count));
+        }
+        if !self.ids.all_distinct() {
+            return Err("an EndToEndId is repeated".to_owned());
         }
         let checked = Checked {
             records: self.group.count,
@@ -266,6 +268,7 @@ mod tests {
         let cases = [
             ("<InstdAmt Ccy=\"CNY\">2.25<", "<InstdAmt Ccy=\"CNY\">2.26<", "CtrlSum"),
             ("<EndToEndId>B<", "<EndToEndId>A<", "repeated"),
+            ("<EndToEndId>B<", "<EndToEndId><", "empty"),
             ("<InstdAmt Ccy=\"CNY\">1.25", "<InstdAmt Ccy=\"JPY\">1.25", "not in CNY"),
             ("1.25</InstdAmt>", "1.250</InstdAmt>", "2 decimals"),
             ("<GrpHdr><MsgId>M</MsgId><NbOfTxs>2", "<GrpHdr><MsgId>M</MsgId><NbOfTxs>3", "GrpHdr: NbOfTxs"),
