@@ -133,3 +133,18 @@ fn verify_never_reads_a_path_a_manifest_makes_up() {
             .stderr(predicate::str::contains("secret").not());
     }
 }
+
+#[test]
+fn a_file_listed_twice_is_named_and_read_once() {
+    let mut files = sample_files();
+    let name = "manifest-20261120T1500Z.json";
+    let text = String::from_utf8(files[name].clone()).expect("manifest text");
+    let twice = text.replacen("\"pain001-20261120T1500Z-CNY.xml\"", "\"clearing-20261120T1500Z-CNY.txt\"", 1);
+    assert_ne!(twice, text, "the sample's window pays in CNY");
+    files.insert(name.to_owned(), twice.into_bytes());
+    let found = problems(&files);
+    let expected = format!("{name}: lists \"clearing-20261120T1500Z-CNY.txt\" more than once");
+    assert!(found.contains(&expected), "{found:#?}");
+    let unlisted = format!("{name}: CNY has refund credits but no pain.001 file");
+    assert!(found.contains(&unlisted), "the credit file it no longer lists: {found:#?}");
+}

@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 
 use crate::WindowMeta;
 
-pub use read::{read, Check, ClearingError, ReadBatch, ReadFile};
+pub use read::{read, read_hashed, Check, ClearingError, ReadBatch, ReadFile};
 
 /// Format tag in the header record.
 pub const FORMAT: &str = "CLEARHOUSE-CLEARING";

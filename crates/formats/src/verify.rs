@@ -49,12 +49,26 @@ struct Files<'a> {
 
 impl Files<'_> {
     fn read(&mut self, name: &str, report: &mut Report) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.store.get(name) {
-            Ok(Some(bytes)) => {
-                if self.hashes.insert(name.to_owned(), sha256_hex(&bytes)).is_none() {
+        let got = self.store.get(name);
+        let hash = got.as_ref().ok().and_then(Option::as_deref).map(sha256_hex);
+        Ok(self.record(name, got.map(|bytes| bytes.zip(hash)), report)?.map(|(bytes, _)| bytes))
+    }
+
+    /// Takes in what reading `name` gave (its bytes, or whatever else, with their hash): the
+    /// hash is remembered and the file counted once; a name that is not a regular file is a
+    /// problem, other failures an error.
+    fn record<T>(
+        &mut self,
+        name: &str,
+        got: Result<Option<(T, String)>, StoreError>,
+        report: &mut Report,
+    ) -> Result<Option<(T, String)>, StoreError> {
+        match got {
+            Ok(Some((read, hash))) => {
+                if self.hashes.insert(name.to_owned(), hash.clone()).is_none() {
                     report.files += 1;
                 }
-                Ok(Some(bytes))
+                Ok(Some((read, hash)))
             }
             Ok(None) => Ok(None),
             Err(e @ (StoreError::NotRegular { .. } | StoreError::BadName { .. })) => {

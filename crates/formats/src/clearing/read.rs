@@ -54,9 +54,15 @@ fn err<T>(line: usize, problem: impl Into<String>) -> Result<T, ClearingError> {
 
 /// Parses `bytes` and checks every control total, conservation and the trailer hash.
 pub fn read(bytes: &[u8]) -> Result<ReadFile, ClearingError> {
+    read_hashed(bytes).map(|(file, _)| file)
+}
+
+/// [`read`], with the SHA-256 (hex) of all of `bytes`, which the read computes anyway (the
+/// trailer states the hash of the lines before it).
+pub fn read_hashed(bytes: &[u8]) -> Result<(ReadFile, String), ClearingError> {
     let mut check = Check::new();
     check.feed(bytes)?;
-    check.finish().map(|(file, _)| file)
+    check.finish()
 }
 
 /// A clearing file read as it is written: fed its bytes in pieces of any size (lines are
@@ -427,6 +433,14 @@ mod tests {
             assert_eq!(counted.refund_credit_count, kept.refund_credit_count);
         }
         assert!(read.batches.iter().any(|b| b.refund_credit_count > 0), "the sample pays refunds");
+    }
+
+    #[test]
+    fn the_hash_of_a_read_is_the_hash_of_every_byte() {
+        let text = golden();
+        let (read_back, hash) = read_hashed(text.as_bytes()).expect("golden file reads");
+        assert_eq!(hash, crate::sha256_hex(text.as_bytes()), "what verify records for the seal");
+        assert_eq!(read_back, read(text.as_bytes()).expect("reads"));
     }
 
     #[test]

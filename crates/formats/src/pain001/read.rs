@@ -2,12 +2,12 @@
 //! `EndToEndId` checked. `verify` runs it on files on disk; the encoder's own pre-publish check is
 //! the lighter scan in `check.rs`.
 
-use std::collections::BTreeSet;
-
 use clearhouse_domain::Currency;
 use quick_xml::events::Event;
 use quick_xml::Reader;
 use rust_decimal::Decimal;
+
+use crate::ids::{first_repeated, MAX_ID_BYTES};
 
 /// One `PmtInf` read back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -142,11 +142,12 @@ pub fn read(bytes: &[u8], currency: Currency) -> Result<ReadPain, String> {
     for (payment, tally) in out.payments.iter().zip(&payment_counts) {
         check_counts(tally, payment.transfers.len(), payment.total, currency, &payment.id)?;
     }
-    let mut seen = BTreeSet::new();
-    for (e2e, _) in out.payments.iter().flat_map(|p| &p.transfers) {
-        if e2e.is_empty() || e2e.len() > 35 || !seen.insert(e2e.clone()) {
-            return Err(format!("EndToEndId {e2e:?} is empty, too long or repeated"));
-        }
+    let ids = || out.payments.iter().flat_map(|p| &p.transfers).map(|(e2e, _)| e2e.as_str());
+    if let Some(bad) = ids().find(|e2e| e2e.is_empty() || e2e.len() > MAX_ID_BYTES) {
+        return Err(format!("EndToEndId {bad:?} is empty or too long"));
+    }
+    if let Some(repeated) = first_repeated(ids()) {
+        return Err(format!("EndToEndId {repeated:?} is repeated"));
     }
     Ok(out)
 }

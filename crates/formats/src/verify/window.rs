@@ -1,13 +1,15 @@
 //! The checks of one window: its manifest against itself, its bounds, and every file it lists.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clearhouse_domain::{Currency, Totals, WindowId};
 use rust_decimal::Decimal;
 
 use super::{Files, Report};
+use crate::ids::sorted_distinct;
 use crate::manifest::{Manifest, ManifestBatch, FORMAT};
-use crate::store::StoreError;
+use crate::store::{OutputStore, StoreError};
 use crate::{bounded_amount, clearing, pain001, sha256_hex};
 
 /// Checks one manifest: its own figures and bounds, then every file it lists.
@@ -43,48 +45,54 @@ pub(super) fn check(
     }
     let mut clearing_by_currency: BTreeMap<String, clearing::ReadFile> = BTreeMap::new();
     let mut pain_by_currency: BTreeMap<String, pain001::ReadPain> = BTreeMap::new();
-    for file in &m.files {
-        // Only this window's own file names: a manifest cannot send verify anywhere else.
-        let currency = window.and_then(|w| window_file_currency(&file.path, w));
+    // Only this window's own file names: a manifest cannot send verify anywhere else. Each is
+    // read once: what is held at a time is then bounded by the window's own files.
+    let currencies: Vec<Option<Currency>> =
+        m.files.iter().map(|file| window.and_then(|w| window_file_currency(&file.path, w))).collect();
+    let mut first = BTreeSet::new();
+    let once: Vec<bool> = m.files.iter().map(|file| first.insert(file.path.as_str())).collect();
+    let jobs = m.files.iter().zip(&currencies).zip(&once).enumerate();
+    let jobs: Vec<(usize, &str, Currency)> =
+        jobs.filter_map(|(at, ((f, c), once))| Some((at, f.path.as_str(), (*c).filter(|_| *once)?))).collect();
+    let mut read = read_all(files.store, &jobs, m.files.len());
+    for (((file, currency), once), got) in m.files.iter().zip(currencies).zip(once).zip(read.iter_mut()) {
         let Some(currency) = currency else {
             report.problem(name, format!("lists {:?}, which is not a file name of window {}", file.path, m.window_id));
             continue;
         };
+        let (true, Some(got)) = (once, got.take()) else {
+            report.problem(name, format!("lists {:?} more than once", file.path));
+            continue;
+        };
         accounted.insert(file.path.clone());
-        let Some(bytes) = files.read(&file.path, report)? else {
+        let Some((content, hash)) = files.record(&file.path, got, report)? else {
             report.problem(&file.path, format!("listed in {name} but missing"));
             continue;
         };
-        let hash = sha256_hex(&bytes);
         if hash != file.sha256 {
             report.problem(&file.path, format!("SHA-256 is {hash}, {name} says {}", file.sha256));
         }
-        let records = if file.path.starts_with("clearing-") {
-            match clearing::read(&bytes) {
-                Ok(read) => {
-                    let records = read.records;
-                    clearing_by_currency.insert(currency.to_string(), read);
-                    records
-                }
-                Err(e) => {
-                    report.problem(&file.path, e);
-                    continue;
-                }
+        let records = match content {
+            Content::Clearing(Ok(read)) => {
+                let records = read.records;
+                clearing_by_currency.insert(currency.to_string(), read);
+                records
             }
-        } else {
-            match pain001::read(&bytes, currency) {
-                Ok(read) => {
-                    let records = read.payments.iter().map(|p| p.transfers.len() as u64).sum();
-                    // A window's credits in one currency may span several files: check them as one.
-                    let all = pain_by_currency.entry(currency.to_string()).or_default();
-                    all.total += read.total;
-                    all.payments.extend(read.payments);
-                    records
-                }
-                Err(e) => {
-                    report.problem(&file.path, e);
-                    continue;
-                }
+            Content::Credits(Ok(read)) => {
+                let records = read.payments.iter().map(|p| p.transfers.len() as u64).sum();
+                // A window's credits in one currency may span several files: check them as one.
+                let all = pain_by_currency.entry(currency.to_string()).or_default();
+                all.total += read.total;
+                all.payments.extend(read.payments);
+                records
+            }
+            Content::Clearing(Err(e)) => {
+                report.problem(&file.path, e);
+                continue;
+            }
+            Content::Credits(Err(e)) => {
+                report.problem(&file.path, e);
+                continue;
             }
         };
         if records != file.records {
@@ -93,6 +101,57 @@ pub(super) fn check(
     }
     cross_check(name, m, &clearing_by_currency, &pain_by_currency, report);
     Ok(())
+}
+
+/// What a listed file holds, read by its kind.
+enum Content {
+    Clearing(Result<clearing::ReadFile, clearing::ClearingError>),
+    Credits(Result<pain001::ReadPain, String>),
+}
+
+/// A listed file read, parsed and hashed (`None` when absent).
+type Got = Result<Option<(Content, String)>, StoreError>;
+
+/// Reads, hashes and parses the files of `jobs` (position, name, currency) on as many threads
+/// as there are cores, each holding one file's bytes at a time; returns what each gave, by
+/// position among `len`. The report is then written in the manifest's order, so it is the same
+/// whatever the threads' timing. A clearing file's hash comes from its read, which hashes
+/// every line anyway; a credit file is hashed, then parsed.
+fn read_all(store: &dyn OutputStore, jobs: &[(usize, &str, Currency)], len: usize) -> Vec<Option<Got>> {
+    let read_one = |name: &str, currency: Currency| -> Got {
+        let Some(bytes) = store.get(name)? else { return Ok(None) };
+        Ok(Some(if name.starts_with("clearing-") {
+            match clearing::read_hashed(&bytes) {
+                Ok((read, hash)) => (Content::Clearing(Ok(read)), hash),
+                Err(e) => (Content::Clearing(Err(e)), sha256_hex(&bytes)),
+            }
+        } else {
+            (Content::Credits(pain001::read(&bytes, currency)), sha256_hex(&bytes))
+        }))
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, jobs.len().max(1));
+    let next = AtomicUsize::new(0);
+    let mut out: Vec<Option<Got>> = (0..len).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    while let Some(&(at, name, currency)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        done.push((at, read_one(name, currency)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for worker in workers {
+            let done = worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            for (at, got) in done {
+                out[at] = Some(got);
+            }
+        }
+    });
+    out
 }
 
 /// The currency of `path` when it is one of `window`'s clearing or credit file names.
@@ -208,7 +267,7 @@ fn check_credits(
     report: &mut Report,
 ) {
     let refund_total: Decimal = file.batches.iter().map(|b| b.totals.refund_credits).sum();
-    let refund_ids: BTreeSet<&str> = file.batches.iter().flat_map(|b| &b.end_to_end_ids).map(String::as_str).collect();
+    let refund_ids = sorted_distinct(file.batches.iter().flat_map(|b| &b.end_to_end_ids).map(String::as_str));
     let payout_total: Decimal = file.batches.iter().map(|b| b.totals.payout).sum();
     let Some(pain) = pain else {
         if !refund_ids.is_empty() {
@@ -218,7 +277,7 @@ fn check_credits(
     };
     let transfers = pain.payments.iter().flat_map(|p| &p.transfers);
     let (refunds, payouts): (Vec<_>, Vec<_>) = transfers.partition(|(e2e, _)| e2e.as_bytes().get(14) == Some(&b'R'));
-    let pain_refund_ids: BTreeSet<&str> = refunds.iter().map(|(e, _)| e.as_str()).collect();
+    let pain_refund_ids = sorted_distinct(refunds.iter().map(|(e, _)| e.as_str()));
     let pain_refund_total: Decimal = refunds.iter().map(|(_, a)| *a).sum();
     let pain_payout_total: Decimal = payouts.iter().map(|(_, a)| *a).sum();
     if pain_refund_ids != refund_ids || pain_refund_total != refund_total {
