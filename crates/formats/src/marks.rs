@@ -28,7 +28,9 @@ impl<'a> Marks<'a> {
     }
 
     /// Position of the first `first` (`kind` 0) or `second` (`kind` 1) at or after `from`.
-    #[inline]
+    /// Always inlined: it runs per bracket, and when a change to the pain.001 scan made LLVM
+    /// stop inlining it, a `net` run took 2% more instructions (callgrind, docs/benchmarks.md).
+    #[inline(always)]
     pub(crate) fn find(&mut self, kind: usize, from: usize) -> Option<usize> {
         let mut chunk = from / CHUNK;
         if chunk != self.chunk {
