@@ -127,10 +127,19 @@ impl Daemon {
     }
 
     fn rss_bytes(&self) -> u64 {
+        self.status_bytes("VmRSS:")
+    }
+
+    /// The most the daemon has been resident so far (checkpoints included).
+    fn peak_bytes(&self) -> u64 {
+        self.status_bytes("VmHWM:")
+    }
+
+    fn status_bytes(&self, field: &str) -> u64 {
         let pid = self.child.as_ref().expect("running").id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-        let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).expect("VmRSS");
-        kib.trim().trim_end_matches("kB").trim().parse::<u64>().expect("rss") * 1024
+        let kib = status.lines().find_map(|l| l.strip_prefix(field)).expect("a field of /proc/PID/status");
+        kib.trim().trim_end_matches("kB").trim().parse::<u64>().expect("kB") * 1024
     }
 
     fn signal(&mut self, sig: &str) {
@@ -339,6 +348,7 @@ fn open_windows(brokers: &str, dir: &Path, open: u64) {
         assert!(Instant::now() < deadline, "no checkpoint covered every message");
         std::thread::sleep(Duration::from_millis(10));
     }
+    let peak = daemon.peak_bytes();
     let body = daemon.metrics().expect("metrics");
     let instructions = http::metric(&body, "clearhouse_accepted_instructions_total");
     let checkpoints = http::metric(&body, "clearhouse_checkpoint_duration_seconds_count");
@@ -362,6 +372,11 @@ fn open_windows(brokers: &str, dir: &Path, open: u64) {
         rss_full as f64 / 1048576.0,
         (rss_full.saturating_sub(rss_empty)) as f64 / 1048576.0,
         per(rss_full.saturating_sub(rss_empty) as f64)
+    );
+    println!(
+        "  peak resident, checkpoints included: {:.0} MiB = {:.0} bytes per open instruction",
+        peak as f64 / 1048576.0,
+        per(peak.saturating_sub(rss_empty) as f64)
     );
     println!("  checkpoints: {:.1} MiB on disk = {:.0} bytes per open instruction; {checkpoints} taken, mean {:.0} ms, all within {slowest} s",
         bytes as f64 / 1048576.0, per(bytes as f64), 1000.0 * seconds / checkpoints.max(1.0));

@@ -259,11 +259,18 @@ pub fn partition_of_part(name: &str) -> Option<i32> {
 /// A checkpoint's bytes: magic, lengths and checksums, the progress record (JSON, what the
 /// assembler reads without decoding the state), then the state (postcard). The codec is apart
 /// from the directory so the simulator (`clearhouse-sim`) stores exactly these bytes.
+///
+/// The state is encoded straight into the checkpoint's one buffer, sized first: a checkpoint
+/// holds every open instruction (about 210 bytes each), and encoding the state into a buffer of
+/// its own that doubled as it grew, then copying it, held up to three times its size at once
+/// (docs/benchmarks.md, the daemon's memory per open instruction).
 pub fn encode_checkpoint(partition: i32, view: &StateView<'_>, open_instructions: u64) -> Result<Vec<u8>, StateError> {
-    let body = postcard::to_stdvec(view).map_err(|e| StateError::Corrupt {
+    let cannot = |e: postcard::Error| StateError::Corrupt {
         path: PathBuf::from(format!("checkpoint of partition {partition}")),
         problem: format!("cannot encode checkpoint: {e}"),
-    })?;
+    };
+    // `experimental` in postcard's API (its size flavor), pinned by Cargo.lock like every crate.
+    let body_len = postcard::experimental::serialized_size(view).map_err(cannot)?;
     let progress = Progress {
         partition,
         next_offset: view.next_offset,
@@ -273,14 +280,19 @@ pub fn encode_checkpoint(partition: i32, view: &StateView<'_>, open_instructions
         open_instructions,
     };
     let json = serde_json::to_vec_pretty(&progress).expect("serialize progress");
-    let mut bytes = Vec::with_capacity(HEAD + json.len() + body.len());
+    let mut bytes = Vec::with_capacity(HEAD + json.len() + body_len);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(&json).to_le_bytes());
-    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(&body).to_le_bytes());
+    bytes.extend_from_slice(&(body_len as u64).to_le_bytes());
+    let body_sum = bytes.len();
+    bytes.extend_from_slice(&[0; 16]);
     bytes.extend_from_slice(&json);
-    bytes.extend_from_slice(&body);
+    let body = bytes.len();
+    let mut bytes = postcard::to_extend(view, bytes).map_err(cannot)?;
+    assert_eq!(bytes.len() - body, body_len, "checkpoint of partition {partition}: the state's size as measured");
+    let sum = xxhash_rust::xxh3::xxh3_128(&bytes[body..]);
+    bytes[body_sum..body_sum + 16].copy_from_slice(&sum.to_le_bytes());
     Ok(bytes)
 }
 
@@ -325,6 +337,50 @@ pub fn decode_part(bytes: &[u8], path: impl AsRef<Path>) -> Result<SealedPart, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkpoint_encoded_in_one_buffer_is_the_bytes_it_always_was() {
+        use clearhouse_domain::{Calendar, Policy, Schedule};
+        use clearhouse_engine::stream::{Horizons, Message, Partition};
+        let schedule = Schedule::from_config(None, Some(3600)).expect("schedule");
+        let calendar = Calendar::new("UTC", schedule, 1, []).expect("calendar");
+        let horizons = Horizons {
+            grace: jiff::SignedDuration::from_hours(1),
+            history_margin: jiff::SignedDuration::from_hours(24),
+        };
+        let mut partition =
+            Partition::new(Arc::new(calendar), Arc::new(Policy::default()), horizons, Default::default());
+        for i in 0..300u64 {
+            let (merchant, minute) = (i % 7, i % 60);
+            let payload = if i % 3 == 0 {
+                format!(
+                    r#"{{"id":"C{i}","type":"capture","merchant_id":"M{merchant}","amount":"{i}.25","currency":"EUR","event_time":"2026-11-21T10:{minute:02}:00Z"}}"#
+                )
+            } else {
+                format!(
+                    r#"{{"id":"R{i}","type":"refund","merchant_id":"M{merchant}","amount":"1.00","currency":"EUR","event_time":"2026-11-21T10:{minute:02}:00Z","original_transaction_id":"T{i}","original_amount":"2.00","original_time":"2026-11-20T00:00:00Z","payee":{{"name":"Payee {i}","account":"1234{i}","bank":"BANKCODE"}}}}"#
+                )
+            };
+            let message = Message { offset: i, key: None, timestamp: None, payload: payload.as_bytes() };
+            assert!(partition.apply(message).is_some());
+        }
+        let view = partition.checkpoint();
+        let bytes = encode_checkpoint(3, &view, 300).expect("encode");
+        // What it was encoded as before: the state in a buffer of its own, then copied.
+        let body = postcard::to_stdvec(&view).expect("body");
+        let json_len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
+        let json = &bytes[HEAD..HEAD + json_len];
+        let mut before = MAGIC.to_vec();
+        before.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        before.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(json).to_le_bytes());
+        before.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        before.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(&body).to_le_bytes());
+        before.extend_from_slice(json);
+        before.extend_from_slice(&body);
+        assert!(body.len() > 300 * 40, "the state holds the captures and refunds");
+        assert_eq!(bytes, before);
+        assert!(decode_checkpoint(&bytes, "checkpoint.bin").is_ok());
+    }
 
     #[test]
     fn a_damaged_checkpoint_is_an_error_not_an_empty_state() {
