@@ -114,8 +114,7 @@ impl UniqueIds {
 /// what `verify`'s `BTreeSet`s of them did. The hash only orders: every id is still compared
 /// whole, so no crafted collision can make two different sets look alike.
 pub(crate) fn sorted_distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<(u128, &'a str)> {
-    let mut keyed: Vec<(u128, &str)> = ids.map(|id| (xxh3_128(id.as_bytes()), id)).collect();
-    keyed.sort_unstable();
+    let mut keyed = sorted_by_hash(ids);
     keyed.dedup();
     keyed
 }
@@ -123,9 +122,14 @@ pub(crate) fn sorted_distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<(u1
 /// An id that `ids` holds more than once (the smallest by hash when there are several), found
 /// the same way.
 pub(crate) fn first_repeated<'a>(ids: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    sorted_by_hash(ids).windows(2).find(|pair| pair[0] == pair[1]).map(|pair| pair[0].1)
+}
+
+/// `ids`, each with its hash, sorted by hash and then by the id.
+fn sorted_by_hash<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<(u128, &'a str)> {
     let mut keyed: Vec<(u128, &str)> = ids.map(|id| (xxh3_128(id.as_bytes()), id)).collect();
     keyed.sort_unstable();
-    keyed.windows(2).find(|pair| pair[0] == pair[1]).map(|pair| pair[0].1)
+    keyed
 }
 
 #[cfg(test)]
